@@ -1,0 +1,11 @@
+// Package bundles ships mcpauthz's example Rego bundles. Each directory is
+// an OPA bundle (policy, data, tests) that `opa test` and mcpauthz both
+// load; FS embeds them so the binary can run on built-in defaults.
+package bundles
+
+import "embed"
+
+// FS holds every shipped bundle directory, dot files (.manifest) included.
+//
+//go:embed all:rbac
+var FS embed.FS

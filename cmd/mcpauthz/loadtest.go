@@ -1,0 +1,209 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"runtime"
+	"slices"
+	"sync"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/mcpauthz/mcpauthz/envoy"
+	"github.com/mcpauthz/mcpauthz/server"
+)
+
+// emptyAuthz is the baseline: an ext_authz handler that allows everything
+// without looking at the request.
+type emptyAuthz struct {
+	authv3.UnimplementedAuthorizationServer
+}
+
+func (emptyAuthz) Check(context.Context, *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	return envoy.Allow(nil, nil), nil
+}
+
+type loadResult struct {
+	name      string
+	n, errs   int
+	elapsed   time.Duration
+	p50, p99  time.Duration
+	perSecond float64
+}
+
+func cmdLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fl := flag.NewFlagSet("loadtest", flag.ContinueOnError)
+	fl.SetOutput(stderr)
+	duration := fl.Duration("duration", 5*time.Second, "measuring time per target")
+	conc := fl.Int("concurrency", 32, "concurrent in-flight Checks")
+	rounds := fl.Int("rounds", 2, "alternating rounds per target (the best round of each is reported)")
+	if err := fl.Parse(args); err != nil {
+		return err
+	}
+	if *duration <= 0 || *duration > 5*time.Minute || *conc < 1 || *conc > 4096 || *rounds < 1 || *rounds > 10 {
+		return fmt.Errorf("--duration must be in (0, 5m], --concurrency in [1, 4096], --rounds in [1, 10]")
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	env, err := newDevEnv()
+	if err != nil {
+		return err
+	}
+	defer env.Close()
+	cfg := env.cfg
+	cfg.Listen.GRPC, cfg.Listen.HTTP, cfg.Audit.Output = "127.0.0.1:0", "127.0.0.1:0", "off"
+
+	srv, err := server.New(ctx, cfg, server.Deps{Logger: log})
+	if err != nil {
+		return err
+	}
+	srv.Start(ctx)
+	defer func() { _ = srv.Shutdown(context.WithoutCancel(ctx)) }()
+
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	empty := grpc.NewServer()
+	authv3.RegisterAuthorizationServer(empty, emptyAuthz{})
+	go func() { _ = empty.Serve(lis) }()
+	defer empty.Stop()
+
+	req := sampleCheckRequest(env.mint("alice", []string{"viewer"}, "docs:read"))
+	// The pipeline must really allow the sample; a load of denials would
+	// measure the wrong thing.
+	if err := expectAllowed(ctx, srv.GRPCAddr(), req); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "loadtest: %d concurrent Checks, %s per round, %d rounds per target, GOMAXPROCS=%d\n",
+		*conc, *duration, *rounds, runtimeProcs())
+	best := map[string]loadResult{}
+	for range *rounds {
+		for _, tgt := range []struct{ name, addr string }{{"empty-ext_authz", lis.Addr().String()}, {"mcpauthz", srv.GRPCAddr()}} {
+			r, err := drive(ctx, tgt.name, tgt.addr, req, *conc, *duration)
+			if err != nil {
+				return err
+			}
+			if b, ok := best[tgt.name]; !ok || r.perSecond > b.perSecond {
+				best[tgt.name] = r
+			}
+		}
+	}
+	fmt.Fprintf(stdout, "%-16s %10s %12s %10s %10s %7s\n", "target", "checks", "checks/s", "p50", "p99", "errors")
+	for _, name := range []string{"empty-ext_authz", "mcpauthz"} {
+		r := best[name]
+		fmt.Fprintf(stdout, "%-16s %10d %12.0f %10s %10s %7d\n", r.name, r.n, r.perSecond, r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.errs)
+	}
+	ratio := best["mcpauthz"].perSecond / best["empty-ext_authz"].perSecond
+	fmt.Fprintf(stdout, "throughput ratio mcpauthz/empty = %.2f (target >= 0.60)\n", ratio)
+	if best["mcpauthz"].errs > 0 {
+		return fmt.Errorf("%d Checks failed or were denied", best["mcpauthz"].errs)
+	}
+	return nil
+}
+
+func expectAllowed(ctx context.Context, addr string, req *authv3.CheckRequest) error {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	resp, err := authv3.NewAuthorizationClient(conn).Check(ctx, req)
+	if err != nil {
+		return fmt.Errorf("sample Check: %w", err)
+	}
+	if resp.GetOkResponse() == nil {
+		return fmt.Errorf("sample Check was denied (status %d): %s", resp.GetDeniedResponse().GetStatus().GetCode(), resp.GetDeniedResponse().GetBody())
+	}
+	return nil
+}
+
+func drive(ctx context.Context, name, addr string, req *authv3.CheckRequest, conc int, d time.Duration) (loadResult, error) {
+	// A few connections, as Envoy keeps a small pool of HTTP/2 connections.
+	const conns = 4
+	clients := make([]authv3.AuthorizationClient, conns)
+	for i := range clients {
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return loadResult{}, err
+		}
+		defer conn.Close()
+		clients[i] = authv3.NewAuthorizationClient(conn)
+	}
+	ctx, cancel := context.WithTimeout(ctx, d+5*time.Second)
+	defer cancel()
+	var (
+		mu   sync.Mutex
+		lats []time.Duration
+		errs int
+		wg   sync.WaitGroup
+	)
+	start := time.Now()
+	deadline := start.Add(d)
+	for w := range conc {
+		wg.Add(1)
+		go func(c authv3.AuthorizationClient) {
+			defer wg.Done()
+			local := make([]time.Duration, 0, 4096)
+			bad := 0
+			for time.Now().Before(deadline) {
+				t0 := time.Now()
+				resp, err := c.Check(ctx, req)
+				local = append(local, time.Since(t0))
+				if err != nil || resp.GetOkResponse() == nil {
+					bad++
+				}
+			}
+			mu.Lock()
+			lats = append(lats, local...)
+			errs += bad
+			mu.Unlock()
+		}(clients[w%conns])
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	slices.Sort(lats)
+	r := loadResult{name: name, n: len(lats), errs: errs, elapsed: elapsed}
+	if len(lats) > 0 {
+		r.p50 = lats[len(lats)/2]
+		r.p99 = lats[len(lats)*99/100]
+		r.perSecond = float64(len(lats)) / elapsed.Seconds()
+	}
+	return r, nil
+}
+
+// sampleCheckRequest is a warm-path Check as Envoy sends it: a 2025-06-18
+// tools/call of readDocument by a viewer, body packed as bytes.
+func sampleCheckRequest(token string) *authv3.CheckRequest {
+	body := []byte(`{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"readDocument","arguments":{"id":"doc-1"}}}`)
+	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		Source: &authv3.AttributeContext_Peer{Address: sockAddr("127.0.0.1", 50000)},
+		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+			Id: "load-1", Method: "POST", Path: "/docs/mcp", Host: "127.0.0.1:10000", Scheme: "http", Protocol: "HTTP/1.1",
+			Headers: map[string]string{
+				":authority": "127.0.0.1:10000", ":method": "POST", ":path": "/docs/mcp", ":scheme": "http",
+				"authorization": "Bearer " + token, "content-type": "application/json",
+				"accept": "application/json, text/event-stream", "mcp-protocol-version": "2025-06-18",
+				"mcp-session-id": "load-session", "x-request-id": "load-1", "x-envoy-auth-partial-body": "false",
+				"user-agent": "mcpauthz-loadtest",
+			},
+			RawBody: body,
+		}},
+		ContextExtensions: map[string]string{server.ContextExtensionKey: "docs"},
+	}}
+}
+
+func runtimeProcs() int { return runtime.GOMAXPROCS(0) }
+
+func sockAddr(ip string, port uint32) *corev3.Address {
+	return &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+		Address: ip, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port},
+	}}}
+}

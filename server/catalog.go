@@ -1,0 +1,149 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"sort"
+	"strings"
+
+	"github.com/mcpauthz/mcpauthz/credentials/outbound"
+	"github.com/mcpauthz/mcpauthz/policy"
+	"github.com/mcpauthz/mcpauthz/server/config"
+)
+
+// ContextExtensionKey is the route context_extensions key naming the MCP
+// server a request is for.
+const ContextExtensionKey = "mcp_server"
+
+// mcpServer is one catalog entry with everything the hot path needs
+// precomputed. Immutable after construction.
+type mcpServer struct {
+	cfg          config.Server
+	id           string
+	resource     string // canonical resource URL
+	metadataURL  string
+	metadataPath string
+	challenge    string // WWW-Authenticate for a missing token
+	challengeBad string // WWW-Authenticate for a rejected token
+	origins      map[string]bool
+	issuers      map[string]bool // accepted iss values; nil = all
+	cred         outbound.Provider
+	credMode     outbound.Mode
+	policy       policy.Server
+}
+
+// catalog maps requests to MCP servers. Immutable after construction; safe
+// for concurrent use.
+type catalog struct {
+	byID    map[string]*mcpServer
+	ordered []*mcpServer // by descending path prefix length, for fallback matching
+}
+
+func newCatalog(ctx context.Context, cfg *config.Config, opts outbound.Options) (*catalog, error) {
+	c := &catalog{byID: map[string]*mcpServer{}}
+	issuerURL := map[string]string{}
+	for _, is := range cfg.Identity.Issuers {
+		issuerURL[is.Name] = is.Issuer
+	}
+	for i, sc := range cfg.Servers {
+		prov, err := outbound.New(ctx, sc.Credential, opts)
+		if err != nil {
+			return nil, fmt.Errorf("server: servers[%d] (%s) credential: %w", i, sc.ID, err)
+		}
+		u, err := url.Parse(sc.Resource)
+		if err != nil {
+			return nil, fmt.Errorf("server: servers[%d].resource: %w", i, err)
+		}
+		s := &mcpServer{
+			cfg:      sc,
+			id:       sc.ID,
+			resource: config.CanonicalURL(sc.Resource),
+			origins:  map[string]bool{},
+			cred:     prov,
+			credMode: sc.Credential.Mode,
+		}
+		s.metadataPath = "/.well-known/oauth-protected-resource" + strings.TrimSuffix(u.EscapedPath(), "/")
+		s.metadataURL = strings.ToLower(u.Scheme) + "://" + u.Host + s.metadataPath
+		scope := ""
+		if len(sc.Scopes) > 0 {
+			scope = `, scope="` + strings.Join(sc.Scopes, " ") + `"`
+		}
+		s.challenge = `Bearer resource_metadata="` + s.metadataURL + `"` + scope
+		s.challengeBad = `Bearer error="invalid_token", resource_metadata="` + s.metadataURL + `"` + scope
+		for _, o := range sc.AllowedOrigins {
+			s.origins[strings.ToLower(strings.TrimSuffix(o, "/"))] = true
+		}
+		if len(sc.Issuers) > 0 {
+			s.issuers = map[string]bool{}
+			for _, n := range sc.Issuers {
+				s.issuers[issuerURL[n]] = true
+			}
+		}
+		s.policy = policy.Server{
+			ID:             sc.ID,
+			Resource:       sc.Resource,
+			Scopes:         sc.Scopes,
+			CredentialMode: string(sc.Credential.Mode),
+			Labels:         sc.Labels,
+		}
+		c.byID[sc.ID] = s
+		c.ordered = append(c.ordered, s)
+	}
+	sort.SliceStable(c.ordered, func(i, j int) bool {
+		return len(c.ordered[i].cfg.Match.PathPrefix) > len(c.ordered[j].cfg.Match.PathPrefix)
+	})
+	return c, nil
+}
+
+// route finds the server for a request: the route's context_extensions
+// first (an unknown name is not silently re-routed), then host + path
+// prefix. It returns nil when nothing matches.
+func (c *catalog) route(ext map[string]string, host, path string) *mcpServer {
+	if id, ok := ext[ContextExtensionKey]; ok {
+		return c.byID[id]
+	}
+	h := strings.ToLower(host)
+	if hh, _, err := net.SplitHostPort(h); err == nil {
+		h = hh
+	}
+	for _, s := range c.ordered {
+		m := s.cfg.Match
+		if m.Host == "" && m.PathPrefix == "" {
+			continue
+		}
+		if m.Host != "" && m.Host != h {
+			if mh, _, err := net.SplitHostPort(m.Host); err != nil || mh != h {
+				continue
+			}
+		}
+		if m.PathPrefix != "" && !strings.HasPrefix(path, m.PathPrefix) {
+			continue
+		}
+		return s
+	}
+	return nil
+}
+
+// byMetadataPath finds the server whose RFC 9728 document lives at path.
+func (c *catalog) byMetadataPath(host, path string) *mcpServer {
+	var found *mcpServer
+	for _, s := range c.ordered {
+		if s.metadataPath != path {
+			continue
+		}
+		if found != nil { // same path on two hosts: disambiguate by host
+			u, _ := url.Parse(s.cfg.Resource)
+			if u != nil && strings.EqualFold(u.Host, host) {
+				found = s
+			}
+			continue
+		}
+		found = s
+	}
+	if found == nil && path == "/.well-known/oauth-protected-resource" && len(c.ordered) == 1 {
+		return c.ordered[0]
+	}
+	return found
+}

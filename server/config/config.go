@@ -1,0 +1,399 @@
+// Package config is the mcpauthz configuration file: one YAML document,
+// decoded strictly (unknown keys are errors that name their field path) and
+// validated in full before anything listens. Secrets appear only as
+// {env: NAME} or {file: PATH} references (see credentials/secret).
+//
+// Each subsystem owns its part of the file (policy.Config, identity.Config,
+// outbound.Config); this package composes them, adds the catalog of MCP
+// servers behind Envoy, and prefixes their errors with field paths.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"reflect"
+	"regexp"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/mcpauthz/mcpauthz/credentials/identity"
+	"github.com/mcpauthz/mcpauthz/credentials/outbound"
+	"github.com/mcpauthz/mcpauthz/policy"
+)
+
+// Config is the whole mcpauthz configuration file.
+type Config struct {
+	// Version of the file format; only 1 exists.
+	Version  int             `yaml:"version"`
+	Listen   Listen          `yaml:"listen"`
+	Identity identity.Config `yaml:"identity"`
+	Policy   policy.Config   `yaml:"policy"`
+	MCP      MCP             `yaml:"mcp"`
+	Headers  Headers         `yaml:"headers"`
+	Audit    Audit           `yaml:"audit"`
+	Servers  []Server        `yaml:"servers"`
+}
+
+// Listen names the addresses mcpauthz serves.
+type Listen struct {
+	// GRPC is the Envoy ext_authz (and grpc.health.v1) listener.
+	GRPC string `yaml:"grpc"`
+	// HTTP serves /healthz, /readyz, /metrics and RFC 9728 metadata.
+	HTTP string `yaml:"http"`
+	// ShutdownTimeout bounds graceful shutdown (in-flight Checks finish).
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+}
+
+// MCP tunes request parsing and session binding.
+type MCP struct {
+	// MaxBodyBytes is the largest body accepted; keep it equal to Envoy's
+	// with_request_body.max_request_bytes.
+	MaxBodyBytes int `yaml:"max_body_bytes"`
+	// SessionTTL is how long an Mcp-Session-Id stays bound to the
+	// principal that first presented it.
+	SessionTTL time.Duration `yaml:"session_ttl"`
+	// MaxSessions bounds the session binding table.
+	MaxSessions int `yaml:"max_sessions"`
+}
+
+// Headers controls identity headers on the upstream request.
+type Headers struct {
+	// Prefix of the attribution headers mcpauthz sets (default "x-mcp-").
+	// Client-sent headers with this prefix are always stripped.
+	Prefix string `yaml:"prefix"`
+	// Strip lists further client-sent headers that must never reach an
+	// upstream (for example x-user-id or x-forwarded-user).
+	Strip []string `yaml:"strip"`
+}
+
+// Audit configures the decision log.
+type Audit struct {
+	// Output is "stdout" (default), "stderr", "off" or a file path.
+	Output string `yaml:"output"`
+	// Buffer is the queue length between Check and the writer; when full,
+	// entries are dropped and counted rather than slowing Checks.
+	Buffer int `yaml:"buffer"`
+}
+
+// Server is one MCP server behind Envoy.
+type Server struct {
+	// ID names the server in Envoy's route context_extensions
+	// (key "mcp_server") and in policy input (input.server.id).
+	ID   string `yaml:"id"`
+	Name string `yaml:"name"`
+	// Resource is the server's public URL; RFC 9728 metadata names it and
+	// tokens must carry it in aud.
+	Resource string `yaml:"resource"`
+	// Match is the fallback mapping when the route carries no
+	// context_extensions: host and path prefix.
+	Match Match `yaml:"match"`
+	// Issuers restricts which identity issuers (by name) may call this
+	// server; empty means all configured issuers.
+	Issuers []string `yaml:"issuers"`
+	// AuthorizationServers are advertised in RFC 9728 metadata; default:
+	// the issuer URLs of the accepted issuers.
+	AuthorizationServers []string `yaml:"authorization_servers"`
+	// Scopes supported by the server (advertised, and sent in 401
+	// challenges).
+	Scopes []string `yaml:"scopes"`
+	// AllowedOrigins for browser clients; a request whose Origin header is
+	// not listed is refused with 403. Default: the resource's own origin.
+	AllowedOrigins []string `yaml:"allowed_origins"`
+	// AllowAnonymous lets requests without credentials reach the policy
+	// (which still decides); by default they get 401 before policy runs.
+	AllowAnonymous bool `yaml:"allow_anonymous"`
+	// Credential is what the upstream receives.
+	Credential outbound.Config `yaml:"credential"`
+	// Labels are free-form values for policy (input.server.labels).
+	Labels map[string]string `yaml:"labels"`
+}
+
+// Match maps a request to a server by host and path prefix.
+type Match struct {
+	Host       string `yaml:"host"`
+	PathPrefix string `yaml:"path_prefix"`
+}
+
+// Defaults applied by Load before Validate.
+const (
+	DefaultGRPC            = "127.0.0.1:9191"
+	DefaultHTTP            = "127.0.0.1:8181"
+	DefaultShutdownTimeout = 15 * time.Second
+	DefaultMaxBodyBytes    = 1 << 20
+	DefaultSessionTTL      = 24 * time.Hour
+	DefaultMaxSessions     = 1 << 20
+	DefaultHeaderPrefix    = "x-mcp-"
+	DefaultAuditBuffer     = 8192
+)
+
+// Load reads, strictly decodes, defaults and validates a config file.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	cfg, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Parse decodes, defaults and validates a config document.
+func Parse(data []byte) (*Config, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, fmt.Errorf("invalid YAML: %w", err)
+	}
+	if root.Kind == 0 || len(root.Content) == 0 {
+		return nil, errors.New("empty document")
+	}
+	if errs := checkKnownFields(&root, reflect.TypeFor[Config](), ""); len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var cfg Config
+	if err := dec.Decode(&cfg); err != nil {
+		return nil, fmt.Errorf("decode: %w", err)
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return nil, errors.New("more than one YAML document")
+	}
+	cfg.ApplyDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &cfg, nil
+}
+
+// ApplyDefaults fills unset fields with their documented defaults.
+func (c *Config) ApplyDefaults() {
+	if c.Listen.GRPC == "" {
+		c.Listen.GRPC = DefaultGRPC
+	}
+	if c.Listen.HTTP == "" {
+		c.Listen.HTTP = DefaultHTTP
+	}
+	if c.Listen.ShutdownTimeout == 0 {
+		c.Listen.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if c.MCP.MaxBodyBytes == 0 {
+		c.MCP.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.MCP.SessionTTL == 0 {
+		c.MCP.SessionTTL = DefaultSessionTTL
+	}
+	if c.MCP.MaxSessions == 0 {
+		c.MCP.MaxSessions = DefaultMaxSessions
+	}
+	if c.Headers.Prefix == "" {
+		c.Headers.Prefix = DefaultHeaderPrefix
+	}
+	c.Headers.Prefix = strings.ToLower(c.Headers.Prefix)
+	for i := range c.Headers.Strip {
+		c.Headers.Strip[i] = strings.ToLower(c.Headers.Strip[i])
+	}
+	if c.Audit.Output == "" {
+		c.Audit.Output = "stdout"
+	}
+	if c.Audit.Buffer == 0 {
+		c.Audit.Buffer = DefaultAuditBuffer
+	}
+	for i := range c.Servers {
+		s := &c.Servers[i]
+		if len(s.AuthorizationServers) == 0 {
+			for _, is := range c.Identity.Issuers {
+				if len(s.Issuers) == 0 || contains(s.Issuers, is.Name) {
+					s.AuthorizationServers = append(s.AuthorizationServers, is.Issuer)
+				}
+			}
+		}
+		if len(s.AllowedOrigins) == 0 {
+			if u, err := url.Parse(s.Resource); err == nil && u.Host != "" {
+				s.AllowedOrigins = []string{strings.ToLower(u.Scheme + "://" + u.Host)}
+			}
+		}
+		if s.Match.Host != "" {
+			s.Match.Host = strings.ToLower(s.Match.Host)
+		}
+	}
+}
+
+var (
+	idPattern     = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+	headerPattern = regexp.MustCompile(`^[a-z0-9!#$%&'*+.^_|~-]+$`)
+)
+
+// Validate checks the whole configuration and reports every problem, each
+// prefixed with its field path. It does no I/O.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if c.Version != 1 {
+		add("version: must be 1, got %d", c.Version)
+	}
+	if err := validAddr(c.Listen.GRPC); err != nil {
+		add("listen.grpc: %v", err)
+	}
+	if err := validAddr(c.Listen.HTTP); err != nil {
+		add("listen.http: %v", err)
+	}
+	if c.Listen.GRPC == c.Listen.HTTP && !strings.HasSuffix(c.Listen.GRPC, ":0") {
+		add("listen.http: must differ from listen.grpc")
+	}
+	if c.Listen.ShutdownTimeout < 0 {
+		add("listen.shutdown_timeout: must not be negative")
+	}
+	errs = append(errs, prefixErr("identity", c.Identity.Validate()))
+	errs = append(errs, prefixErr("policy", c.Policy.Validate()))
+	if c.MCP.MaxBodyBytes < 1024 || c.MCP.MaxBodyBytes > 64<<20 {
+		add("mcp.max_body_bytes: must be between 1024 and 67108864, got %d", c.MCP.MaxBodyBytes)
+	}
+	if c.MCP.SessionTTL < time.Minute {
+		add("mcp.session_ttl: must be at least 1m")
+	}
+	if c.MCP.MaxSessions < 1 {
+		add("mcp.max_sessions: must be positive")
+	}
+	if !headerPattern.MatchString(c.Headers.Prefix) {
+		add("headers.prefix: %q is not a valid header name prefix", c.Headers.Prefix)
+	}
+	for i, h := range c.Headers.Strip {
+		if !headerPattern.MatchString(h) {
+			add("headers.strip[%d]: %q is not a valid header name", i, h)
+		}
+	}
+	if c.Audit.Buffer < 1 {
+		add("audit.buffer: must be positive")
+	}
+	if len(c.Servers) == 0 {
+		add("servers: at least one MCP server is required")
+	}
+	issuerNames := map[string]bool{}
+	for _, is := range c.Identity.Issuers {
+		issuerNames[is.Name] = true
+	}
+	seenID := map[string]int{}
+	seenRes := map[string]int{}
+	seenMatch := map[string]int{}
+	for i, s := range c.Servers {
+		p := fmt.Sprintf("servers[%d]", i)
+		if !idPattern.MatchString(s.ID) {
+			add("%s.id: %q must match %s", p, s.ID, idPattern)
+		} else if j, dup := seenID[s.ID]; dup {
+			add("%s.id: %q already used by servers[%d]", p, s.ID, j)
+		} else {
+			seenID[s.ID] = i
+		}
+		if err := validResource(s.Resource); err != nil {
+			add("%s.resource: %v", p, err)
+		} else if j, dup := seenRes[CanonicalURL(s.Resource)]; dup {
+			add("%s.resource: already used by servers[%d]", p, j)
+		} else {
+			seenRes[CanonicalURL(s.Resource)] = i
+		}
+		if s.Match.PathPrefix != "" && !strings.HasPrefix(s.Match.PathPrefix, "/") {
+			add("%s.match.path_prefix: must start with /", p)
+		}
+		if s.Match.Host != "" || s.Match.PathPrefix != "" {
+			k := s.Match.Host + " " + s.Match.PathPrefix
+			if j, dup := seenMatch[k]; dup {
+				add("%s.match: same host and path_prefix as servers[%d]", p, j)
+			}
+			seenMatch[k] = i
+		}
+		for j, n := range s.Issuers {
+			if !issuerNames[n] {
+				add("%s.issuers[%d]: no identity issuer named %q", p, j, n)
+			}
+		}
+		if len(s.AuthorizationServers) == 0 {
+			add("%s.authorization_servers: at least one is required (RFC 9728); configure identity.issuers or list them", p)
+		}
+		for j, a := range s.AuthorizationServers {
+			if err := validResource(a); err != nil {
+				add("%s.authorization_servers[%d]: %v", p, j, err)
+			}
+		}
+		for j, sc := range s.Scopes {
+			if sc == "" || strings.ContainsAny(sc, " \"\\") {
+				add("%s.scopes[%d]: %q is not a valid scope", p, j, sc)
+			}
+			if sc == "offline_access" {
+				add("%s.scopes[%d]: offline_access must not be advertised by a protected resource", p, j)
+			}
+		}
+		for j, o := range s.AllowedOrigins {
+			if u, err := url.Parse(o); err != nil || u.Scheme == "" || u.Host == "" || (u.Path != "" && u.Path != "/") {
+				add("%s.allowed_origins[%d]: %q must be scheme://host[:port]", p, j, o)
+			}
+		}
+		errs = append(errs, prefixErr(p+".credential", s.Credential.Validate()))
+	}
+	return errors.Join(errs...)
+}
+
+func validAddr(a string) error {
+	if _, _, err := net.SplitHostPort(a); err != nil {
+		return fmt.Errorf("%q is not host:port: %w", a, err)
+	}
+	return nil
+}
+
+func validResource(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("%q is not a URL: %w", s, err)
+	}
+	switch {
+	case u.Scheme != "https" && u.Scheme != "http":
+		return fmt.Errorf("%q must be an absolute https URL", s)
+	case u.Host == "":
+		return fmt.Errorf("%q has no host", s)
+	case u.Fragment != "" || u.RawQuery != "":
+		return fmt.Errorf("%q must not carry a query or fragment", s)
+	case u.Scheme == "http" && !isLoopbackHost(u.Hostname()):
+		return fmt.Errorf("%q must use https (http only on loopback)", s)
+	}
+	return nil
+}
+
+func isLoopbackHost(h string) bool {
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}
+
+// CanonicalURL lower-cases the scheme and host of u, leaving the rest exact.
+func CanonicalURL(u string) string {
+	scheme, rest, ok := strings.Cut(u, "://")
+	if !ok {
+		return u
+	}
+	host, path, _ := strings.Cut(rest, "/")
+	out := strings.ToLower(scheme) + "://" + strings.ToLower(host)
+	if path != "" || strings.Contains(rest, "/") {
+		out += "/" + path
+	}
+	return out
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}

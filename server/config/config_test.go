@@ -1,0 +1,179 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const validDoc = `
+version: 1
+listen: {grpc: "127.0.0.1:9191", http: "127.0.0.1:8181"}
+identity:
+  issuers:
+    - name: corp
+      issuer: https://idp.example.com
+policy:
+  bundles: [{path: BUNDLE}]
+servers:
+  - id: docs
+    resource: https://mcp.example.com/docs/mcp
+    match: {host: mcp.example.com, path_prefix: /docs/}
+    scopes: [docs:read, docs:write]
+    credential:
+      mode: static
+      static:
+        headers:
+          - name: X-API-Key
+            value: {env: DOCS_API_KEY}
+`
+
+func doc(t *testing.T, s string) []byte {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "p.rego"), []byte("package mcpauthz\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return []byte(strings.ReplaceAll(s, "BUNDLE", dir))
+}
+
+func TestParseValid(t *testing.T) {
+	cfg, err := Parse(doc(t, validDoc))
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	s := cfg.Servers[0]
+	if got, want := s.AuthorizationServers, []string{"https://idp.example.com"}; len(got) != 1 || got[0] != want[0] {
+		t.Errorf("authorization_servers default = %v, want %v", got, want)
+	}
+	if got := s.AllowedOrigins; len(got) != 1 || got[0] != "https://mcp.example.com" {
+		t.Errorf("allowed_origins default = %v", got)
+	}
+	if cfg.MCP.MaxBodyBytes != DefaultMaxBodyBytes || cfg.Headers.Prefix != "x-mcp-" || cfg.Audit.Output != "stdout" {
+		t.Errorf("defaults not applied: %+v %+v %+v", cfg.MCP, cfg.Headers, cfg.Audit)
+	}
+	if s.Credential.Static == nil || s.Credential.Static.Headers[0].Value.Env != "DOCS_API_KEY" {
+		t.Errorf("static header secret ref not decoded: %+v", s.Credential.Static)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		edit func(string) string
+		want []string // every substring must appear in the error
+	}{
+		{"unknown top-level key", func(s string) string { return s + "extra: 1\n" }, []string{"extra: unknown field (line"}},
+		{"unknown nested key names its path", func(s string) string {
+			return strings.Replace(s, "    scopes: [docs:read, docs:write]", "    scopes: [docs:read, docs:write]\n    scopez: [x]", 1)
+		}, []string{"servers[0].scopez: unknown field"}},
+		{"unknown key deep in credential", func(s string) string {
+			return strings.Replace(s, "      mode: static", "      mode: static\n      modus: x", 1)
+		}, []string{"servers[0].credential.modus: unknown field"}},
+		{"case-variant key is unknown", func(s string) string { return strings.Replace(s, "version: 1", "Version: 1", 1) }, []string{"Version: unknown field"}},
+		{"inline secret refused", func(s string) string {
+			return strings.Replace(s, "value: {env: DOCS_API_KEY}", "value: hunter2-secret", 1)
+		}, []string{"{env: NAME}"}},
+		{"duplicate server ids", func(s string) string {
+			return s + "  - id: docs\n    resource: https://mcp.example.com/other\n    credential: {mode: public}\n"
+		}, []string{`servers[1].id: "docs" already used by servers[0]`}},
+		{"http resource off loopback", func(s string) string {
+			return strings.Replace(s, "https://mcp.example.com/docs/mcp", "http://mcp.example.com/docs/mcp", 1)
+		}, []string{"servers[0].resource", "https"}},
+		{"offline_access advertised", func(s string) string {
+			return strings.Replace(s, "[docs:read, docs:write]", "[docs:read, offline_access]", 1)
+		}, []string{"servers[0].scopes[1]: offline_access"}},
+		{"no servers", func(s string) string { return s[:strings.Index(s, "servers:")] }, []string{"servers: at least one"}},
+		{"wrong version", func(s string) string { return strings.Replace(s, "version: 1", "version: 2", 1) }, []string{"version: must be 1"}},
+		{"unknown issuer name", func(s string) string {
+			return strings.Replace(s, "    scopes: [docs:read, docs:write]", "    scopes: [docs:read]\n    issuers: [nope]", 1)
+		}, []string{`servers[0].issuers[0]: no identity issuer named "nope"`}},
+		{"bad path prefix", func(s string) string { return strings.Replace(s, "path_prefix: /docs/", "path_prefix: docs", 1) }, []string{"servers[0].match.path_prefix: must start with /"}},
+		{"several errors reported at once", func(s string) string {
+			s = strings.Replace(s, "version: 1", "version: 3", 1)
+			return strings.Replace(s, "path_prefix: /docs/", "path_prefix: docs", 1)
+		}, []string{"version: must be 1", "match.path_prefix"}},
+		{"two documents", func(s string) string { return s + "---\nversion: 1\n" }, []string{"more than one YAML document"}},
+		{"alias refused", func(s string) string {
+			return strings.Replace(s, "    scopes: [docs:read, docs:write]", "    scopes: &s [docs:read]\n    labels: *s", 1)
+		}, []string{"aliases are not supported"}},
+		{"type error", func(s string) string { return strings.Replace(s, "version: 1", "version: one", 1) }, []string{"decode"}},
+		{"duplicate key", func(s string) string { return strings.Replace(s, "version: 1", "version: 1\nversion: 1", 1) }, []string{"already defined"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse(doc(t, tt.edit(validDoc)))
+			if err == nil {
+				t.Fatal("Parse succeeded, want error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q\n does not contain %q", err, w)
+				}
+			}
+			if strings.Contains(err.Error(), "hunter2-secret") {
+				t.Errorf("error leaks the inline secret: %v", err)
+			}
+		})
+	}
+}
+
+func TestParseEmpty(t *testing.T) {
+	for _, in := range []string{"", "   \n", "# only a comment\n"} {
+		if _, err := Parse([]byte(in)); err == nil {
+			t.Errorf("Parse(%q) succeeded", in)
+		}
+	}
+}
+
+func TestCanonicalURL(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"HTTPS://Example.COM/Docs/MCP", "https://example.com/Docs/MCP"},
+		{"https://example.com", "https://example.com"},
+		{"https://example.com/", "https://example.com/"},
+		{"not a url", "not a url"},
+	}
+	for _, tt := range tests {
+		if got := CanonicalURL(tt.in); got != tt.want {
+			t.Errorf("CanonicalURL(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestExampleConfigsValid(t *testing.T) {
+	t.Setenv("DOCS_API_KEY", "x")
+	matches, _ := filepath.Glob("../../cmd/mcpauthz/*.example.yaml")
+	for _, m := range matches {
+		t.Run(filepath.Base(m), func(t *testing.T) {
+			b, err := os.ReadFile(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// example bundle paths are relative to the repository root
+			s := strings.ReplaceAll(string(b), "path: bundles/", "path: ../../bundles/")
+			if _, err := Parse([]byte(s)); err != nil {
+				t.Fatalf("example config invalid: %v", err)
+			}
+		})
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(validDoc))
+	f.Add([]byte("version: 1\nservers: [{id: a}]\n"))
+	f.Add([]byte("servers:\n  - credential: {mode: static, static: {headers: [{name: a, value: {file: /x}}]}}\n"))
+	f.Add([]byte("a: &x [1]\nb: *x\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, err := Parse(data)
+		if err == nil && cfg == nil {
+			t.Fatal("nil config without error")
+		}
+		if err == nil {
+			// anything accepted must re-validate cleanly
+			if verr := cfg.Validate(); verr != nil {
+				t.Fatalf("accepted config fails Validate: %v", verr)
+			}
+		}
+	})
+}

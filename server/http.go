@@ -1,0 +1,94 @@
+package server
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// protectedResourceMetadata is the RFC 9728 document of one MCP server.
+type protectedResourceMetadata struct {
+	Resource               string   `json:"resource"`
+	AuthorizationServers   []string `json:"authorization_servers"`
+	ScopesSupported        []string `json:"scopes_supported,omitempty"`
+	ResourceName           string   `json:"resource_name,omitempty"`
+	BearerMethodsSupported []string `json:"bearer_methods_supported"`
+}
+
+// Handler serves /healthz, /readyz, /metrics and the RFC 9728 metadata of
+// every configured MCP server.
+func (s *Service) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", s.serveReady)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/.well-known/oauth-protected-resource/", s.serveMetadata)
+	mux.HandleFunc("/.well-known/oauth-protected-resource", s.serveMetadata)
+	return mux
+}
+
+type readiness struct {
+	Ready  bool         `json:"ready"`
+	Policy policyStatus `json:"policy"`
+}
+
+type policyStatus struct {
+	Ready       bool      `json:"ready"`
+	Revision    string    `json:"revision"`
+	LastError   string    `json:"last_error,omitempty"`
+	LastLoad    time.Time `json:"last_load"`
+	LastAttempt time.Time `json:"last_attempt"`
+	Loads       uint64    `json:"loads"`
+	Failures    uint64    `json:"failures"`
+}
+
+// serveReady is 200 while a policy is serving. A failed reload (the
+// previous policy still serving) stays ready but reports the error.
+func (s *Service) serveReady(w http.ResponseWriter, _ *http.Request) {
+	st := s.policy.Status()
+	body := readiness{Ready: st.Ready, Policy: policyStatus{
+		Ready: st.Ready, Revision: st.Revision, LastError: st.LastError, LastLoad: st.LastLoad,
+		LastAttempt: st.LastAttempt, Loads: st.Loads, Failures: st.Failures,
+	}}
+	w.Header().Set("Content-Type", "application/json")
+	if !st.Ready {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	_ = json.NewEncoder(w).Encode(body)
+}
+
+func (s *Service) serveMetadata(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Access-Control-Allow-Origin", "*")
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+	case http.MethodOptions:
+		w.Header().Set("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS")
+		w.WriteHeader(http.StatusNoContent)
+		return
+	default:
+		w.Header().Set("Allow", "GET, HEAD, OPTIONS")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	srv := s.catalog.byMetadataPath(r.Host, strings.TrimSuffix(r.URL.EscapedPath(), "/"))
+	if srv == nil {
+		http.NotFound(w, r)
+		return
+	}
+	md := protectedResourceMetadata{
+		Resource:               srv.cfg.Resource,
+		AuthorizationServers:   srv.cfg.AuthorizationServers,
+		ScopesSupported:        srv.cfg.Scopes,
+		ResourceName:           orDefault(srv.cfg.Name, srv.id),
+		BearerMethodsSupported: []string{"header"},
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	_ = json.NewEncoder(w).Encode(md)
+}

@@ -1,0 +1,97 @@
+package server
+
+import (
+	"strconv"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// metrics holds the Prometheus collectors of one Service on its own
+// registry (no global registry, so tests and several services coexist).
+type metrics struct {
+	reg      *prometheus.Registry
+	checks   *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+	counters sync.Map // label key -> prometheus.Counter, avoids a lookup allocation per Check
+	allowH   prometheus.Observer
+	denyH    prometheus.Observer
+}
+
+func newMetrics(s *Service) *metrics {
+	m := &metrics{reg: prometheus.NewRegistry()}
+	m.checks = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "mcpauthz", Name: "checks_total",
+		Help: "ext_authz Checks by decision, reason, HTTP status and MCP server.",
+	}, []string{"decision", "reason", "status", "server"})
+	m.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: "mcpauthz", Name: "check_duration_seconds",
+		Help:    "Latency of ext_authz Checks by decision.",
+		Buckets: []float64{.00001, .000025, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .05, .25, 1},
+	}, []string{"decision"})
+	m.allowH = m.latency.WithLabelValues("allow")
+	m.denyH = m.latency.WithLabelValues("deny")
+	gauge := func(name, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "mcpauthz", Name: name, Help: help}, f)
+	}
+	counter := func(name, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "mcpauthz", Name: name, Help: help}, f)
+	}
+	m.reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.checks, m.latency,
+		counter("token_cache_hits_total", "Verified-token cache hits.", func() float64 { return float64(s.verifier.Metrics().Hits) }),
+		counter("token_cache_misses_total", "Verified-token cache misses.", func() float64 { return float64(s.verifier.Metrics().Misses) }),
+		gauge("token_cache_hit_ratio", "Verified-token cache hit ratio since start.", func() float64 {
+			cm := s.verifier.Metrics()
+			if cm.Hits+cm.Misses == 0 {
+				return 0
+			}
+			return float64(cm.Hits) / float64(cm.Hits+cm.Misses)
+		}),
+		gauge("policy_ready", "1 when a policy bundle is serving.", func() float64 {
+			if s.policy.Status().Ready {
+				return 1
+			}
+			return 0
+		}),
+		gauge("policy_last_load_failed", "1 when the latest bundle load failed (the previous policy keeps serving).", func() float64 {
+			if s.policy.Status().LastError != "" {
+				return 1
+			}
+			return 0
+		}),
+		counter("policy_loads_total", "Successful policy bundle loads.", func() float64 { return float64(s.policy.Status().Loads) }),
+		counter("policy_load_failures_total", "Failed policy bundle loads.", func() float64 { return float64(s.policy.Status().Failures) }),
+		counter("decision_log_dropped_total", "Decision log entries dropped because the queue was full.", func() float64 { return float64(s.audit.dropped.Load()) }),
+		counter("decision_log_written_total", "Decision log entries written.", func() float64 { return float64(s.audit.written.Load()) }),
+		gauge("sessions_bound", "MCP session ids bound to a principal.", func() float64 { return float64(s.sessions.len()) }),
+	)
+	return m
+}
+
+type counterKey struct {
+	allow          bool
+	reason, server string
+	status         int
+}
+
+func (m *metrics) observe(r *record) {
+	k := counterKey{r.Allow, r.Reason, r.Server, r.Status}
+	c, ok := m.counters.Load(k)
+	if !ok {
+		d := "deny"
+		if r.Allow {
+			d = "allow"
+		}
+		c, _ = m.counters.LoadOrStore(k, m.checks.WithLabelValues(d, r.Reason, strconv.Itoa(r.Status), r.Server))
+	}
+	c.(prometheus.Counter).Inc()
+	if r.Allow {
+		m.allowH.Observe(float64(r.LatencyUS) / 1e6)
+	} else {
+		m.denyH.Observe(float64(r.LatencyUS) / 1e6)
+	}
+}

@@ -1,0 +1,624 @@
+// Package server is mcpauthz's Envoy ext_authz service: the Check pipeline
+// (Envoy request -> MCP call -> principal -> Rego decision -> upstream
+// credential -> Envoy response -> decision log), the gRPC and HTTP
+// listeners, health, metrics and RFC 9728 metadata. It is the only package
+// that turns internal outcomes into Envoy responses.
+package server
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+
+	"github.com/mcpauthz/mcpauthz/credentials/identity"
+	"github.com/mcpauthz/mcpauthz/credentials/outbound"
+	"github.com/mcpauthz/mcpauthz/envoy"
+	"github.com/mcpauthz/mcpauthz/policy"
+	"github.com/mcpauthz/mcpauthz/server/config"
+	"github.com/mcpauthz/mcpauthz/server/mcp"
+)
+
+// tokenVerifier authenticates callers. *identity.Verifier implements it.
+type tokenVerifier interface {
+	VerifyToken(ctx context.Context, raw string) (*identity.Principal, error)
+	FromSPIFFE(id string) (*identity.Principal, error)
+	Metrics() identity.CacheMetrics
+}
+
+// policyEvaluator decides. *policy.Engine implements it.
+type policyEvaluator interface {
+	Evaluate(ctx context.Context, in *policy.Input) (policy.Decision, error)
+	Status() policy.Status
+}
+
+var (
+	_ tokenVerifier   = (*identity.Verifier)(nil)
+	_ policyEvaluator = (*policy.Engine)(nil)
+)
+
+// Service implements envoy.service.auth.v3.Authorization. Everything it
+// holds is immutable after New or safe for concurrent use (the policy
+// engine swaps its prepared query atomically), so Check takes no locks on
+// the hot path beyond the session table's shard lock.
+type Service struct {
+	authv3.UnimplementedAuthorizationServer
+
+	cfg      *config.Config
+	log      *slog.Logger
+	catalog  *catalog
+	verifier tokenVerifier
+	policy   policyEvaluator
+	sessions *sessionTable
+	audit    *auditLog
+	metrics  *metrics
+	strip    map[string]bool // client headers never forwarded (lower-case)
+	prefix   string
+	now      func() time.Time
+}
+
+// Deps are the collaborators of a Service; New builds the defaults from the
+// config when a field is nil.
+type Deps struct {
+	Logger     *slog.Logger
+	Verifier   tokenVerifier
+	Policy     policyEvaluator
+	HTTPClient *http.Client
+	Now        func() time.Time
+}
+
+// NewService wires a Service from a validated config. The policy engine,
+// if built here, is not watching for changes: Run starts that.
+func NewService(ctx context.Context, cfg *config.Config, deps Deps) (*Service, error) {
+	s := &Service{cfg: cfg, log: deps.Logger, verifier: deps.Verifier, policy: deps.Policy, now: deps.Now}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	var err error
+	if s.verifier == nil {
+		s.verifier, err = identity.NewVerifier(ctx, cfg.Identity, identity.Options{HTTPClient: deps.HTTPClient, Logger: s.log})
+		if err != nil {
+			return nil, fmt.Errorf("server: identity: %w", err)
+		}
+	}
+	if s.policy == nil {
+		s.policy, err = policy.New(ctx, cfg.Policy, s.log)
+		if err != nil {
+			return nil, fmt.Errorf("server: policy: %w", err)
+		}
+	}
+	s.catalog, err = newCatalog(ctx, cfg, outbound.Options{HTTPClient: deps.HTTPClient, Logger: s.log, Now: deps.Now})
+	if err != nil {
+		return nil, err
+	}
+	s.sessions = newSessionTable(cfg.MCP.SessionTTL, cfg.MCP.MaxSessions)
+	s.audit, err = newAuditLog(cfg.Audit.Output, cfg.Audit.Buffer)
+	if err != nil {
+		return nil, err
+	}
+	s.prefix = cfg.Headers.Prefix
+	s.strip = map[string]bool{"authorization": true, "proxy-authorization": true}
+	for _, h := range cfg.Headers.Strip {
+		s.strip[h] = true
+	}
+	s.metrics = newMetrics(s)
+	return s, nil
+}
+
+// Close flushes the decision log. Call it after the gRPC server stopped.
+func (s *Service) Close() { s.audit.close() }
+
+// Check implements the Envoy ext_authz v3 Authorization service. It never
+// returns a gRPC error: every failure is an explicit denial, so the outcome
+// does not depend on Envoy's failure_mode_allow.
+func (s *Service) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	start := s.now()
+	rec := &record{ID: newDecisionID(), Time: start}
+	resp := s.check(ctx, req, rec)
+	rec.LatencyUS = s.now().Sub(start).Microseconds()
+	s.metrics.observe(rec)
+	s.audit.log(rec)
+	return resp, nil
+}
+
+func (s *Service) check(ctx context.Context, req *authv3.CheckRequest, rec *record) *authv3.CheckResponse {
+	r, err := envoy.FromCheckRequest(req)
+	if err != nil {
+		return s.deny(rec, &denial{status: http.StatusBadRequest, reason: "bad_check_request", message: "malformed authorization request"})
+	}
+	rec.HTTPMethod, rec.Path = r.Method, r.Path
+	srv := s.catalog.route(r.ContextExtensions, r.Host, r.Path)
+	if srv == nil {
+		return s.deny(rec, &denial{status: http.StatusNotFound, reason: "unknown_server", message: "no MCP server is configured for this route"})
+	}
+	rec.Server = srv.id
+	if (r.Method == http.MethodGet || r.Method == http.MethodHead) && r.Path == srv.metadataPath {
+		// RFC 9728 metadata is the one thing reachable without a token.
+		rec.Kind, rec.Reason = string(identity.KindAnonymous), "metadata"
+		return s.allow(rec, srv, r, nil, nil, nil)
+	}
+	if r.Partial {
+		return s.deny(rec, &denial{status: http.StatusRequestEntityTooLarge, reason: "partial_body", message: "request body was truncated before authorization; refusing to guess"})
+	}
+	if len(r.Body) > s.cfg.MCP.MaxBodyBytes {
+		return s.deny(rec, &denial{status: http.StatusRequestEntityTooLarge, reason: "body_too_large", message: "request body too large"})
+	}
+	if tokenInQuery(r.Query) {
+		return s.deny(rec, &denial{status: http.StatusBadRequest, reason: "token_in_query", message: "access tokens in the query string are not accepted; use the Authorization header"})
+	}
+	if origin := r.Headers["origin"]; origin != "" && !srv.origins[strings.ToLower(strings.TrimSuffix(origin, "/"))] {
+		return s.deny(rec, &denial{status: http.StatusForbidden, reason: "invalid_origin", message: "origin not allowed"})
+	}
+
+	p, d := s.authenticate(ctx, r, srv)
+	if d != nil {
+		return s.deny(rec, d)
+	}
+	notePrincipal(rec, p)
+
+	legacy := r.Method == http.MethodPost && strings.HasSuffix(r.Path, "/messages") && queryParam(r.Query, "sessionId") != ""
+	in := mcp.Input{
+		HTTPMethod:      r.Method,
+		ContentType:     r.Headers["content-type"],
+		ProtocolVersion: r.Headers["mcp-protocol-version"],
+		Legacy:          legacy,
+		Body:            r.Body,
+	}
+	if v, ok := r.Headers["mcp-method"]; ok {
+		in.HeaderMethod = &v
+	}
+	if v, ok := r.Headers["mcp-name"]; ok {
+		in.HeaderName = &v
+	}
+	call, err := mcp.Parse(in)
+	if err != nil {
+		var me *mcp.Error
+		if errors.As(err, &me) {
+			return s.deny(rec, &denial{status: me.Status, reason: me.Reason, message: me.Msg, code: me.Code, id: me.ID})
+		}
+		return s.deny(rec, &denial{status: http.StatusBadRequest, reason: "malformed", message: "malformed MCP request"})
+	}
+	rec.Protocol, rec.BatchSize = call.Version, len(call.Messages)
+	if len(call.Messages) > 0 {
+		m := call.Messages[0]
+		rec.Method, rec.Tool, rec.URI = m.Method, m.Name, m.URI
+		if m.Method == "prompts/get" {
+			rec.Tool, rec.Prompt = "", m.Name
+		}
+	}
+
+	sid := r.Headers["mcp-session-id"]
+	if legacy {
+		sid = queryParam(r.Query, "sessionId")
+	}
+	if sid != "" && p != nil {
+		rec.Session = shortHash(sid)
+		if !s.sessions.bind(srv.id+"\x00"+sid, principalKey(p), s.now()) {
+			return s.deny(rec, &denial{status: http.StatusForbidden, reason: "session_bound_to_other_principal",
+				message: "this MCP session belongs to another principal; start a new session"})
+		}
+	}
+
+	dec, d := s.decide(ctx, r, srv, p, call, sid, rec)
+	if d != nil {
+		return s.deny(rec, d)
+	}
+	rec.Reason = orDefault(dec.Reason, "allowed")
+
+	if dec.Credential != "" && dec.Credential != string(srv.credMode) {
+		return s.deny(rec, &denial{status: http.StatusForbidden, reason: "credential_mode_not_allowed",
+			message: fmt.Sprintf("policy chose credential mode %q, which server %s does not offer", dec.Credential, srv.id)})
+	}
+	cred, err := srv.cred.Credential(ctx, credentialRequest(srv, p, r, dec.Scopes))
+	if err != nil {
+		return s.deny(rec, credentialDenial(err))
+	}
+	rec.Credential = &credLog{Mode: string(cred.Mode), Subject: cred.Subject, Audience: cred.Audience, Scopes: cred.Scopes}
+	return s.allow(rec, srv, r, p, &dec, cred)
+}
+
+// authenticate turns the bearer token or mTLS peer into a Principal. A nil
+// principal with a nil denial means anonymous and allowed to reach policy.
+func (s *Service) authenticate(ctx context.Context, r *envoy.Request, srv *mcpServer) (*identity.Principal, *denial) {
+	authz, hasAuthz := r.Headers["authorization"]
+	if hasAuthz {
+		scheme, tok, ok := strings.Cut(authz, " ")
+		if !ok || !strings.EqualFold(scheme, "bearer") || tok == "" || strings.ContainsAny(tok, " ,") {
+			return nil, &denial{status: http.StatusUnauthorized, reason: "invalid_token", challenge: srv.challengeBad,
+				message: "Authorization must be a single Bearer token", code: codeUnauthorized}
+		}
+		p, err := s.verifier.VerifyToken(ctx, tok)
+		if err != nil {
+			if errors.Is(err, identity.ErrUnavailable) {
+				return nil, &denial{status: http.StatusServiceUnavailable, reason: "idp_unavailable", message: "identity provider unavailable; try again", code: codeUnavailable}
+			}
+			reason := "invalid_token"
+			var te *identity.TokenError
+			if errors.As(err, &te) {
+				reason = "invalid_token_" + te.Reason
+			}
+			return nil, &denial{status: http.StatusUnauthorized, reason: reason, challenge: srv.challengeBad,
+				message: "the access token is invalid or expired", code: codeUnauthorized}
+		}
+		if srv.issuers != nil && !srv.issuers[p.Issuer] {
+			return nil, &denial{status: http.StatusUnauthorized, reason: "invalid_token_issuer_not_accepted", challenge: srv.challengeBad,
+				message: "tokens from this issuer are not accepted by this MCP server", code: codeUnauthorized}
+		}
+		if !identity.AudienceContains(p, srv.resource) {
+			return nil, &denial{status: http.StatusUnauthorized, reason: "invalid_token_audience", challenge: srv.challengeBad,
+				message: "the access token was not issued for this MCP server (audience)", code: codeUnauthorized}
+		}
+		return p, nil
+	}
+	if sp := r.SourcePrincipal; sp != "" && strings.HasPrefix(sp, "spiffe://") {
+		p, err := s.verifier.FromSPIFFE(sp)
+		if err != nil {
+			return nil, &denial{status: http.StatusUnauthorized, reason: "invalid_spiffe_id", challenge: srv.challenge,
+				message: "the client certificate identity is not trusted", code: codeUnauthorized}
+		}
+		return p, nil
+	}
+	if !srv.cfg.AllowAnonymous {
+		return nil, &denial{status: http.StatusUnauthorized, reason: "no_credentials", challenge: srv.challenge,
+			message: "authentication required", code: codeUnauthorized}
+	}
+	return nil, nil
+}
+
+// decide evaluates the policy for every message of the call (a batch is
+// allowed only if every element is) and merges the decisions.
+func (s *Service) decide(ctx context.Context, r *envoy.Request, srv *mcpServer, p *identity.Principal, call *mcp.Call, sid string, rec *record) (policy.Decision, *denial) {
+	in := policy.Input{
+		Version:   policy.InputVersion,
+		Request:   policyRequest(r, rec, s.strip, s.prefix),
+		Principal: policyPrincipal(p),
+		Server:    srv.policy,
+		MCP: policy.MCP{
+			ProtocolVersion: call.Version,
+			Transport:       transportName(call.Transport),
+			SessionID:       sid,
+			Batch:           call.Batch,
+			BatchSize:       len(call.Messages),
+		},
+	}
+	if len(call.Messages) == 0 {
+		in.MCP.Kind = "stream"
+		if r.Method == http.MethodDelete {
+			in.MCP.Kind = "end_session"
+		}
+		return s.evaluate(ctx, srv, &in, nil, rec)
+	}
+	var merged policy.Decision
+	for i := range call.Messages {
+		m := &call.Messages[i]
+		in.MCP.Kind, in.MCP.Method, in.MCP.URI, in.MCP.Arguments = m.Kind.String(), m.Method, m.URI, m.Arguments
+		in.MCP.Tool, in.MCP.Prompt = "", ""
+		switch m.Method {
+		case "tools/call":
+			in.MCP.Tool = m.Name
+		case "prompts/get":
+			in.MCP.Prompt = m.Name
+		default:
+			if m.Name != "" {
+				in.MCP.Prompt = m.Name // completion/complete ref/prompt
+			}
+		}
+		dec, d := s.evaluate(ctx, srv, &in, m, rec)
+		if d != nil {
+			if call.Batch && len(call.Messages) > 1 {
+				rec.Method, rec.Tool, rec.URI, rec.Prompt = m.Method, in.MCP.Tool, m.URI, in.MCP.Prompt
+				d.message = fmt.Sprintf("batch element %d denied: %s", i, d.message)
+			}
+			return policy.Decision{}, d
+		}
+		if i == 0 {
+			merged = dec
+			continue
+		}
+		merged.Scopes = unionStrings(merged.Scopes, dec.Scopes)
+		merged.RequestHeadersToRemove = unionStrings(merged.RequestHeadersToRemove, dec.RequestHeadersToRemove)
+		for k, v := range dec.Headers {
+			if merged.Headers == nil {
+				merged.Headers = map[string]string{}
+			}
+			merged.Headers[k] = v
+		}
+		if merged.Credential == "" {
+			merged.Credential = dec.Credential
+		} else if dec.Credential != "" && dec.Credential != merged.Credential {
+			return policy.Decision{}, &denial{status: http.StatusForbidden, reason: "conflicting_credential_choice",
+				message: "batch elements require different credential modes"}
+		}
+	}
+	return merged, nil
+}
+
+func (s *Service) evaluate(ctx context.Context, srv *mcpServer, in *policy.Input, m *mcp.Message, rec *record) (policy.Decision, *denial) {
+	dec, err := s.policy.Evaluate(ctx, in)
+	rec.Revision = dec.Revision
+	if err != nil {
+		if ctx.Err() != nil {
+			return dec, &denial{status: http.StatusServiceUnavailable, reason: "canceled", message: "authorization canceled"}
+		}
+		s.log.ErrorContext(ctx, "policy evaluation failed", "decision_id", rec.ID, "server", srv.id, "err", err)
+		return dec, &denial{status: http.StatusForbidden, reason: "policy_error", message: "authorization policy failed; access denied"}
+	}
+	if dec.Allow {
+		return dec, nil
+	}
+	d := &denial{reason: orDefault(dec.Reason, "denied"), headers: dec.Headers, body: dec.Body}
+	if m != nil {
+		d.id = m.ID
+	}
+	d.message = "access denied"
+	if dec.Reason != "" {
+		d.message = "access denied: " + dec.Reason
+	}
+	switch {
+	case dec.HTTPStatus == http.StatusUnauthorized || in.Principal.Kind == string(identity.KindAnonymous) && dec.HTTPStatus == 0:
+		d.status, d.challenge = http.StatusUnauthorized, srv.challenge
+	case len(dec.RequiredScopes) > 0:
+		d.status, d.challenge = http.StatusForbidden, insufficientScope(srv, dec.RequiredScopes)
+		d.data = map[string]any{"required_scopes": dec.RequiredScopes}
+		if dec.Reason == "" {
+			d.reason = "insufficient_scope"
+		}
+		d.message = "insufficient scope: this call needs " + strings.Join(dec.RequiredScopes, " ")
+	case dec.HTTPStatus >= 400 && dec.HTTPStatus <= 599:
+		d.status = dec.HTTPStatus
+	default:
+		d.status = http.StatusForbidden
+	}
+	d.code = rpcCodeForStatus(d.status)
+	return dec, d
+}
+
+// allow builds the OK response: credential and attribution headers set with
+// OVERWRITE_IF_EXISTS_OR_ADD; the client's Authorization and every
+// client-sent identity header removed.
+func (s *Service) allow(rec *record, srv *mcpServer, r *envoy.Request, p *identity.Principal, dec *policy.Decision, cred *outbound.Credential) *authv3.CheckResponse {
+	rec.Allow, rec.Status = true, http.StatusOK
+	set := make([]envoy.Header, 0, 12)
+	setNames := make(map[string]bool, 12)
+	add := func(name, value string) {
+		name = strings.ToLower(name)
+		if setNames[name] {
+			return
+		}
+		setNames[name] = true
+		set = append(set, envoy.Header{Name: name, Value: value})
+	}
+	if cred != nil {
+		for _, h := range cred.Headers {
+			add(h.Name, h.Value)
+		}
+	}
+	pre := s.prefix
+	add(pre+"decision-id", rec.ID)
+	add(pre+"server", srv.id)
+	add(pre+"kind", orDefault(rec.Kind, string(identity.KindAnonymous)))
+	if p != nil {
+		add(pre+"subject", sanitizeHeaderValue(p.Subject))
+		if p.UserKey != "" {
+			add(pre+"user", sanitizeHeaderValue(p.UserKey))
+		}
+		if p.Org != "" {
+			add(pre+"org", sanitizeHeaderValue(p.Org))
+		}
+		if p.ClientID != "" {
+			add(pre+"client-id", sanitizeHeaderValue(p.ClientID))
+		}
+		if p.Actor != nil {
+			add(pre+"actor", sanitizeHeaderValue(p.Actor.Subject))
+		}
+		if len(p.Chain) > 0 {
+			chain := make([]string, len(p.Chain))
+			for i, a := range p.Chain {
+				chain[i] = a.Subject
+			}
+			add(pre+"actor-chain", sanitizeHeaderValue(strings.Join(chain, ",")))
+		}
+	}
+	if dec != nil {
+		for k, v := range dec.Headers {
+			lk := strings.ToLower(k)
+			if s.strip[lk] || strings.HasPrefix(lk, pre) || setNames[lk] {
+				continue // policy may not forge identity or replace the credential
+			}
+			add(lk, sanitizeHeaderValue(v))
+		}
+	}
+	var remove []string
+	for name := range r.Headers {
+		if setNames[name] || name == "" || name[0] == ':' {
+			continue
+		}
+		if s.strip[name] || strings.HasPrefix(name, pre) {
+			remove = append(remove, name)
+		}
+	}
+	if dec != nil {
+		for _, h := range dec.RequestHeadersToRemove {
+			if lh := strings.ToLower(h); !setNames[lh] && lh != "" && lh[0] != ':' {
+				remove = append(remove, lh)
+			}
+		}
+	}
+	return envoy.Allow(set, remove)
+}
+
+func (s *Service) deny(rec *record, d *denial) *authv3.CheckResponse {
+	if d.code == 0 {
+		d.code = rpcCodeForStatus(d.status)
+	}
+	rec.Allow, rec.Status, rec.Reason, rec.Message = false, d.status, d.reason, d.message
+	if rec.Kind == "" {
+		rec.Kind = string(identity.KindAnonymous)
+	}
+	return d.response()
+}
+
+func credentialDenial(err error) *denial {
+	var oe *outbound.Error
+	if errors.As(err, &oe) && oe.Transient {
+		return &denial{status: http.StatusServiceUnavailable, reason: "credential_unavailable_" + oe.Reason,
+			message: "the upstream credential could not be obtained right now; try again"}
+	}
+	reason := "credential_refused"
+	if oe != nil && oe.Reason != "" {
+		reason = "credential_refused_" + oe.Reason
+	}
+	return &denial{status: http.StatusForbidden, reason: reason, message: "the upstream credential could not be obtained"}
+}
+
+func credentialRequest(srv *mcpServer, p *identity.Principal, r *envoy.Request, scopes []string) *outbound.Request {
+	req := &outbound.Request{ServerID: srv.id, Audience: srv.cfg.Resource, Scopes: scopes, Kind: string(identity.KindAnonymous)}
+	if p != nil {
+		req.Subject, req.UserKey, req.Org, req.Kind, req.ClientID = p.Subject, p.UserKey, p.Org, string(p.Kind), p.ClientID
+		if p.Actor != nil {
+			req.Actor = p.Actor.Subject
+		}
+		if p.Method == "jwt" {
+			_, req.SubjectToken, _ = strings.Cut(r.Headers["authorization"], " ")
+		}
+	}
+	return req
+}
+
+func notePrincipal(rec *record, p *identity.Principal) {
+	if p == nil {
+		rec.Kind = string(identity.KindAnonymous)
+		return
+	}
+	rec.Kind, rec.Subject, rec.UserKey, rec.Org, rec.ClientID, rec.AuthMethod = string(p.Kind), p.Subject, p.UserKey, p.Org, p.ClientID, p.Method
+	if p.Actor != nil {
+		rec.Actor = p.Actor.Subject
+	}
+}
+
+// principalKey identifies who owns a session: the same user through the
+// same agent (or none). The stable user key, never a session id.
+func principalKey(p *identity.Principal) string {
+	k := string(p.Kind) + "|" + p.UserKey
+	if p.Actor != nil {
+		k += "|" + p.Actor.Issuer + "|" + p.Actor.Subject
+	}
+	if p.Kind == identity.KindAgent {
+		k += "|" + p.ClientID + "|" + p.SPIFFEID
+	}
+	return k
+}
+
+func policyPrincipal(p *identity.Principal) policy.Principal {
+	if p == nil {
+		return policy.Principal{Kind: string(identity.KindAnonymous), Method: "none"}
+	}
+	pp := policy.Principal{
+		Authenticated: true, Kind: string(p.Kind), Subject: p.Subject, UserID: p.UserID, UserKey: p.UserKey,
+		Org: p.Org, Issuer: p.Issuer, ClientID: p.ClientID, Scopes: p.Scopes, SPIFFEID: p.SPIFFEID,
+		Method: p.Method, Claims: p.Claims,
+	}
+	if p.Actor != nil {
+		pp.Actor = &policy.Actor{Subject: p.Actor.Subject, ClientID: p.Actor.ClientID, Issuer: p.Actor.Issuer}
+	}
+	if len(p.Chain) > 0 {
+		pp.Chain = make([]policy.Actor, len(p.Chain))
+		for i, a := range p.Chain {
+			pp.Chain[i] = policy.Actor{Subject: a.Subject, ClientID: a.ClientID, Issuer: a.Issuer}
+		}
+	}
+	return pp
+}
+
+// policyRequest is the request as policy sees it: headers without
+// credentials or client-sent identity headers.
+func policyRequest(r *envoy.Request, rec *record, strip map[string]bool, prefix string) policy.Request {
+	h := make(map[string]string, len(r.Headers))
+	for k, v := range r.Headers {
+		if strip[k] || strings.HasPrefix(k, prefix) || k == "cookie" || k == "mcp-session-id" || (k != "" && k[0] == ':') {
+			continue
+		}
+		h[k] = v
+	}
+	return policy.Request{
+		ID: rec.ID, Time: rec.Time, Method: r.Method, Scheme: r.Scheme, Host: r.Host, Path: r.Path,
+		Headers: h, SourcePrincipal: r.SourcePrincipal, Origin: r.Headers["origin"],
+	}
+}
+
+func transportName(t mcp.Transport) string {
+	if t == mcp.TransportLegacySSE {
+		return "sse"
+	}
+	return "streamable_http"
+}
+
+func tokenInQuery(q string) bool {
+	if q == "" {
+		return false
+	}
+	return queryParam(q, "access_token") != "" || strings.Contains(strings.ToLower(q), "access_token=")
+}
+
+// queryParam returns the first value of key in a raw query without
+// allocating a url.Values.
+func queryParam(q, key string) string {
+	for q != "" {
+		var kv string
+		kv, q, _ = strings.Cut(q, "&")
+		k, v, _ := strings.Cut(kv, "=")
+		if k == key {
+			return v
+		}
+	}
+	return ""
+}
+
+func unionStrings(a, b []string) []string {
+	for _, v := range b {
+		found := false
+		for _, w := range a {
+			if v == w {
+				found = true
+				break
+			}
+		}
+		if !found {
+			a = append(a, v)
+		}
+	}
+	return a
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}
+
+func shortHash(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:6])
+}
+
+// newDecisionID returns 128 random bits in hex.
+func newDecisionID() string {
+	var b [16]byte
+	a, c := rand.Uint64(), rand.Uint64()
+	for i := range 8 {
+		b[i], b[8+i] = byte(a>>(8*i)), byte(c>>(8*i))
+	}
+	return hex.EncodeToString(b[:])
+}
