@@ -1,0 +1,616 @@
+package mcp
+
+import (
+	"bytes"
+	"slices"
+	"unicode"
+	"unicode/utf16"
+	"unicode/utf8"
+)
+
+// maxDepth is the deepest nesting of objects and arrays Parse accepts.
+const maxDepth = 64
+
+// linearKeys is the number of keys per object checked for duplicates by
+// linear comparison; larger objects are checked by sorting when they close,
+// so the cost stays O(n log n) for hostile bodies.
+const linearKeys = 16
+
+// Value types recorded in a span.
+const (
+	tAbsent byte = iota
+	tString
+	tInt   // number without fraction or exponent
+	tFloat // any other number
+	tObject
+	tArray
+	tBool
+	tNull
+)
+
+// span is a validated JSON value inside the body.
+type span struct {
+	start, end int
+	typ        byte
+	esc        bool // string contains escapes
+}
+
+// Object modes: which well-known fields an object's keys are captured into.
+const (
+	modeGeneric uint8 = iota
+	modeMessage
+	modeParams
+	modeRef
+	modeMeta
+)
+
+const metaVersionKey = "io.modelcontextprotocol/protocolVersion"
+
+var (
+	messageKeys = []string{"jsonrpc", "id", "method", "params", "result", "error"}
+	paramsKeys  = []string{"name", "uri", "arguments", "ref", "_meta", "argument", "cursor"}
+	refKeys     = []string{"type", "name", "uri"}
+	metaKeys    = []string{metaVersionKey}
+)
+
+// fields receives the well-known members of one message.
+type fields struct {
+	jsonrpc, id, method, params, result, err span
+	name, uri, arguments, ref                span // params.*
+	refType, refName, refURI                 span // params.ref.*
+	metaVersion                              span // params._meta[metaVersionKey]
+}
+
+// slot returns where the value of key goes in mode, and the mode for an
+// object value. A key that is not well-known but equals one under case
+// folding is refused.
+func (f *fields) slot(mode uint8, key []byte) (*span, uint8, *Error) {
+	var known []string
+	switch mode {
+	case modeMessage:
+		switch string(key) {
+		case "jsonrpc":
+			return &f.jsonrpc, modeGeneric, nil
+		case "id":
+			return &f.id, modeGeneric, nil
+		case "method":
+			return &f.method, modeGeneric, nil
+		case "params":
+			return &f.params, modeParams, nil
+		case "result":
+			return &f.result, modeGeneric, nil
+		case "error":
+			return &f.err, modeGeneric, nil
+		}
+		known = messageKeys
+	case modeParams:
+		switch string(key) {
+		case "name":
+			return &f.name, modeGeneric, nil
+		case "uri":
+			return &f.uri, modeGeneric, nil
+		case "arguments":
+			return &f.arguments, modeGeneric, nil
+		case "ref":
+			return &f.ref, modeRef, nil
+		case "_meta":
+			return nil, modeMeta, nil
+		}
+		known = paramsKeys
+	case modeRef:
+		switch string(key) {
+		case "type":
+			return &f.refType, modeGeneric, nil
+		case "name":
+			return &f.refName, modeGeneric, nil
+		case "uri":
+			return &f.refURI, modeGeneric, nil
+		}
+		known = refKeys
+	case modeMeta:
+		if string(key) == metaVersionKey {
+			return &f.metaVersion, modeGeneric, nil
+		}
+		known = metaKeys
+	default:
+		return nil, modeGeneric, nil
+	}
+	for _, k := range known {
+		if string(key) != k && foldCompare(key, []byte(k)) == 0 {
+			return nil, 0, parseErr("case_variant_key", "object key differs from a protocol field only in case")
+		}
+	}
+	return nil, modeGeneric, nil
+}
+
+// keyRef locates an object key: in data, or (when it had escapes) in the
+// unescaped scratch buffer. Keys hold no pointers so that the parser and its
+// initial buffers can live on the stack.
+type keyRef struct {
+	off, n  int
+	scratch bool
+}
+
+// keyStack holds the keys of the open objects, innermost last. The first
+// keys live inline so that typical bodies need no allocation.
+type keyStack struct {
+	n     int
+	small [32]keyRef
+	big   []keyRef // used instead of small once it overflows
+}
+
+func (s *keyStack) push(k keyRef) {
+	if s.big == nil && s.n == len(s.small) {
+		s.big = make([]keyRef, s.n, 2*s.n)
+		copy(s.big, s.small[:])
+	}
+	if s.big != nil {
+		s.big = append(s.big[:s.n], k)
+	} else {
+		s.small[s.n] = k
+	}
+	s.n++
+}
+
+// seg returns keys [base, n) for temporary use.
+func (s *keyStack) seg(base int) []keyRef {
+	if s.big != nil {
+		return s.big[base:s.n]
+	}
+	return s.small[base:s.n]
+}
+
+// parser is a single-pass strict JSON validator over data.
+type parser struct {
+	data    []byte
+	i       int
+	keys    keyStack
+	scratch []byte // unescaped keys (allocated only when a key has escapes)
+}
+
+func (p *parser) key(k keyRef) []byte {
+	if k.scratch {
+		return p.scratch[k.off : k.off+k.n]
+	}
+	return p.data[k.off : k.off+k.n]
+}
+
+func (p *parser) skipWS() {
+	for p.i < len(p.data) {
+		switch p.data[p.i] {
+		case ' ', '\t', '\n', '\r':
+			p.i++
+		default:
+			return
+		}
+	}
+}
+
+// end checks that only whitespace follows the top-level value.
+func (p *parser) end() *Error {
+	p.skipWS()
+	if p.i != len(p.data) {
+		return parseErr("trailing_data", "data after the top-level JSON value")
+	}
+	return nil
+}
+
+func (p *parser) eof() *Error { return parseErr("unexpected_eof", "unexpected end of JSON input") }
+
+// syntax reports an unexpected byte at p.i.
+func (p *parser) syntax() *Error {
+	if p.i >= len(p.data) {
+		return p.eof()
+	}
+	if c := p.data[p.i]; c >= utf8.RuneSelf {
+		if r, size := utf8.DecodeRune(p.data[p.i:]); r == utf8.RuneError && size == 1 {
+			return parseErr("invalid_utf8", "invalid UTF-8")
+		}
+	}
+	return parseErr("syntax_error", "invalid JSON syntax")
+}
+
+// value validates one JSON value starting at p.i (after whitespace).
+func (p *parser) value(depth int, mode uint8, f *fields) (span, *Error) {
+	p.skipWS()
+	if p.i >= len(p.data) {
+		return span{}, p.eof()
+	}
+	start := p.i
+	switch c := p.data[p.i]; c {
+	case '{':
+		return p.object(depth+1, mode, f)
+	case '[':
+		return p.array(depth + 1)
+	case '"':
+		esc, err := p.str()
+		if err != nil {
+			return span{}, err
+		}
+		return span{start: start, end: p.i, typ: tString, esc: esc}, nil
+	case 't':
+		return p.literal("true", tBool)
+	case 'f':
+		return p.literal("false", tBool)
+	case 'n':
+		return p.literal("null", tNull)
+	default:
+		if c == '-' || '0' <= c && c <= '9' {
+			return p.number()
+		}
+		return span{}, p.syntax()
+	}
+}
+
+func (p *parser) literal(lit string, typ byte) (span, *Error) {
+	start := p.i
+	if len(p.data)-p.i < len(lit) || string(p.data[p.i:p.i+len(lit)]) != lit {
+		return span{}, parseErr("syntax_error", "invalid JSON literal")
+	}
+	p.i += len(lit)
+	return span{start: start, end: p.i, typ: typ}, nil
+}
+
+func (p *parser) number() (span, *Error) {
+	d, i, start := p.data, p.i, p.i
+	bad := func() (span, *Error) { return span{}, parseErr("invalid_number", "invalid JSON number") }
+	if d[i] == '-' {
+		i++
+	}
+	if i >= len(d) {
+		return bad()
+	}
+	switch {
+	case d[i] == '0':
+		i++
+	case '1' <= d[i] && d[i] <= '9':
+		for i < len(d) && '0' <= d[i] && d[i] <= '9' {
+			i++
+		}
+	default:
+		return bad()
+	}
+	typ := tInt
+	if i < len(d) && d[i] == '.' {
+		i++
+		n := i
+		for i < len(d) && '0' <= d[i] && d[i] <= '9' {
+			i++
+		}
+		if i == n {
+			return bad()
+		}
+		typ = tFloat
+	}
+	if i < len(d) && (d[i] == 'e' || d[i] == 'E') {
+		i++
+		if i < len(d) && (d[i] == '+' || d[i] == '-') {
+			i++
+		}
+		n := i
+		for i < len(d) && '0' <= d[i] && d[i] <= '9' {
+			i++
+		}
+		if i == n {
+			return bad()
+		}
+		typ = tFloat
+	}
+	p.i = i
+	return span{start: start, end: i, typ: typ}, nil
+}
+
+func hex4(d []byte, i int) (rune, bool) {
+	if len(d)-i < 4 {
+		return 0, false
+	}
+	var r rune
+	for _, c := range d[i : i+4] {
+		switch {
+		case '0' <= c && c <= '9':
+			c -= '0'
+		case 'a' <= c && c <= 'f':
+			c -= 'a' - 10
+		case 'A' <= c && c <= 'F':
+			c -= 'A' - 10
+		default:
+			return 0, false
+		}
+		r = r<<4 | rune(c)
+	}
+	return r, true
+}
+
+// str validates a string starting at the opening quote at p.i and leaves
+// p.i after the closing quote.
+func (p *parser) str() (esc bool, err *Error) {
+	d := p.data
+	i := p.i + 1
+	for {
+		if i >= len(d) {
+			return esc, parseErr("unexpected_eof", "unterminated string")
+		}
+		c := d[i]
+		if c >= utf8.RuneSelf {
+			r, size := utf8.DecodeRune(d[i:])
+			if r == utf8.RuneError && size == 1 {
+				return esc, parseErr("invalid_utf8", "invalid UTF-8 in string")
+			}
+			i += size
+			continue
+		}
+		switch {
+		case c == '"':
+			p.i = i + 1
+			return esc, nil
+		case c < 0x20:
+			return esc, parseErr("control_character", "unescaped control character in string")
+		case c != '\\':
+			i++
+			continue
+		}
+		esc = true
+		i++
+		if i >= len(d) {
+			return esc, parseErr("unexpected_eof", "unterminated string")
+		}
+		switch d[i] {
+		case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			i++
+		case 'u':
+			r, ok := hex4(d, i+1)
+			if !ok {
+				return esc, parseErr("invalid_escape", "invalid \\u escape")
+			}
+			i += 5
+			switch {
+			case 0xD800 <= r && r < 0xDC00:
+				if len(d)-i < 6 || d[i] != '\\' || d[i+1] != 'u' {
+					return esc, parseErr("lone_surrogate", "unpaired UTF-16 surrogate escape")
+				}
+				r2, ok := hex4(d, i+2)
+				if !ok {
+					return esc, parseErr("invalid_escape", "invalid \\u escape")
+				}
+				if r2 < 0xDC00 || r2 > 0xDFFF {
+					return esc, parseErr("lone_surrogate", "unpaired UTF-16 surrogate escape")
+				}
+				i += 6
+			case 0xDC00 <= r && r <= 0xDFFF:
+				return esc, parseErr("lone_surrogate", "unpaired UTF-16 surrogate escape")
+			}
+		default:
+			return esc, parseErr("invalid_escape", "invalid escape sequence in string")
+		}
+	}
+}
+
+// unescape decodes the contents (without quotes) of a validated string.
+func unescape(s []byte) []byte { return appendUnescaped(make([]byte, 0, len(s)), s) }
+
+// appendUnescaped appends the decoded contents of a validated string to out.
+func appendUnescaped(out, s []byte) []byte {
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c != '\\' {
+			out = append(out, c)
+			i++
+			continue
+		}
+		i++
+		switch s[i] {
+		case 'b':
+			out = append(out, '\b')
+		case 'f':
+			out = append(out, '\f')
+		case 'n':
+			out = append(out, '\n')
+		case 'r':
+			out = append(out, '\r')
+		case 't':
+			out = append(out, '\t')
+		case 'u':
+			r, _ := hex4(s, i+1)
+			i += 4
+			if utf16.IsSurrogate(r) {
+				r2, _ := hex4(s, i+3)
+				r = utf16.DecodeRune(r, r2)
+				i += 6
+			}
+			out = utf8.AppendRune(out, r)
+		default: // '"', '\\', '/'
+			out = append(out, s[i])
+		}
+		i++
+	}
+	return out
+}
+
+// rawString returns the decoded bytes of a validated string span.
+func (p *parser) rawString(s span) []byte {
+	b := p.data[s.start+1 : s.end-1]
+	if s.esc {
+		return unescape(b)
+	}
+	return b
+}
+
+// object validates an object at p.i, refusing duplicate and case-variant
+// keys, and captures well-known fields into f according to mode.
+func (p *parser) object(depth int, mode uint8, f *fields) (span, *Error) {
+	if depth > maxDepth {
+		return span{}, parseErr("too_deep", "JSON nesting too deep")
+	}
+	start := p.i
+	p.i++
+	base := p.keys.n
+	scratchBase := len(p.scratch)
+	p.skipWS()
+	if p.i < len(p.data) && p.data[p.i] == '}' {
+		p.i++
+		return span{start: start, end: p.i, typ: tObject}, nil
+	}
+	for {
+		p.skipWS()
+		if p.i >= len(p.data) {
+			return span{}, p.eof()
+		}
+		if p.data[p.i] != '"' {
+			return span{}, p.syntax()
+		}
+		ks := p.i
+		esc, err := p.str()
+		if err != nil {
+			return span{}, err
+		}
+		kr := keyRef{off: ks + 1, n: p.i - ks - 2}
+		if esc {
+			off := len(p.scratch)
+			p.scratch = appendUnescaped(p.scratch, p.data[ks+1:p.i-1])
+			kr = keyRef{off: off, n: len(p.scratch) - off, scratch: true}
+		}
+		key := p.key(kr)
+		if p.keys.n-base < linearKeys {
+			for _, k := range p.keys.seg(base) {
+				if kb := p.key(k); foldCompare(kb, key) == 0 {
+					return span{}, dupErr(kb, key)
+				}
+			}
+		}
+		p.keys.push(kr)
+		p.skipWS()
+		if p.i >= len(p.data) || p.data[p.i] != ':' {
+			return span{}, p.syntax()
+		}
+		p.i++
+		var dst *span
+		child := modeGeneric
+		if mode != modeGeneric {
+			if dst, child, err = f.slot(mode, key); err != nil {
+				return span{}, err
+			}
+		}
+		v, err := p.value(depth, child, f)
+		if err != nil {
+			return span{}, err
+		}
+		if dst != nil {
+			*dst = v
+		}
+		p.skipWS()
+		if p.i >= len(p.data) {
+			return span{}, p.eof()
+		}
+		if p.data[p.i] == ',' {
+			p.i++
+			continue
+		}
+		if p.data[p.i] != '}' {
+			return span{}, p.syntax()
+		}
+		p.i++
+		break
+	}
+	if keys := p.keys.seg(base); len(keys) > linearKeys {
+		slices.SortFunc(keys, func(a, b keyRef) int { return foldCompare(p.key(a), p.key(b)) })
+		for j := 1; j < len(keys); j++ {
+			if a, b := p.key(keys[j-1]), p.key(keys[j]); foldCompare(a, b) == 0 {
+				return span{}, dupErr(a, b)
+			}
+		}
+	}
+	p.keys.n = base
+	p.scratch = p.scratch[:scratchBase]
+	return span{start: start, end: p.i, typ: tObject}, nil
+}
+
+func dupErr(a, b []byte) *Error {
+	if bytes.Equal(a, b) {
+		return parseErr("duplicate_key", "duplicate object key")
+	}
+	return parseErr("case_variant_key", "object keys differ only in case")
+}
+
+func (p *parser) array(depth int) (span, *Error) {
+	if depth > maxDepth {
+		return span{}, parseErr("too_deep", "JSON nesting too deep")
+	}
+	start := p.i
+	p.i++
+	p.skipWS()
+	if p.i < len(p.data) && p.data[p.i] == ']' {
+		p.i++
+		return span{start: start, end: p.i, typ: tArray}, nil
+	}
+	for {
+		if _, err := p.value(depth, modeGeneric, nil); err != nil {
+			return span{}, err
+		}
+		p.skipWS()
+		if p.i >= len(p.data) {
+			return span{}, p.eof()
+		}
+		if p.data[p.i] == ',' {
+			p.i++
+			continue
+		}
+		if p.data[p.i] != ']' {
+			return span{}, p.syntax()
+		}
+		p.i++
+		return span{start: start, end: p.i, typ: tArray}, nil
+	}
+}
+
+// foldCompare orders byte strings under Unicode simple case folding (the
+// folding bytes.EqualFold and encoding/json use); it returns 0 exactly when
+// bytes.EqualFold would report true for valid UTF-8.
+func foldCompare(a, b []byte) int {
+	for len(a) > 0 && len(b) > 0 {
+		var ra, rb rune
+		if c := a[0]; c < utf8.RuneSelf {
+			ra, a = rune(c), a[1:]
+		} else {
+			r, n := utf8.DecodeRune(a)
+			ra, a = r, a[n:]
+		}
+		if c := b[0]; c < utf8.RuneSelf {
+			rb, b = rune(c), b[1:]
+		} else {
+			r, n := utf8.DecodeRune(b)
+			rb, b = r, b[n:]
+		}
+		if ra == rb {
+			continue
+		}
+		ca, cb := foldRune(ra), foldRune(rb)
+		if ca != cb {
+			if ca < cb {
+				return -1
+			}
+			return 1
+		}
+	}
+	switch {
+	case len(a) > 0:
+		return 1
+	case len(b) > 0:
+		return -1
+	}
+	return 0
+}
+
+// foldRune returns the smallest rune in r's simple case-folding orbit.
+func foldRune(r rune) rune {
+	if r < utf8.RuneSelf {
+		if 'a' <= r && r <= 'z' {
+			return r - 'a' + 'A'
+		}
+		return r
+	}
+	m := r
+	for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+		m = min(m, f)
+	}
+	return m
+}

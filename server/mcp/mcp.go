@@ -1,0 +1,390 @@
+// Package mcp parses MCP Streamable HTTP (and legacy HTTP+SSE) requests the
+// way an authorizing proxy must see them: strictly, without I/O and with few
+// allocations.
+//
+// Parse validates the request body with its own single-pass JSON scanner,
+// which refuses every construct that lets two JSON readers disagree about a
+// message: duplicate keys, keys that differ only in case (Unicode simple case
+// folding, as Go's encoding/json matches struct fields), trailing data,
+// invalid UTF-8, lone surrogates, invalid escapes and numbers, excessive
+// nesting and a leading byte-order mark. It then applies the JSON-RPC 2.0 and
+// MCP transport rules of the negotiated protocol version (batches, responses,
+// HTTP methods, and the Mcp-Method / Mcp-Name mirror headers, which must agree
+// with the body in every version).
+//
+// All functions are safe for concurrent use; the package has no mutable
+// state on the hot path (SupportedVersions is informational and Parse does
+// not read it). Values returned by Parse alias Input.Body: the caller must not
+// modify the body while the Call is in use.
+package mcp
+
+import (
+	"encoding/json"
+	"strconv"
+)
+
+// Protocol versions known to Parse.
+const (
+	Version20241105 = "2024-11-05"
+	Version20250326 = "2025-03-26"
+	Version20250618 = "2025-06-18"
+	Version20251125 = "2025-11-25"
+	Version20260728 = "2026-07-28"
+
+	// DefaultVersion is assumed when the MCP-Protocol-Version header is
+	// absent (the specification's backwards-compatibility rule).
+	DefaultVersion = Version20250326
+)
+
+// SupportedVersions lists the protocol versions Parse accepts, oldest first.
+// It is informational: Parse does not read it, so changing it has no effect.
+var SupportedVersions = []string{Version20241105, Version20250326, Version20250618, Version20251125, Version20260728}
+
+// JSON-RPC error codes used in Error.Code.
+const (
+	CodeParseError         = -32700
+	CodeInvalidRequest     = -32600
+	CodeInvalidParams      = -32602
+	CodeServerError        = -32000 // transport-level refusals (405, 415)
+	CodeHeaderMismatch     = -32020 // MCP 2026-07-28 HeaderMismatch
+	CodeUnsupportedVersion = -32022 // MCP 2026-07-28 UnsupportedProtocolVersion
+)
+
+// Kind is the JSON-RPC message kind.
+type Kind uint8
+
+// Message kinds.
+const (
+	KindRequest Kind = iota
+	KindNotification
+	KindResponse
+)
+
+// String returns "request", "notification" or "response".
+func (k Kind) String() string {
+	switch k {
+	case KindRequest:
+		return "request"
+	case KindNotification:
+		return "notification"
+	case KindResponse:
+		return "response"
+	}
+	return "kind(" + strconv.Itoa(int(k)) + ")"
+}
+
+// Transport is the MCP HTTP transport a request arrived on.
+type Transport uint8
+
+// Transports.
+const (
+	TransportStreamable Transport = iota // Streamable HTTP (2025-03-26 and later)
+	TransportLegacySSE                   // HTTP+SSE POST /messages (2024-11-05)
+)
+
+// String returns "streamable" or "legacy_sse".
+func (t Transport) String() string {
+	switch t {
+	case TransportStreamable:
+		return "streamable"
+	case TransportLegacySSE:
+		return "legacy_sse"
+	}
+	return "transport(" + strconv.Itoa(int(t)) + ")"
+}
+
+// Message is one parsed JSON-RPC message. Raw fields are subslices of
+// Input.Body, not copies.
+type Message struct {
+	Kind      Kind
+	ID        json.RawMessage // raw JSON id (string or integer; null only for error responses); nil for notifications
+	Method    string          // "" for responses
+	Name      string          // tools/call params.name; prompts/get params.name; completion/complete params.ref.name
+	URI       string          // resources/read|subscribe|unsubscribe params.uri; completion/complete params.ref.uri
+	Arguments json.RawMessage // tools/call / prompts/get params.arguments (validated JSON object, or nil)
+	Params    json.RawMessage // raw params (validated), nil if absent
+}
+
+// Input is what Parse needs from an HTTP request.
+type Input struct {
+	HTTPMethod      string  // "POST", "GET", "DELETE", ...
+	ContentType     string  // request Content-Type header value
+	ProtocolVersion string  // MCP-Protocol-Version header ("" = absent)
+	HeaderMethod    *string // Mcp-Method header if present
+	HeaderName      *string // Mcp-Name header if present
+	Legacy          bool    // legacy HTTP+SSE POST /messages?sessionId=... (2024-11-05)
+	Body            []byte
+}
+
+// Call is a parsed HTTP request.
+type Call struct {
+	Version   string // effective protocol version
+	Transport Transport
+	Batch     bool
+	Messages  []Message // empty for GET/DELETE
+}
+
+// Error is returned for every refusal; the server maps it to an HTTP status
+// and a JSON-RPC error body. Msg never contains request content.
+type Error struct {
+	Status int             // HTTP status: 400, 405, 415
+	Code   int             // JSON-RPC error code (Code* constants)
+	Reason string          // short snake_case code usable as a metric label
+	Msg    string          // human readable
+	ID     json.RawMessage // the offending message id when known
+}
+
+// Error implements error.
+func (e *Error) Error() string {
+	return "mcp: " + e.Reason + ": " + e.Msg
+}
+
+// ValidToolName reports whether s is 1-128 characters of [A-Za-z0-9_.-].
+func ValidToolName(s string) bool {
+	if len(s) == 0 || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func errorf(status, code int, reason, msg string) *Error {
+	return &Error{Status: status, Code: code, Reason: reason, Msg: msg}
+}
+
+func parseErr(reason, msg string) *Error { return errorf(400, CodeParseError, reason, msg) }
+
+func invalidReq(reason, msg string) *Error { return errorf(400, CodeInvalidRequest, reason, msg) }
+
+func invalidParams(reason, msg string) *Error { return errorf(400, CodeInvalidParams, reason, msg) }
+
+func headerMismatch(msg string) *Error {
+	return errorf(400, CodeHeaderMismatch, "header_mismatch", msg)
+}
+
+// version returns the canonical constant for a supported version string.
+func canonicalVersion(v string) (string, bool) {
+	switch v {
+	case Version20241105:
+		return Version20241105, true
+	case Version20250326:
+		return Version20250326, true
+	case Version20250618:
+		return Version20250618, true
+	case Version20251125:
+		return Version20251125, true
+	case Version20260728:
+		return Version20260728, true
+	}
+	return "", false
+}
+
+// batchAllowed reports whether JSON-RPC batches are allowed in version v.
+func batchAllowed(v string) bool { return v == Version20241105 || v == Version20250326 }
+
+// stateless reports whether v is the stateless (2026-07-28) protocol.
+func stateless(v string) bool { return v == Version20260728 }
+
+// Parse validates an MCP HTTP request and returns its messages. Every
+// refusal is an *Error. Parse does no I/O and is safe for concurrent use.
+func Parse(in Input) (*Call, error) {
+	c, err := parse(&in)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+type callOne struct {
+	c   Call
+	buf [1]Message
+}
+
+func parse(in *Input) (*Call, *Error) {
+	var ver string
+	transport := TransportStreamable
+	if in.Legacy {
+		if in.ProtocolVersion != "" && in.ProtocolVersion != Version20241105 {
+			return nil, errorf(400, CodeUnsupportedVersion, "unsupported_version", "legacy HTTP+SSE transport requires protocol version 2024-11-05")
+		}
+		ver, transport = Version20241105, TransportLegacySSE
+	} else if in.ProtocolVersion == "" {
+		ver = DefaultVersion
+	} else {
+		v, ok := canonicalVersion(in.ProtocolVersion)
+		if !ok {
+			return nil, errorf(400, CodeUnsupportedVersion, "unsupported_version", "unsupported MCP-Protocol-Version")
+		}
+		ver = v
+	}
+
+	switch in.HTTPMethod {
+	case "POST":
+	case "GET", "DELETE":
+		if in.Legacy || stateless(ver) {
+			return nil, errorf(405, CodeServerError, "method_not_allowed", "HTTP method not allowed for this protocol version")
+		}
+		return &Call{Version: ver, Transport: transport}, nil
+	default:
+		return nil, errorf(405, CodeServerError, "method_not_allowed", "HTTP method not allowed")
+	}
+
+	if !jsonContentType(in.ContentType) {
+		return nil, errorf(415, CodeServerError, "unsupported_content_type", "Content-Type must be application/json")
+	}
+	body := in.Body
+	if len(body) == 0 {
+		return nil, parseErr("empty_body", "request body is empty")
+	}
+	if len(body) >= 3 && body[0] == 0xEF && body[1] == 0xBB && body[2] == 0xBF {
+		return nil, parseErr("leading_bom", "body starts with a byte-order mark")
+	}
+
+	p := parser{data: body}
+	p.skipWS()
+	if p.i >= len(body) {
+		return nil, parseErr("empty_body", "request body is empty")
+	}
+
+	var call *Call
+	switch body[p.i] {
+	case '{':
+		var f fields
+		if _, err := p.object(1, modeMessage, &f); err != nil {
+			return nil, err
+		}
+		if err := p.end(); err != nil {
+			return nil, err
+		}
+		one := &callOne{}
+		if err := p.build(&f, ver, &one.buf[0]); err != nil {
+			return nil, err
+		}
+		one.c = Call{Version: ver, Transport: transport, Messages: one.buf[:]}
+		call = &one.c
+	case '[':
+		msgs, err := p.batch(ver)
+		if err != nil {
+			return nil, err
+		}
+		if err := p.end(); err != nil {
+			return nil, err
+		}
+		if !batchAllowed(ver) {
+			return nil, invalidReq("batch_not_allowed", "JSON-RPC batches are not allowed in this protocol version")
+		}
+		call = &Call{Version: ver, Transport: transport, Batch: true, Messages: msgs}
+	default:
+		if _, err := p.value(1, modeGeneric, nil); err != nil {
+			return nil, err
+		}
+		if err := p.end(); err != nil {
+			return nil, err
+		}
+		return nil, invalidReq("invalid_request", "body must be a JSON object or array")
+	}
+
+	if call.Batch {
+		resp := call.Messages[0].Kind == KindResponse
+		for i := range call.Messages {
+			if (call.Messages[i].Kind == KindResponse) != resp {
+				return nil, invalidReq("mixed_batch", "batch mixes responses with requests or notifications")
+			}
+		}
+	}
+	for i := range call.Messages {
+		m := &call.Messages[i]
+		if m.Kind == KindResponse && stateless(ver) {
+			return nil, withID(invalidReq("response_not_allowed", "JSON-RPC responses are not allowed in this protocol version"), m.ID)
+		}
+		if err := checkHeaders(in, m, ver); err != nil {
+			return nil, withID(err, m.ID)
+		}
+	}
+	return call, nil
+}
+
+func withID(e *Error, id json.RawMessage) *Error {
+	e.ID = id
+	return e
+}
+
+// jsonContentType reports whether ct is application/json with at most a
+// charset=utf-8 parameter (other parameters are tolerated; any other charset
+// is refused because the body is validated as UTF-8).
+func jsonContentType(ct string) bool {
+	i := 0
+	for i < len(ct) && ct[i] != ';' {
+		i++
+	}
+	if !asciiEqualFold(trimOWS(ct[:i]), "application/json") {
+		return false
+	}
+	for i < len(ct) {
+		i++ // skip ';'
+		j := i
+		for j < len(ct) && ct[j] != ';' {
+			j++
+		}
+		param := trimOWS(ct[i:j])
+		i = j
+		if param == "" {
+			continue
+		}
+		eq := -1
+		for k := 0; k < len(param); k++ {
+			if param[k] == '=' {
+				eq = k
+				break
+			}
+		}
+		if eq <= 0 {
+			return false
+		}
+		name, val := trimOWS(param[:eq]), trimOWS(param[eq+1:])
+		if !asciiEqualFold(name, "charset") {
+			continue
+		}
+		if len(val) >= 2 && val[0] == '"' && val[len(val)-1] == '"' {
+			val = val[1 : len(val)-1]
+		}
+		if !asciiEqualFold(val, "utf-8") {
+			return false
+		}
+	}
+	return true
+}
+
+func trimOWS(s string) string {
+	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
+		s = s[1:]
+	}
+	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+func asciiEqualFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
