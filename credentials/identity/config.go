@@ -1,0 +1,278 @@
+package identity
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Defaults applied by NewVerifier to zero-valued configuration fields.
+const (
+	DefaultLeeway         = 30 * time.Second
+	MaxLeeway             = 5 * time.Minute
+	DefaultJWKSMinRefresh = 30 * time.Second
+	DefaultHTTPTimeout    = 5 * time.Second
+	DefaultCacheSize      = 100_000
+	// maxCacheTTL bounds how long a verified token stays cached, whatever its exp.
+	maxCacheTTL = 5 * time.Minute
+)
+
+// DefaultAlgorithms is the signing-algorithm allow-list used when an issuer
+// configures none.
+var defaultAlgorithms = []string{"RS256", "PS256", "ES256"}
+
+// asymmetricAlgorithms are the JWS algorithms an issuer may allow.
+var asymmetricAlgorithms = []string{
+	"RS256", "RS384", "RS512",
+	"PS256", "PS384", "PS512",
+	"ES256", "ES384", "ES512",
+	"EdDSA",
+}
+
+// ClaimsConfig names the token claims the verifier reads. Empty fields take
+// the documented defaults.
+type ClaimsConfig struct {
+	// UserID is the claim holding the stable user id. Default "sub".
+	UserID string `yaml:"user_id"`
+	// Org is the claim holding the organization id. Default "org_id".
+	Org string `yaml:"org"`
+	// ClientID is the claim holding the OAuth client id. Default "client_id",
+	// falling back to "azp" when the configured claim is absent.
+	ClientID string `yaml:"client_id"`
+	// Scope is the claim holding scopes. Default "scope" (space separated),
+	// falling back to "scp" (array or space separated string).
+	Scope string `yaml:"scope"`
+}
+
+// AgentConfig decides which tokens without an `act` claim belong to an agent
+// (a workload acting on its own behalf) rather than a human.
+//
+// Defaults: a token whose sub equals its client_id (the client-credentials
+// grant of most IdPs) is an agent, and a `gty` claim of "client-credentials"
+// (Auth0 style) always means agent.
+type AgentConfig struct {
+	// ClientIDs lists client ids whose tokens are agents.
+	ClientIDs []string `yaml:"client_ids"`
+	// Claim and Values: a token whose Claim (string or array of strings)
+	// holds one of Values is an agent, e.g. claim "token_use" values ["agent"].
+	Claim  string   `yaml:"claim"`
+	Values []string `yaml:"values"`
+	// SubjectEqualsClientID, default true: tokens with sub == client_id are agents.
+	SubjectEqualsClientID *bool `yaml:"subject_equals_client_id"`
+}
+
+// IssuerConfig configures one trusted token issuer.
+type IssuerConfig struct {
+	// Name identifies the issuer in configuration and logs.
+	Name string `yaml:"name"`
+	// Issuer is the exact string expected in the `iss` claim.
+	Issuer string `yaml:"issuer"`
+	// DiscoveryURL defaults to Issuer + "/.well-known/openid-configuration".
+	// For a plain OAuth authorization server set it to the RFC 8414 document.
+	DiscoveryURL string `yaml:"discovery_url"`
+	// JWKSURL, when set, is used directly and discovery is skipped.
+	JWKSURL string `yaml:"jwks_url"`
+	// Algorithms is the JWS allow-list. Default [RS256, PS256, ES256].
+	// Symmetric algorithms (HS*) and "none" are refused by Validate.
+	Algorithms []string `yaml:"algorithms"`
+	// Leeway is the clock skew tolerated on exp, nbf and iat. Default 30s, max 5m.
+	Leeway time.Duration `yaml:"leeway"`
+	// UserNamespace groups issuers that share a user directory: the same
+	// user id and org from two issuers with the same namespace is one user.
+	// Default Name.
+	UserNamespace string       `yaml:"user_namespace"`
+	Claims        ClaimsConfig `yaml:"claims"`
+	Agent         AgentConfig  `yaml:"agent"`
+}
+
+// SPIFFEConfig configures mTLS callers identified by SPIFFE ids.
+type SPIFFEConfig struct {
+	// TrustDomains lists the accepted trust domains (e.g. "prod.example.org").
+	TrustDomains []string `yaml:"trust_domains"`
+	// Org is the organization assigned to SPIFFE principals.
+	Org string `yaml:"org"`
+}
+
+// Config configures a Verifier.
+type Config struct {
+	Issuers []IssuerConfig `yaml:"issuers"`
+	SPIFFE  SPIFFEConfig   `yaml:"spiffe"`
+	// CacheSize is the maximum number of verified tokens kept. Default 100000.
+	CacheSize int64 `yaml:"cache_size"`
+	// JWKSMinRefresh is the minimum interval between JWKS refreshes of one
+	// issuer triggered by unknown key ids. Default 30s.
+	JWKSMinRefresh time.Duration `yaml:"jwks_min_refresh"`
+	// HTTPTimeout bounds each discovery or JWKS request. Default 5s.
+	HTTPTimeout time.Duration `yaml:"http_timeout"`
+}
+
+// Validate checks the configuration without touching the network. All
+// problems are reported, joined, each prefixed with its field path.
+func (c Config) Validate() error {
+	var errs []error
+	add := func(path, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", path, fmt.Sprintf(format, args...)))
+	}
+	if len(c.Issuers) == 0 && len(c.SPIFFE.TrustDomains) == 0 {
+		add("issuers", "at least one issuer or spiffe trust domain is required")
+	}
+	names := map[string]int{}
+	issuers := map[string]int{}
+	for i, is := range c.Issuers {
+		p := fmt.Sprintf("issuers[%d]", i)
+		if is.Name == "" {
+			add(p+".name", "required")
+		} else if j, dup := names[is.Name]; dup {
+			add(p+".name", "duplicate of issuers[%d]", j)
+		} else {
+			names[is.Name] = i
+		}
+		if is.Issuer == "" {
+			add(p+".issuer", "required")
+		} else {
+			if j, dup := issuers[is.Issuer]; dup {
+				add(p+".issuer", "duplicate of issuers[%d]", j)
+			} else {
+				issuers[is.Issuer] = i
+			}
+			if err := checkFetchURL(is.Issuer); err != nil {
+				add(p+".issuer", "%v", err)
+			}
+		}
+		if is.DiscoveryURL != "" {
+			if err := checkFetchURL(is.DiscoveryURL); err != nil {
+				add(p+".discovery_url", "%v", err)
+			}
+		}
+		if is.JWKSURL != "" {
+			if err := checkFetchURL(is.JWKSURL); err != nil {
+				add(p+".jwks_url", "%v", err)
+			}
+		}
+		for j, alg := range is.Algorithms {
+			ap := fmt.Sprintf("%s.algorithms[%d]", p, j)
+			switch {
+			case strings.EqualFold(alg, "none") || strings.HasPrefix(strings.ToUpper(alg), "HS"):
+				add(ap, "%s not allowed", alg)
+			case !slices.Contains(asymmetricAlgorithms, alg):
+				add(ap, "unknown algorithm %q", alg)
+			}
+		}
+		if is.Leeway < 0 {
+			add(p+".leeway", "must not be negative")
+		} else if is.Leeway > MaxLeeway {
+			add(p+".leeway", "%v exceeds the maximum %v", is.Leeway, MaxLeeway)
+		}
+		if (is.Agent.Claim == "") != (len(is.Agent.Values) == 0) {
+			add(p+".agent", "claim and values must be set together")
+		}
+	}
+	for i, td := range c.SPIFFE.TrustDomains {
+		if err := checkTrustDomain(td); err != nil {
+			add(fmt.Sprintf("spiffe.trust_domains[%d]", i), "%v", err)
+		}
+	}
+	if c.CacheSize < 0 {
+		add("cache_size", "must not be negative")
+	}
+	if c.JWKSMinRefresh < 0 {
+		add("jwks_min_refresh", "must not be negative")
+	}
+	if c.HTTPTimeout < 0 {
+		add("http_timeout", "must not be negative")
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("identity: invalid config: %w", errors.Join(errs...))
+}
+
+// checkFetchURL accepts absolute https URLs, and http only for loopback hosts
+// (development IdPs such as devidp).
+func checkFetchURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("not a URL")
+	}
+	if u.Host == "" || u.User != nil || u.Fragment != "" || u.RawQuery != "" {
+		return fmt.Errorf("must be an absolute URL without userinfo, query or fragment")
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		if isLoopback(u.Hostname()) {
+			return nil
+		}
+		return fmt.Errorf("http is allowed only for loopback hosts")
+	default:
+		return fmt.Errorf("scheme must be https")
+	}
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// withDefaults returns a copy of c with defaults filled in. Slices are copied
+// so the caller's configuration is never aliased.
+func (c Config) withDefaults() Config {
+	out := c
+	if out.CacheSize == 0 {
+		out.CacheSize = DefaultCacheSize
+	}
+	if out.JWKSMinRefresh == 0 {
+		out.JWKSMinRefresh = DefaultJWKSMinRefresh
+	}
+	if out.HTTPTimeout == 0 {
+		out.HTTPTimeout = DefaultHTTPTimeout
+	}
+	out.SPIFFE.TrustDomains = slices.Clone(c.SPIFFE.TrustDomains)
+	out.Issuers = make([]IssuerConfig, len(c.Issuers))
+	for i, is := range c.Issuers {
+		is.Algorithms = slices.Clone(is.Algorithms)
+		if len(is.Algorithms) == 0 {
+			is.Algorithms = slices.Clone(defaultAlgorithms)
+		}
+		if is.DiscoveryURL == "" {
+			is.DiscoveryURL = strings.TrimSuffix(is.Issuer, "/") + "/.well-known/openid-configuration"
+		}
+		if is.Leeway == 0 {
+			is.Leeway = DefaultLeeway
+		}
+		if is.UserNamespace == "" {
+			is.UserNamespace = is.Name
+		}
+		if is.Claims.UserID == "" {
+			is.Claims.UserID = "sub"
+		}
+		if is.Claims.Org == "" {
+			is.Claims.Org = "org_id"
+		}
+		if is.Claims.ClientID == "" {
+			is.Claims.ClientID = "client_id"
+		}
+		if is.Claims.Scope == "" {
+			is.Claims.Scope = "scope"
+		}
+		is.Agent.ClientIDs = slices.Clone(is.Agent.ClientIDs)
+		is.Agent.Values = slices.Clone(is.Agent.Values)
+		if is.Agent.SubjectEqualsClientID == nil {
+			t := true
+			is.Agent.SubjectEqualsClientID = &t
+		} else {
+			v := *is.Agent.SubjectEqualsClientID
+			is.Agent.SubjectEqualsClientID = &v
+		}
+		out.Issuers[i] = is
+	}
+	return out
+}

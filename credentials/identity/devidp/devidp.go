@@ -1,0 +1,358 @@
+// Package devidp is a small but real OIDC issuer served over HTTP: it
+// publishes a discovery document and a JWKS, and mints signed JWT access
+// tokens (RFC 9068, typ at+jwt) with RS256 or ES256 keys. It exists for
+// tests, end-to-end runs and a development mode; it has no login, consent or
+// token endpoint and must never be used to protect production traffic.
+//
+// It also mints deliberately broken tokens ("alg": "none", HS256 keyed with
+// the RSA public key) so verifiers can be tested against those attacks.
+//
+// An Issuer is safe for concurrent use.
+package devidp
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"maps"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+)
+
+// Options configures an Issuer. All fields are optional.
+type Options struct {
+	// IssuerURL fixes the issuer (and URL) instead of the address Start
+	// listens on; use it when serving Handler from your own server.
+	IssuerURL string
+	// Now defaults to time.Now; it sets iat and exp of minted tokens.
+	Now func() time.Time
+	// RSABits defaults to 2048.
+	RSABits int
+	// TokenTTL is the default lifetime of minted tokens; default 5m.
+	TokenTTL time.Duration
+}
+
+type keyPair struct {
+	kid  string
+	alg  jose.SignatureAlgorithm
+	priv crypto.Signer
+}
+
+// Issuer is a development OIDC issuer. Create it with New.
+type Issuer struct {
+	opts    Options
+	fetches atomic.Int64
+
+	mu      sync.RWMutex
+	url     string
+	current map[jose.SignatureAlgorithm]keyPair
+	// published holds every key in the JWKS: the current generation and the
+	// previous one, so tokens minted before RotateKey stay verifiable.
+	published []keyPair
+	gen       int
+	srv       *http.Server
+	ln        net.Listener
+}
+
+// New creates an Issuer with one RS256 and one ES256 key.
+func New(opts Options) (*Issuer, error) {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.RSABits == 0 {
+		opts.RSABits = 2048
+	}
+	if opts.TokenTTL == 0 {
+		opts.TokenTTL = 5 * time.Minute
+	}
+	i := &Issuer{opts: opts, url: strings.TrimSuffix(opts.IssuerURL, "/")}
+	if err := i.rotate(); err != nil {
+		return nil, err
+	}
+	return i, nil
+}
+
+func (i *Issuer) rotate() error {
+	rk, err := rsa.GenerateKey(rand.Reader, i.opts.RSABits)
+	if err != nil {
+		return fmt.Errorf("devidp: generate rsa key: %w", err)
+	}
+	ek, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return fmt.Errorf("devidp: generate ecdsa key: %w", err)
+	}
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	i.gen++
+	prev := i.current
+	i.current = map[jose.SignatureAlgorithm]keyPair{
+		jose.RS256: {kid: fmt.Sprintf("rs256-%d-%s", i.gen, randHex(4)), alg: jose.RS256, priv: rk},
+		jose.ES256: {kid: fmt.Sprintf("es256-%d-%s", i.gen, randHex(4)), alg: jose.ES256, priv: ek},
+	}
+	i.published = []keyPair{i.current[jose.RS256], i.current[jose.ES256]}
+	if prev != nil {
+		i.published = append(i.published, prev[jose.RS256], prev[jose.ES256])
+	}
+	return nil
+}
+
+// RotateKey generates new RS256 and ES256 keys with new kids. Minting uses
+// the new keys; the JWKS publishes the new and the previous generation.
+func (i *Issuer) RotateKey() {
+	if err := i.rotate(); err != nil {
+		panic(err) // crypto/rand failure
+	}
+}
+
+// Kid returns the current key id for alg ("RS256" or "ES256").
+func (i *Issuer) Kid(alg string) string {
+	i.mu.RLock()
+	defer i.mu.RUnlock()
+	return i.current[jose.SignatureAlgorithm(alg)].kid
+}
+
+// URL returns the issuer URL ("" before Start unless Options.IssuerURL is set).
+func (i *Issuer) URL() string {
+	i.mu.RLock()
+	defer i.mu.RUnlock()
+	return i.url
+}
+
+// JWKSFetches counts requests served on /jwks.
+func (i *Issuer) JWKSFetches() int { return int(i.fetches.Load()) }
+
+// Handler serves /.well-known/openid-configuration,
+// /.well-known/oauth-authorization-server and /jwks.
+func (i *Issuer) Handler() http.Handler {
+	mux := http.NewServeMux()
+	disc := func(w http.ResponseWriter, r *http.Request) {
+		u := i.URL()
+		writeJSON(w, map[string]any{
+			"issuer":                                u,
+			"jwks_uri":                              u + "/jwks",
+			"response_types_supported":              []string{"code"},
+			"subject_types_supported":               []string{"public"},
+			"id_token_signing_alg_values_supported": []string{"RS256", "ES256"},
+			"token_endpoint_auth_methods_supported": []string{"none"},
+		})
+	}
+	mux.HandleFunc("GET /.well-known/openid-configuration", disc)
+	mux.HandleFunc("GET /.well-known/oauth-authorization-server", disc)
+	mux.HandleFunc("GET /jwks", func(w http.ResponseWriter, r *http.Request) {
+		i.fetches.Add(1)
+		writeJSON(w, i.JWKS())
+	})
+	return mux
+}
+
+// JWKS returns the published public keys.
+func (i *Issuer) JWKS() jose.JSONWebKeySet {
+	i.mu.RLock()
+	defer i.mu.RUnlock()
+	set := jose.JSONWebKeySet{}
+	for _, kp := range i.published {
+		set.Keys = append(set.Keys, jose.JSONWebKey{
+			Key: kp.priv.Public(), KeyID: kp.kid, Algorithm: string(kp.alg), Use: "sig",
+		})
+	}
+	return set
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// Start serves Handler on 127.0.0.1 at a free port and returns the issuer
+// URL ("http://127.0.0.1:PORT"), unless Options.IssuerURL fixed it.
+func (i *Issuer) Start() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("devidp: listen: %w", err)
+	}
+	srv := &http.Server{Handler: i.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	i.mu.Lock()
+	if i.srv != nil {
+		i.mu.Unlock()
+		_ = ln.Close()
+		return "", errors.New("devidp: already started")
+	}
+	i.srv, i.ln = srv, ln
+	if i.url == "" {
+		i.url = "http://" + ln.Addr().String()
+	}
+	u := i.url
+	i.mu.Unlock()
+	go func() { _ = srv.Serve(ln) }()
+	return u, nil
+}
+
+// Close stops the server started by Start.
+func (i *Issuer) Close() {
+	i.mu.Lock()
+	srv := i.srv
+	i.srv = nil
+	i.mu.Unlock()
+	if srv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}
+}
+
+// MintOption adjusts one minted token.
+type MintOption func(*mintOpts)
+
+type mintOpts struct {
+	alg    jose.SignatureAlgorithm
+	kid    string
+	expiry *time.Duration
+	header map[string]any
+}
+
+// WithAlg selects "RS256" (default) or "ES256".
+func WithAlg(alg string) MintOption {
+	return func(o *mintOpts) { o.alg = jose.SignatureAlgorithm(alg) }
+}
+
+// WithKid overrides the kid header (the token is still signed with the
+// current key), e.g. to simulate an unknown key.
+func WithKid(kid string) MintOption { return func(o *mintOpts) { o.kid = kid } }
+
+// WithExpiry sets exp to now+d (d may be negative) unless the claims set exp.
+func WithExpiry(d time.Duration) MintOption { return func(o *mintOpts) { o.expiry = &d } }
+
+// WithHeader adds a protected header field (e.g. "jku", or "typ" to override at+jwt).
+func WithHeader(k string, v any) MintOption {
+	return func(o *mintOpts) {
+		if o.header == nil {
+			o.header = map[string]any{}
+		}
+		o.header[k] = v
+	}
+}
+
+// Mint signs claims as an access token. Missing iss, iat, exp (now+TokenTTL)
+// and jti are filled in; the header has typ at+jwt and the key's kid. A claim
+// set to nil is removed (e.g. "exp": nil mints a token without exp).
+func (i *Issuer) Mint(claims map[string]any, opts ...MintOption) (string, error) {
+	o := mintOpts{alg: jose.RS256}
+	for _, f := range opts {
+		f(&o)
+	}
+	i.mu.RLock()
+	kp, ok := i.current[o.alg]
+	i.mu.RUnlock()
+	if !ok {
+		return "", fmt.Errorf("devidp: unsupported alg %q", o.alg)
+	}
+	kid := kp.kid
+	if o.kid != "" {
+		kid = o.kid
+	}
+	so := (&jose.SignerOptions{}).WithType("at+jwt")
+	for k, v := range o.header {
+		so = so.WithHeader(jose.HeaderKey(k), v)
+	}
+	signer, err := jose.NewSigner(jose.SigningKey{
+		Algorithm: o.alg,
+		Key:       jose.JSONWebKey{Key: kp.priv, KeyID: kid, Algorithm: string(o.alg)},
+	}, so)
+	if err != nil {
+		return "", fmt.Errorf("devidp: signer: %w", err)
+	}
+	payload, err := json.Marshal(i.fill(claims, o.expiry))
+	if err != nil {
+		return "", fmt.Errorf("devidp: encode claims: %w", err)
+	}
+	jws, err := signer.Sign(payload)
+	if err != nil {
+		return "", fmt.Errorf("devidp: sign: %w", err)
+	}
+	return jws.CompactSerialize()
+}
+
+// MustMint is Mint that panics on error, for tests.
+func (i *Issuer) MustMint(claims map[string]any, opts ...MintOption) string {
+	t, err := i.Mint(claims, opts...)
+	if err != nil {
+		panic(err)
+	}
+	return t
+}
+
+func (i *Issuer) fill(claims map[string]any, expiry *time.Duration) map[string]any {
+	now := i.opts.Now()
+	ttl := i.opts.TokenTTL
+	if expiry != nil {
+		ttl = *expiry
+	}
+	out := map[string]any{
+		"iss": i.URL(),
+		"iat": now.Unix(),
+		"exp": now.Add(ttl).Unix(),
+		"jti": randHex(16),
+	}
+	maps.Copy(out, claims)
+	for k, v := range out {
+		if v == nil {
+			delete(out, k)
+		}
+	}
+	return out
+}
+
+// MintNone returns an unsigned token with "alg": "none" (an attack token).
+func (i *Issuer) MintNone(claims map[string]any) string {
+	hdr := map[string]any{"alg": "none", "typ": "at+jwt"}
+	return i.compact(hdr, claims) + "."
+}
+
+// MintHS256WithPublicKey returns a token HMAC-signed with the issuer's RSA
+// public key (PEM) as the secret, naming the RSA kid: the classic algorithm
+// confusion attack.
+func (i *Issuer) MintHS256WithPublicKey(claims map[string]any) string {
+	i.mu.RLock()
+	kp := i.current[jose.RS256]
+	i.mu.RUnlock()
+	der, err := x509.MarshalPKIXPublicKey(kp.priv.Public())
+	if err != nil {
+		panic(err)
+	}
+	secret := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+	signingInput := i.compact(map[string]any{"alg": "HS256", "typ": "at+jwt", "kid": kp.kid}, claims)
+	mac := hmac.New(sha256.New, secret)
+	mac.Write([]byte(signingInput))
+	return signingInput + "." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+}
+
+func (i *Issuer) compact(hdr, claims map[string]any) string {
+	h, _ := json.Marshal(hdr)
+	p, _ := json.Marshal(i.fill(claims, nil))
+	return base64.RawURLEncoding.EncodeToString(h) + "." + base64.RawURLEncoding.EncodeToString(p)
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
