@@ -1,0 +1,740 @@
+// Package emulator is an in-process stand-in for Envoy's HTTP connection
+// manager + ext_authz filter + router, for end-to-end tests and a local
+// development mode when no envoy binary is available.
+//
+// It applies the ext_authz contract the way Envoy (v1.3x) does, as read from
+// source/extensions/filters/http/ext_authz/ext_authz.cc,
+// source/extensions/filters/common/ext_authz/{check_request_utils,ext_authz_grpc_impl}.cc:
+//
+//   - :path is normalised (RFC 3986 dot segments, unreserved %XX decoded) and
+//     slashes merged; %2F/%5C in the path is rejected with 400
+//     (path_with_escaped_slashes_action: REJECT_REQUEST). No route: 404.
+//   - The CheckRequest carries lower-case header keys, the pseudo headers
+//     :authority, :method, :path (with query), :scheme, duplicate headers joined
+//     with ",", x-request-id (generated when absent, also sent upstream) and
+//     x-forwarded-proto (set when absent). A client-sent
+//     x-envoy-auth-partial-body is dropped. http.id is Envoy's stream id: the
+//     first 8 hex digits of x-request-id as a decimal number.
+//   - with_request_body{pack_as_bytes: true, allow_partial_message: false}:
+//     bodies over MaxRequestBytes get 413 without a Check; a request with a
+//     body carries raw_body and x-envoy-auth-partial-body: "false"; a request
+//     without a body carries neither (Envoy does not buffer then).
+//   - OK: OkHttpResponse.headers are applied in order, each per append_action
+//     (default APPEND_IF_EXISTS_OR_ADD adds a second value beside the client's;
+//     the deprecated append bool, when set, means append-with-"," or
+//     overwrite); then headers_to_remove (pseudo headers and host ignored);
+//     then query_parameters_to_set/remove (query re-encoded sorted by key);
+//     response_headers_to_add go on the upstream response. OK without
+//     ok_response just allows.
+//   - Denied: denied_response status (403 if unset), headers (replacing
+//     same-named local-reply headers, repeats kept) and body go to the client;
+//     the upstream is not contacted. A non-OK status without denied_response is
+//     403 with an empty body. error_response is an error with its own status
+//     (else 403), headers and body.
+//   - gRPC failure or timeout: 403, empty body (failure_mode_allow: false,
+//     status_on_error default).
+//
+// Differences from Envoy, by design: request header mutations with invalid
+// names or values, and mutations of pseudo headers other than :authority,
+// are skipped (Go cannot send them); upstream errors are a plain 503.
+package emulator
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"golang.org/x/net/http/httpguts"
+	"google.golang.org/genproto/googleapis/rpc/code"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// Route is one Envoy route; the first matching route wins.
+type Route struct {
+	Name              string
+	Host              string // optional exact :authority match, port-insensitive, case-insensitive
+	PathPrefix        string // case-sensitive prefix of the normalised path
+	Upstream          string // base URL of the upstream, e.g. http://127.0.0.1:8081 (its path is ignored, like an Envoy cluster)
+	ContextExtensions map[string]string
+	DisableExtAuthz   bool // ExtAuthzPerRoute{disabled: true}
+}
+
+// Config configures a Proxy.
+type Config struct {
+	AuthzAddr              string        // gRPC address of the ext_authz server
+	Timeout                time.Duration // ext_authz timeout, default 1s
+	MaxRequestBytes        int           // with_request_body.max_request_bytes, default 1 MiB
+	IncludePeerCertificate bool
+	Routes                 []Route
+}
+
+// Validate reports every invalid field.
+func (c Config) Validate() error {
+	var errs []error
+	if c.AuthzAddr == "" {
+		errs = append(errs, errors.New("authz_addr: required"))
+	}
+	if c.Timeout < 0 {
+		errs = append(errs, errors.New("timeout: negative"))
+	}
+	if c.MaxRequestBytes < 0 {
+		errs = append(errs, errors.New("max_request_bytes: negative"))
+	}
+	for i, r := range c.Routes {
+		if !strings.HasPrefix(r.PathPrefix, "/") {
+			errs = append(errs, fmt.Errorf("routes[%d].path_prefix: %q must start with /", i, r.PathPrefix))
+		}
+		u, err := url.Parse(r.Upstream)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("routes[%d].upstream: %q is not an http(s) base URL", i, r.Upstream))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("emulator: config: %w", err)
+	}
+	return nil
+}
+
+type route struct {
+	Route
+	host  string // lower-case, port stripped
+	proxy *httputil.ReverseProxy
+}
+
+// Proxy is the emulated Envoy. It is an http.Handler, safe for concurrent
+// use; serve it with TLS (requesting client certificates) to exercise mTLS.
+type Proxy struct {
+	cfg     Config
+	conn    *grpc.ClientConn
+	client  authv3.AuthorizationClient
+	routes  []route
+	onCheck atomic.Pointer[func(*authv3.CheckRequest)]
+}
+
+// New builds a Proxy and its (lazily connecting, insecure) gRPC client.
+func New(ctx context.Context, cfg Config) (*Proxy, error) {
+	_ = ctx // the gRPC client connects lazily; kept for API symmetry
+	if cfg.Timeout == 0 {
+		cfg.Timeout = time.Second
+	}
+	if cfg.MaxRequestBytes == 0 {
+		cfg.MaxRequestBytes = 1 << 20
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	conn, err := grpc.NewClient(cfg.AuthzAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, fmt.Errorf("emulator: dial %s: %w", cfg.AuthzAddr, err)
+	}
+	p := &Proxy{cfg: cfg, conn: conn, client: authv3.NewAuthorizationClient(conn)}
+	for _, r := range cfg.Routes {
+		u, _ := url.Parse(r.Upstream)
+		p.routes = append(p.routes, route{Route: r, host: stripPort(strings.ToLower(r.Host)), proxy: newReverseProxy(u)})
+	}
+	return p, nil
+}
+
+// OnCheck registers fn to observe every CheckRequest before it is sent
+// (nil unregisters). fn must not modify the request.
+func (p *Proxy) OnCheck(fn func(*authv3.CheckRequest)) {
+	if fn == nil {
+		p.onCheck.Store(nil)
+		return
+	}
+	p.onCheck.Store(&fn)
+}
+
+// Close closes the gRPC connection.
+func (p *Proxy) Close() error { return p.conn.Close() }
+
+type ctxKey struct{}
+
+// respMutations carries response_headers_to_add to ModifyResponse.
+type respMutations []*corev3.HeaderValueOption
+
+func newReverseProxy(target *url.URL) *httputil.ReverseProxy {
+	return &httputil.ReverseProxy{
+		FlushInterval: -1, // SSE: flush every write
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.Out.URL.Scheme, pr.Out.URL.Host = target.Scheme, target.Host
+			pr.Out.Host = pr.In.Host // Envoy keeps :authority (no auto_host_rewrite)
+			for _, k := range []string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Forwarded"} {
+				if v, ok := pr.In.Header[k]; ok {
+					pr.Out.Header[k] = v
+				}
+			}
+		},
+		ModifyResponse: func(res *http.Response) error {
+			if m, _ := res.Request.Context().Value(ctxKey{}).(respMutations); len(m) > 0 {
+				applyResponseMutations(res.Header, m)
+			}
+			return nil
+		},
+		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
+			w.Header().Set("Content-Type", "text/plain")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(w, "upstream connect error or disconnect/reset before headers")
+		},
+	}
+}
+
+// ServeHTTP handles one downstream request as Envoy would.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rawPath, rawQuery, hasQuery := splitRequestURI(r)
+	if hasEscapedSlash(rawPath) {
+		localReply(w, http.StatusBadRequest, nil, "")
+		return
+	}
+	normPath, ok := normalizePath(rawPath)
+	if !ok {
+		localReply(w, http.StatusBadRequest, nil, "")
+		return
+	}
+	rt := p.match(r.Host, normPath)
+	if rt == nil {
+		localReply(w, http.StatusNotFound, nil, "")
+		return
+	}
+	fullPath := normPath
+	if hasQuery {
+		fullPath += "?" + rawQuery
+	}
+
+	// HCM request header mutation (use_remote_address: false).
+	hdr := r.Header.Clone()
+	if hdr == nil {
+		hdr = http.Header{}
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	if hdr.Get("X-Request-Id") == "" {
+		hdr.Set("X-Request-Id", newUUID())
+	}
+	if hdr.Get("X-Forwarded-Proto") == "" {
+		hdr.Set("X-Forwarded-Proto", scheme)
+	}
+	for _, h := range []string{"Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade"} {
+		hdr.Del(h)
+	}
+
+	var body []byte
+	hasBody := r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0
+	var resMut respMutations
+	if !rt.DisableExtAuthz {
+		if hasBody {
+			b, err := io.ReadAll(io.LimitReader(r.Body, int64(p.cfg.MaxRequestBytes)+1))
+			if err != nil {
+				localReply(w, http.StatusBadRequest, nil, "")
+				return
+			}
+			if len(b) > p.cfg.MaxRequestBytes {
+				localReply(w, http.StatusRequestEntityTooLarge, nil, "Payload Too Large")
+				return
+			}
+			body = b
+		}
+		creq := p.checkRequest(r, rt, hdr, scheme, fullPath, body, hasBody)
+		if fn := p.onCheck.Load(); fn != nil {
+			(*fn)(creq)
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), p.cfg.Timeout)
+		resp, err := p.client.Check(ctx, creq)
+		cancel()
+		if err != nil {
+			localReply(w, http.StatusForbidden, nil, "") // status_on_error: 403
+			return
+		}
+		if resp.GetStatus().GetCode() != int32(code.Code_OK) {
+			status, hs, b := http.StatusForbidden, []*corev3.HeaderValueOption(nil), ""
+			if er := resp.GetErrorResponse(); er != nil {
+				hs, b = er.GetHeaders(), er.GetBody()
+				if c := int(er.GetStatus().GetCode()); c > 0 {
+					status = c
+				}
+			} else if d := resp.GetDeniedResponse(); d != nil {
+				hs, b = d.GetHeaders(), d.GetBody()
+				if c := int(d.GetStatus().GetCode()); c > 0 {
+					status = c
+				}
+			}
+			localReply(w, status, hs, b)
+			return
+		}
+		if ok := resp.GetOkResponse(); ok != nil {
+			r = r.WithContext(r.Context()) // shallow copy before touching Host
+			applyRequestMutations(r, hdr, ok.GetHeaders())
+			for _, k := range ok.GetHeadersToRemove() {
+				lk := strings.ToLower(k)
+				if strings.HasPrefix(lk, ":") || lk == "host" {
+					continue
+				}
+				hdr.Del(k)
+			}
+			if len(ok.GetQueryParametersToSet()) > 0 || len(ok.GetQueryParametersToRemove()) > 0 {
+				rawQuery, hasQuery = mutateQuery(rawQuery, ok)
+			}
+			resMut = ok.GetResponseHeadersToAdd()
+		}
+	}
+
+	out := r.Clone(context.WithValue(r.Context(), ctxKey{}, resMut))
+	out.Header = hdr
+	out.URL.Path, out.URL.RawPath = decodedPath(normPath), normPath
+	out.URL.RawQuery = rawQuery
+	out.URL.ForceQuery = hasQuery && rawQuery == ""
+	out.RequestURI = ""
+	if !rt.DisableExtAuthz && hasBody {
+		out.Body = io.NopCloser(bytes.NewReader(body))
+		out.ContentLength = int64(len(body))
+		out.TransferEncoding = nil
+	}
+	rt.proxy.ServeHTTP(w, out)
+}
+
+func (p *Proxy) match(host, path string) *route {
+	h := stripPort(strings.ToLower(host))
+	for i := range p.routes {
+		rt := &p.routes[i]
+		if rt.host != "" && rt.host != h {
+			continue
+		}
+		if strings.HasPrefix(path, rt.PathPrefix) {
+			return rt
+		}
+	}
+	return nil
+}
+
+func (p *Proxy) checkRequest(r *http.Request, rt *route, hdr http.Header, scheme, fullPath string, body []byte, hasBody bool) *authv3.CheckRequest {
+	headers := make(map[string]string, len(hdr)+6)
+	headers[":authority"] = r.Host
+	headers[":method"] = r.Method
+	headers[":path"] = fullPath
+	headers[":scheme"] = scheme
+	for k, vs := range hdr {
+		lk := strings.ToLower(k)
+		if lk == "x-envoy-auth-partial-body" || lk == "host" {
+			continue
+		}
+		headers[lk] = strings.Join(vs, ",")
+	}
+	if hasBody && r.ContentLength > 0 {
+		headers["content-length"] = strconv.FormatInt(r.ContentLength, 10)
+	}
+	httpReq := &authv3.AttributeContext_HttpRequest{
+		Id:       streamID(hdr.Get("X-Request-Id")),
+		Method:   r.Method,
+		Headers:  headers,
+		Path:     fullPath,
+		Host:     r.Host,
+		Scheme:   scheme,
+		Protocol: protocol(r),
+	}
+	if hasBody {
+		httpReq.RawBody = body
+		httpReq.Size = int64(len(body))
+		headers["x-envoy-auth-partial-body"] = "false"
+	}
+	src := &authv3.AttributeContext_Peer{Address: socketAddress(r.RemoteAddr)}
+	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		cert := r.TLS.PeerCertificates[0]
+		src.Principal = certPrincipal(cert)
+		if p.cfg.IncludePeerCertificate {
+			src.Certificate = urlEncodedPEM(cert)
+		}
+	}
+	dst := &authv3.AttributeContext_Peer{}
+	if la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		dst.Address = socketAddress(la.String())
+	}
+	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		Source:            src,
+		Destination:       dst,
+		Request:           &authv3.AttributeContext_Request{Http: httpReq},
+		ContextExtensions: rt.ContextExtensions,
+	}}
+}
+
+// localReply mimics Envoy's sendLocalReply plus ext_authz's header callback:
+// a non-empty body gets content-type text/plain; authz headers first remove
+// same-named headers, then are all added (so repeats such as Set-Cookie stay).
+func localReply(w http.ResponseWriter, status int, hs []*corev3.HeaderValueOption, body string) {
+	h := w.Header()
+	if body != "" {
+		h.Set("Content-Type", "text/plain")
+	}
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	for _, o := range hs {
+		if k := o.GetHeader().GetKey(); validHeader(k, headerValue(o)) {
+			h.Del(k)
+		}
+	}
+	for _, o := range hs {
+		if k, v := o.GetHeader().GetKey(), headerValue(o); validHeader(k, v) {
+			h.Add(k, v)
+		}
+	}
+	w.WriteHeader(status)
+	_, _ = io.WriteString(w, body)
+}
+
+func headerValue(o *corev3.HeaderValueOption) string {
+	if v := o.GetHeader().GetValue(); v != "" {
+		return v
+	}
+	return string(o.GetHeader().GetRawValue())
+}
+
+func validHeader(k, v string) bool {
+	return httpguts.ValidHeaderFieldName(k) && httpguts.ValidHeaderFieldValue(v)
+}
+
+type action int
+
+const (
+	actAdd         action = iota // APPEND_IF_EXISTS_OR_ADD: another entry
+	actAddIfAbsent               // ADD_IF_ABSENT
+	actOverwrite                 // OVERWRITE_IF_EXISTS
+	actSet                       // OVERWRITE_IF_EXISTS_OR_ADD
+	actAppend                    // deprecated append=true on request headers: join with ","
+)
+
+func requestAction(o *corev3.HeaderValueOption) action {
+	if a := o.GetAppend(); a != nil {
+		if a.GetValue() {
+			return actAppend
+		}
+		return actSet
+	}
+	return fromAppendAction(o.GetAppendAction())
+}
+
+func responseAction(o *corev3.HeaderValueOption) action {
+	if a := o.GetAppend(); a != nil {
+		if a.GetValue() {
+			return actAdd
+		}
+		return actSet
+	}
+	return fromAppendAction(o.GetAppendAction())
+}
+
+func fromAppendAction(a corev3.HeaderValueOption_HeaderAppendAction) action {
+	switch a {
+	case corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD:
+		return actAdd
+	case corev3.HeaderValueOption_ADD_IF_ABSENT:
+		return actAddIfAbsent
+	case corev3.HeaderValueOption_OVERWRITE_IF_EXISTS:
+		return actOverwrite
+	default: // OVERWRITE_IF_EXISTS_OR_ADD and unknown values (Envoy falls back to set)
+		return actSet
+	}
+}
+
+func apply(h http.Header, act action, k, v string) {
+	ck := http.CanonicalHeaderKey(k)
+	_, exists := h[ck]
+	switch act {
+	case actAdd:
+		h.Add(ck, v)
+	case actAddIfAbsent:
+		if !exists {
+			h.Add(ck, v)
+		}
+	case actOverwrite:
+		if exists {
+			h.Set(ck, v)
+		}
+	case actSet:
+		h.Set(ck, v)
+	case actAppend:
+		if exists && len(h[ck]) > 0 {
+			h[ck][0] += "," + v
+		} else {
+			h.Add(ck, v)
+		}
+	}
+}
+
+func applyRequestMutations(r *http.Request, h http.Header, hs []*corev3.HeaderValueOption) {
+	for _, o := range hs {
+		k, v := strings.ToLower(o.GetHeader().GetKey()), headerValue(o)
+		if k == ":authority" || k == "host" {
+			switch act := requestAction(o); act {
+			case actSet, actOverwrite, actAppend, actAdd:
+				if httpguts.ValidHostHeader(v) && v != "" {
+					r.Host = v
+				}
+			}
+			continue
+		}
+		if strings.HasPrefix(k, ":") || !validHeader(k, v) {
+			continue
+		}
+		apply(h, requestAction(o), k, v)
+	}
+}
+
+func applyResponseMutations(h http.Header, hs []*corev3.HeaderValueOption) {
+	for _, o := range hs {
+		k, v := o.GetHeader().GetKey(), headerValue(o)
+		if strings.HasPrefix(k, ":") || !validHeader(k, v) {
+			continue
+		}
+		apply(h, responseAction(o), k, v)
+	}
+}
+
+// mutateQuery applies query_parameters_to_set/remove like Envoy's
+// QueryParamsMulti: values stay as sent (no decoding), keys come out sorted.
+func mutateQuery(raw string, ok *authv3.OkHttpResponse) (string, bool) {
+	params := map[string][]string{}
+	if raw != "" {
+		for _, kv := range strings.Split(raw, "&") {
+			if kv == "" {
+				continue
+			}
+			k, v, _ := strings.Cut(kv, "=")
+			params[k] = append(params[k], v)
+		}
+	}
+	for _, q := range ok.GetQueryParametersToSet() {
+		params[q.GetKey()] = []string{q.GetValue()}
+	}
+	for _, k := range ok.GetQueryParametersToRemove() {
+		delete(params, k)
+	}
+	keys := make([]string, 0, len(params))
+	for k := range params {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		for _, v := range params[k] {
+			if b.Len() > 0 {
+				b.WriteByte('&')
+			}
+			b.WriteString(k)
+			b.WriteByte('=')
+			b.WriteString(v)
+		}
+	}
+	return b.String(), b.Len() > 0
+}
+
+func splitRequestURI(r *http.Request) (path, query string, hasQuery bool) {
+	uri := r.RequestURI
+	if uri == "" {
+		uri = r.URL.RequestURI()
+	}
+	// Absolute-form request targets (proxy style) become origin-form, as in
+	// Envoy's HTTP/1 codec.
+	for _, sch := range []string{"http://", "https://"} {
+		if len(uri) > len(sch) && strings.EqualFold(uri[:len(sch)], sch) {
+			rest := uri[len(sch):]
+			if i := strings.IndexAny(rest, "/?"); i >= 0 {
+				uri = rest[i:]
+				if uri[0] == '?' {
+					uri = "/" + uri
+				}
+			} else {
+				uri = "/"
+			}
+			break
+		}
+	}
+	if i := strings.IndexByte(uri, '#'); i >= 0 {
+		uri = uri[:i]
+	}
+	path, query, hasQuery = strings.Cut(uri, "?")
+	return path, query, hasQuery
+}
+
+func hasEscapedSlash(p string) bool {
+	for i := 0; i+2 < len(p); i++ {
+		if p[i] == '%' {
+			s := strings.ToUpper(p[i+1 : i+3])
+			if s == "2F" || s == "5C" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func isUnreserved(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+		c == '-' || c == '.' || c == '_' || c == '~'
+}
+
+func unhex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
+}
+
+// normalizePath emulates normalize_path (percent-decoding of unreserved
+// characters, upper-case hex for the rest, RFC 3986 dot-segment removal) and
+// merge_slashes. ok is false for paths Envoy rejects.
+func normalizePath(p string) (string, bool) {
+	if p == "" || p[0] != '/' {
+		return "", false
+	}
+	var b strings.Builder
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		if c == '%' && i+2 < len(p) {
+			h, ok1 := unhex(p[i+1])
+			l, ok2 := unhex(p[i+2])
+			if ok1 && ok2 {
+				d := h<<4 | l
+				if isUnreserved(d) {
+					b.WriteByte(d)
+				} else {
+					b.WriteByte('%')
+					b.WriteString(strings.ToUpper(p[i+1 : i+3]))
+				}
+				i += 2
+				continue
+			}
+		}
+		if c == '\\' {
+			c = '/'
+		}
+		b.WriteByte(c)
+	}
+	segs := strings.Split(b.String()[1:], "/")
+	out := make([]string, 0, len(segs))
+	for i, s := range segs {
+		last := i == len(segs)-1
+		switch s {
+		case ".":
+			if last {
+				out = append(out, "")
+			}
+		case "..":
+			if len(out) > 0 {
+				out = out[:len(out)-1]
+			}
+			if last {
+				out = append(out, "")
+			}
+		case "":
+			if last { // keep a trailing slash; merge_slashes drops inner empties
+				out = append(out, "")
+			}
+		default:
+			out = append(out, s)
+		}
+	}
+	return "/" + strings.Join(out, "/"), true
+}
+
+func decodedPath(p string) string {
+	if d, err := url.PathUnescape(p); err == nil {
+		return d
+	}
+	return p
+}
+
+func stripPort(h string) string {
+	if host, _, err := net.SplitHostPort(h); err == nil {
+		return host
+	}
+	return strings.Trim(h, "[]")
+}
+
+func protocol(r *http.Request) string {
+	switch r.ProtoMajor {
+	case 2:
+		return "HTTP/2"
+	case 3:
+		return "HTTP/3"
+	}
+	if r.ProtoMinor == 0 {
+		return "HTTP/1.0"
+	}
+	return "HTTP/1.1"
+}
+
+func socketAddress(hostport string) *corev3.Address {
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return nil
+	}
+	pv, _ := strconv.ParseUint(port, 10, 32)
+	return &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+		Address: host, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(pv)},
+	}}}
+}
+
+// certPrincipal follows Envoy: first URI SAN, else first DNS SAN, else subject.
+func certPrincipal(c *x509.Certificate) string {
+	if len(c.URIs) > 0 {
+		return c.URIs[0].String()
+	}
+	if len(c.DNSNames) > 0 {
+		return c.DNSNames[0]
+	}
+	return c.Subject.String()
+}
+
+func urlEncodedPEM(c *x509.Certificate) string {
+	p := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+	return strings.ReplaceAll(url.QueryEscape(string(p)), "+", "%20")
+}
+
+// streamID mirrors Envoy's UUID request-id extension: the first 8 hex
+// digits of x-request-id as a decimal integer, else a random number.
+func streamID(requestID string) string {
+	if len(requestID) >= 8 {
+		if v, err := strconv.ParseUint(requestID[:8], 16, 64); err == nil {
+			return strconv.FormatUint(v, 10)
+		}
+	}
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	var v uint64
+	for _, x := range b {
+		v = v<<8 | uint64(x)
+	}
+	return strconv.FormatUint(v, 10)
+}
+
+func newUUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
