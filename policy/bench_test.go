@@ -1,0 +1,56 @@
+package policy
+
+import (
+	"context"
+	"testing"
+)
+
+// BenchmarkEvaluate measures one decision with the shipped rbac bundle and a
+// realistic tools/call input (headers, arguments, claims).
+func BenchmarkEvaluate(b *testing.B) {
+	e, err := New(context.Background(), Config{Bundles: []BundleSource{{Path: rbacBundle}}}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	in := toolCall("human", []any{"editor"}, []string{"openid", "docs:read", "docs:write"}, "updateDocument")
+	ctx := context.Background()
+	d, err := e.Evaluate(ctx, in)
+	if err != nil || !d.Allow {
+		b.Fatalf("decision %+v, err %v", d, err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := e.Evaluate(ctx, in); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkInputToValue isolates the input conversion.
+func BenchmarkInputToValue(b *testing.B) {
+	in := toolCall("human", []any{"editor"}, []string{"openid", "docs:read", "docs:write"}, "updateDocument")
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := in.toValue(allInput); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkEvaluateParallel checks that concurrent evaluations scale.
+func BenchmarkEvaluateParallel(b *testing.B) {
+	e, err := New(context.Background(), Config{Bundles: []BundleSource{{Path: rbacBundle}}}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	in := toolCall("human", []any{"editor"}, []string{"openid", "docs:read", "docs:write"}, "updateDocument")
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := e.Evaluate(context.Background(), in); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}

@@ -1,0 +1,314 @@
+package policy
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/util"
+)
+
+// InputVersion is the value of input.version; bump it on incompatible changes
+// to the input document.
+const InputVersion = "mcpauthz.input/v1"
+
+// Input is the document policies see as `input`. Its JSON encoding (the json
+// tags) is exactly what Rego sees; Evaluate converts it to an AST value by
+// hand without a JSON round trip.
+type Input struct {
+	Version   string    `json:"version"` // InputVersion
+	Request   Request   `json:"request"`
+	MCP       MCP       `json:"mcp"`
+	Principal Principal `json:"principal"`
+	Server    Server    `json:"server"`
+}
+
+// Request describes the HTTP request seen by Envoy.
+type Request struct {
+	ID              string            `json:"id"`
+	Time            time.Time         `json:"time"` // RFC 3339 (nano) string in Rego
+	Method          string            `json:"method"`
+	Scheme          string            `json:"scheme"`
+	Host            string            `json:"host"`
+	Path            string            `json:"path"`
+	Headers         map[string]string `json:"headers"` // sanitized by the caller: no credentials
+	SourcePrincipal string            `json:"source_principal"`
+	Origin          string            `json:"origin"`
+}
+
+// MCP describes the JSON-RPC message(s) carried by the request.
+type MCP struct {
+	ProtocolVersion string          `json:"protocol_version"`
+	Transport       string          `json:"transport"`
+	SessionID       string          `json:"session_id"`
+	Batch           bool            `json:"batch"`
+	BatchSize       int             `json:"batch_size"`
+	Kind            string          `json:"kind"` // request|notification|response|stream|end_session
+	Method          string          `json:"method"`
+	Tool            string          `json:"tool"`
+	Prompt          string          `json:"prompt"`
+	URI             string          `json:"uri"`
+	Arguments       json.RawMessage `json:"arguments"` // JSON object or null
+}
+
+// Principal is the authenticated caller.
+type Principal struct {
+	Authenticated bool           `json:"authenticated"`
+	Kind          string         `json:"kind"` // human|agent_for_user|agent|anonymous
+	Subject       string         `json:"subject"`
+	UserID        string         `json:"user_id"`
+	UserKey       string         `json:"user_key"`
+	Org           string         `json:"org"`
+	Issuer        string         `json:"issuer"`
+	ClientID      string         `json:"client_id"`
+	Scopes        []string       `json:"scopes"`
+	Actor         *Actor         `json:"actor"`
+	Chain         []Actor        `json:"chain"`
+	SPIFFEID      string         `json:"spiffe_id"`
+	Method        string         `json:"method"` // jwt|mtls|none
+	Claims        map[string]any `json:"claims"`
+}
+
+// Actor is one delegation hop (an RFC 8693 `act` claim).
+type Actor struct {
+	Subject  string `json:"sub"`
+	ClientID string `json:"client_id"`
+	Issuer   string `json:"iss"`
+}
+
+// Server describes the protected MCP server (from the route's context extensions).
+type Server struct {
+	ID             string            `json:"id"`
+	Resource       string            `json:"resource"`
+	Scopes         []string          `json:"scopes"`
+	CredentialMode string            `json:"credential_mode"`
+	Labels         map[string]string `json:"labels"`
+}
+
+// Object keys are immutable terms shared by all conversions.
+var (
+	kVersion   = ast.StringTerm("version")
+	kRequest   = ast.StringTerm("request")
+	kMCP       = ast.StringTerm("mcp")
+	kPrincipal = ast.StringTerm("principal")
+	kServer    = ast.StringTerm("server")
+
+	kID              = ast.StringTerm("id")
+	kTime            = ast.StringTerm("time")
+	kMethod          = ast.StringTerm("method")
+	kScheme          = ast.StringTerm("scheme")
+	kHost            = ast.StringTerm("host")
+	kPath            = ast.StringTerm("path")
+	kHeaders         = ast.StringTerm("headers")
+	kSourcePrincipal = ast.StringTerm("source_principal")
+	kOrigin          = ast.StringTerm("origin")
+
+	kProtocolVersion = ast.StringTerm("protocol_version")
+	kTransport       = ast.StringTerm("transport")
+	kSessionID       = ast.StringTerm("session_id")
+	kBatch           = ast.StringTerm("batch")
+	kBatchSize       = ast.StringTerm("batch_size")
+	kKind            = ast.StringTerm("kind")
+	kTool            = ast.StringTerm("tool")
+	kPrompt          = ast.StringTerm("prompt")
+	kURI             = ast.StringTerm("uri")
+	kArguments       = ast.StringTerm("arguments")
+
+	kAuthenticated = ast.StringTerm("authenticated")
+	kSubject       = ast.StringTerm("subject")
+	kUserID        = ast.StringTerm("user_id")
+	kUserKey       = ast.StringTerm("user_key")
+	kOrg           = ast.StringTerm("org")
+	kIssuer        = ast.StringTerm("issuer")
+	kClientID      = ast.StringTerm("client_id")
+	kScopes        = ast.StringTerm("scopes")
+	kActor         = ast.StringTerm("actor")
+	kChain         = ast.StringTerm("chain")
+	kSPIFFEID      = ast.StringTerm("spiffe_id")
+	kClaims        = ast.StringTerm("claims")
+	kSub           = ast.StringTerm("sub")
+	kIss           = ast.StringTerm("iss")
+
+	kResource       = ast.StringTerm("resource")
+	kCredentialMode = ast.StringTerm("credential_mode")
+	kLabels         = ast.StringTerm("labels")
+
+	nullTerm = ast.NullTerm()
+)
+
+// termSlab hands out *ast.Term from one allocation.
+type termSlab struct {
+	terms []*ast.Term
+	i     int
+}
+
+func (s *termSlab) next() *ast.Term {
+	if s.i < len(s.terms) {
+		t := s.terms[s.i]
+		s.i++
+		return t
+	}
+	return &ast.Term{}
+}
+
+// str returns a term for v; the empty string and a few common strings are interned.
+func (s *termSlab) str(v string) *ast.Term {
+	if v == "" {
+		return ast.InternedTerm("")
+	}
+	t := s.next()
+	t.Value = ast.String(v)
+	return t
+}
+
+func (s *termSlab) obj(kvs ...[2]*ast.Term) *ast.Term {
+	t := s.next()
+	t.Value = ast.NewObject(kvs...)
+	return t
+}
+
+// Number of string-valued terms an Input can need from the slab, excluding
+// headers, labels, scopes and chain, which are counted per call.
+const fixedStrTerms = 40
+
+// toValue converts the input to an ast.Value by hand (no JSON, no reflection
+// except for claims values of uncommon Go types).
+//
+// Parts the policy never references (use) are passed as null.
+func (in *Input) toValue(use inputUse) (ast.Value, error) {
+	p := &in.Principal
+	n := fixedStrTerms + len(in.Request.Headers) + len(in.Server.Labels) +
+		len(p.Scopes) + len(in.Server.Scopes) + 4*len(p.Chain)
+	slab := termSlab{terms: util.NewPtrSlice[ast.Term](n)}
+
+	var ts string
+	if !in.Request.Time.IsZero() {
+		ts = in.Request.Time.UTC().Format(time.RFC3339Nano)
+	}
+	request := slab.obj(
+		[2]*ast.Term{kID, slab.str(in.Request.ID)},
+		[2]*ast.Term{kTime, slab.str(ts)},
+		[2]*ast.Term{kMethod, slab.str(in.Request.Method)},
+		[2]*ast.Term{kScheme, slab.str(in.Request.Scheme)},
+		[2]*ast.Term{kHost, slab.str(in.Request.Host)},
+		[2]*ast.Term{kPath, slab.str(in.Request.Path)},
+		[2]*ast.Term{kHeaders, slab.strMapIf(use.headers, in.Request.Headers)},
+		[2]*ast.Term{kSourcePrincipal, slab.str(in.Request.SourcePrincipal)},
+		[2]*ast.Term{kOrigin, slab.str(in.Request.Origin)},
+	)
+
+	args := nullTerm
+	if raw := in.MCP.Arguments; use.arguments && len(raw) > 0 {
+		v, err := jsonToValue(raw)
+		if err != nil {
+			return nil, fmt.Errorf("policy: input mcp.arguments: %w", err)
+		}
+		args = ast.NewTerm(v)
+	}
+	mcp := slab.obj(
+		[2]*ast.Term{kProtocolVersion, slab.str(in.MCP.ProtocolVersion)},
+		[2]*ast.Term{kTransport, slab.str(in.MCP.Transport)},
+		[2]*ast.Term{kSessionID, slab.str(in.MCP.SessionID)},
+		[2]*ast.Term{kBatch, ast.InternedTerm(in.MCP.Batch)},
+		[2]*ast.Term{kBatchSize, ast.InternedTerm(in.MCP.BatchSize)},
+		[2]*ast.Term{kKind, slab.str(in.MCP.Kind)},
+		[2]*ast.Term{kMethod, slab.str(in.MCP.Method)},
+		[2]*ast.Term{kTool, slab.str(in.MCP.Tool)},
+		[2]*ast.Term{kPrompt, slab.str(in.MCP.Prompt)},
+		[2]*ast.Term{kURI, slab.str(in.MCP.URI)},
+		[2]*ast.Term{kArguments, args},
+	)
+
+	actor := nullTerm
+	if p.Actor != nil {
+		actor = slab.actor(p.Actor)
+	}
+	chain := make([]*ast.Term, len(p.Chain))
+	for i := range p.Chain {
+		chain[i] = slab.actor(&p.Chain[i])
+	}
+	claims := nullTerm
+	if use.claims && p.Claims != nil {
+		v, err := ast.InterfaceToValue(p.Claims)
+		if err != nil {
+			return nil, fmt.Errorf("policy: input principal.claims: %w", err)
+		}
+		claims = ast.NewTerm(v)
+	}
+	principal := slab.obj(
+		[2]*ast.Term{kAuthenticated, ast.InternedTerm(p.Authenticated)},
+		[2]*ast.Term{kKind, slab.str(p.Kind)},
+		[2]*ast.Term{kSubject, slab.str(p.Subject)},
+		[2]*ast.Term{kUserID, slab.str(p.UserID)},
+		[2]*ast.Term{kUserKey, slab.str(p.UserKey)},
+		[2]*ast.Term{kOrg, slab.str(p.Org)},
+		[2]*ast.Term{kIssuer, slab.str(p.Issuer)},
+		[2]*ast.Term{kClientID, slab.str(p.ClientID)},
+		[2]*ast.Term{kScopes, slab.strArray(p.Scopes)},
+		[2]*ast.Term{kActor, actor},
+		[2]*ast.Term{kChain, ast.ArrayTerm(chain...)},
+		[2]*ast.Term{kSPIFFEID, slab.str(p.SPIFFEID)},
+		[2]*ast.Term{kMethod, slab.str(p.Method)},
+		[2]*ast.Term{kClaims, claims},
+	)
+
+	server := slab.obj(
+		[2]*ast.Term{kID, slab.str(in.Server.ID)},
+		[2]*ast.Term{kResource, slab.str(in.Server.Resource)},
+		[2]*ast.Term{kScopes, slab.strArray(in.Server.Scopes)},
+		[2]*ast.Term{kCredentialMode, slab.str(in.Server.CredentialMode)},
+		[2]*ast.Term{kLabels, slab.strMapIf(use.labels, in.Server.Labels)},
+	)
+
+	return ast.NewObject(
+		[2]*ast.Term{kVersion, slab.str(in.Version)},
+		[2]*ast.Term{kRequest, request},
+		[2]*ast.Term{kMCP, mcp},
+		[2]*ast.Term{kPrincipal, principal},
+		[2]*ast.Term{kServer, server},
+	), nil
+}
+
+func (s *termSlab) actor(a *Actor) *ast.Term {
+	return s.obj(
+		[2]*ast.Term{kSub, s.str(a.Subject)},
+		[2]*ast.Term{kClientID, s.str(a.ClientID)},
+		[2]*ast.Term{kIss, s.str(a.Issuer)},
+	)
+}
+
+func (s *termSlab) strMapIf(used bool, m map[string]string) *ast.Term {
+	if !used {
+		return nullTerm
+	}
+	return s.strMap(m)
+}
+
+// strMap converts a map to an object; a nil map becomes an empty object so
+// that policies can index it without guarding against null.
+func (s *termSlab) strMap(m map[string]string) *ast.Term {
+	kvs := make([][2]*ast.Term, 0, len(m))
+	for k, v := range m {
+		kvs = append(kvs, [2]*ast.Term{s.str(k), s.str(v)})
+	}
+	return s.obj(kvs...)
+}
+
+// strArray converts a slice to an array; nil becomes an empty array.
+func (s *termSlab) strArray(xs []string) *ast.Term {
+	terms := make([]*ast.Term, len(xs))
+	for i, x := range xs {
+		terms[i] = s.str(x)
+	}
+	return ast.ArrayTerm(terms...)
+}
+
+// jsonToValue parses a JSON document into an AST value.
+func jsonToValue(raw []byte) (ast.Value, error) {
+	var x any
+	if err := util.UnmarshalJSON(raw, &x); err != nil {
+		return nil, err
+	}
+	return ast.InterfaceToValue(x)
+}
