@@ -54,3 +54,27 @@ func BenchmarkEvaluateParallel(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkEvaluatePrepared is the server's hot path: principal and server
+// converted once, per-request parts converted per call.
+func BenchmarkEvaluatePrepared(b *testing.B) {
+	e, err := New(context.Background(), Config{Bundles: []BundleSource{{Path: rbacBundle}}}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	in := toolCall("human", []any{"editor"}, []string{"openid", "docs:read", "docs:write"}, "updateDocument")
+	if in.PreparedPrincipal, err = PreparePrincipal(in.Principal); err != nil {
+		b.Fatal(err)
+	}
+	in.PreparedServer = PrepareServer(in.Server)
+	ctx := context.Background()
+	if d, err := e.Evaluate(ctx, in); err != nil || !d.Allow {
+		b.Fatalf("decision %+v, err %v", d, err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := e.Evaluate(ctx, in); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

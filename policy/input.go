@@ -22,19 +22,67 @@ type Input struct {
 	MCP       MCP       `json:"mcp"`
 	Principal Principal `json:"principal"`
 	Server    Server    `json:"server"`
+
+	// PreparedPrincipal and PreparedServer, when set, replace Principal and
+	// Server: they were converted once (per verified token, per configured
+	// server) and are reused by every evaluation, off the hot path.
+	PreparedPrincipal *PreparedPrincipal `json:"-"`
+	PreparedServer    *PreparedServer    `json:"-"`
 }
+
+// PreparedPrincipal is a Principal converted for evaluation once. Immutable
+// and safe for concurrent use.
+type PreparedPrincipal struct {
+	p    Principal
+	term *ast.Term
+}
+
+// PreparePrincipal converts p (all of it, claims included) for reuse.
+func PreparePrincipal(p Principal) (*PreparedPrincipal, error) {
+	slab := termSlab{terms: util.NewPtrSlice[ast.Term](16 + len(p.Scopes) + 4*len(p.Chain))}
+	t, err := slab.principal(&p, allInput)
+	if err != nil {
+		return nil, err
+	}
+	return &PreparedPrincipal{p: p, term: t}, nil
+}
+
+// Principal returns the principal as given to PreparePrincipal.
+func (pp *PreparedPrincipal) Principal() Principal { return pp.p }
+
+// PreparedServer is a Server converted for evaluation once. Immutable and
+// safe for concurrent use.
+type PreparedServer struct {
+	s    Server
+	term *ast.Term
+}
+
+// PrepareServer converts s for reuse.
+func PrepareServer(s Server) *PreparedServer {
+	slab := termSlab{terms: util.NewPtrSlice[ast.Term](8 + len(s.Scopes) + 2*len(s.Labels))}
+	return &PreparedServer{s: s, term: slab.server(&s, allInput)}
+}
+
+// Server returns the server as given to PrepareServer.
+func (ps *PreparedServer) Server() Server { return ps.s }
 
 // Request describes the HTTP request seen by Envoy.
 type Request struct {
-	ID              string            `json:"id"`
-	Time            time.Time         `json:"time"` // RFC 3339 (nano) string in Rego
-	Method          string            `json:"method"`
-	Scheme          string            `json:"scheme"`
-	Host            string            `json:"host"`
-	Path            string            `json:"path"`
-	Headers         map[string]string `json:"headers"` // sanitized by the caller: no credentials
-	SourcePrincipal string            `json:"source_principal"`
-	Origin          string            `json:"origin"`
+	ID      string            `json:"id"`
+	Time    time.Time         `json:"time"` // RFC 3339 (nano) string in Rego
+	Method  string            `json:"method"`
+	Scheme  string            `json:"scheme"`
+	Host    string            `json:"host"`
+	Path    string            `json:"path"`
+	Headers map[string]string `json:"headers"` // sanitized by the caller: no credentials
+	// RawHeaders and KeepHeader are the lazy alternative to Headers: when
+	// Headers is nil and the policy reads input.request.headers, the
+	// headers of RawHeaders that KeepHeader accepts are converted. A policy
+	// that never reads headers costs nothing.
+	RawHeaders      map[string]string      `json:"-"`
+	KeepHeader      func(name string) bool `json:"-"`
+	SourcePrincipal string                 `json:"source_principal"`
+	Origin          string                 `json:"origin"`
 }
 
 // MCP describes the JSON-RPC message(s) carried by the request.
@@ -193,7 +241,7 @@ func (in *Input) toValue(use inputUse) (ast.Value, error) {
 		[2]*ast.Term{kScheme, slab.str(in.Request.Scheme)},
 		[2]*ast.Term{kHost, slab.str(in.Request.Host)},
 		[2]*ast.Term{kPath, slab.str(in.Request.Path)},
-		[2]*ast.Term{kHeaders, slab.strMapIf(use.headers, in.Request.Headers)},
+		[2]*ast.Term{kHeaders, slab.headers(use.headers, &in.Request)},
 		[2]*ast.Term{kSourcePrincipal, slab.str(in.Request.SourcePrincipal)},
 		[2]*ast.Term{kOrigin, slab.str(in.Request.Origin)},
 	)
@@ -220,46 +268,20 @@ func (in *Input) toValue(use inputUse) (ast.Value, error) {
 		[2]*ast.Term{kArguments, args},
 	)
 
-	actor := nullTerm
-	if p.Actor != nil {
-		actor = slab.actor(p.Actor)
-	}
-	chain := make([]*ast.Term, len(p.Chain))
-	for i := range p.Chain {
-		chain[i] = slab.actor(&p.Chain[i])
-	}
-	claims := nullTerm
-	if use.claims && p.Claims != nil {
-		v, err := ast.InterfaceToValue(p.Claims)
-		if err != nil {
-			return nil, fmt.Errorf("policy: input principal.claims: %w", err)
+	var principal, server *ast.Term
+	if in.PreparedPrincipal != nil {
+		principal = in.PreparedPrincipal.term
+	} else {
+		var err error
+		if principal, err = slab.principal(p, use); err != nil {
+			return nil, err
 		}
-		claims = ast.NewTerm(v)
 	}
-	principal := slab.obj(
-		[2]*ast.Term{kAuthenticated, ast.InternedTerm(p.Authenticated)},
-		[2]*ast.Term{kKind, slab.str(p.Kind)},
-		[2]*ast.Term{kSubject, slab.str(p.Subject)},
-		[2]*ast.Term{kUserID, slab.str(p.UserID)},
-		[2]*ast.Term{kUserKey, slab.str(p.UserKey)},
-		[2]*ast.Term{kOrg, slab.str(p.Org)},
-		[2]*ast.Term{kIssuer, slab.str(p.Issuer)},
-		[2]*ast.Term{kClientID, slab.str(p.ClientID)},
-		[2]*ast.Term{kScopes, slab.strArray(p.Scopes)},
-		[2]*ast.Term{kActor, actor},
-		[2]*ast.Term{kChain, ast.ArrayTerm(chain...)},
-		[2]*ast.Term{kSPIFFEID, slab.str(p.SPIFFEID)},
-		[2]*ast.Term{kMethod, slab.str(p.Method)},
-		[2]*ast.Term{kClaims, claims},
-	)
-
-	server := slab.obj(
-		[2]*ast.Term{kID, slab.str(in.Server.ID)},
-		[2]*ast.Term{kResource, slab.str(in.Server.Resource)},
-		[2]*ast.Term{kScopes, slab.strArray(in.Server.Scopes)},
-		[2]*ast.Term{kCredentialMode, slab.str(in.Server.CredentialMode)},
-		[2]*ast.Term{kLabels, slab.strMapIf(use.labels, in.Server.Labels)},
-	)
+	if in.PreparedServer != nil {
+		server = in.PreparedServer.term
+	} else {
+		server = slab.server(&in.Server, use)
+	}
 
 	return ast.NewObject(
 		[2]*ast.Term{kVersion, slab.str(in.Version)},
@@ -270,12 +292,70 @@ func (in *Input) toValue(use inputUse) (ast.Value, error) {
 	), nil
 }
 
+func (s *termSlab) principal(p *Principal, use inputUse) (*ast.Term, error) {
+	actor := nullTerm
+	if p.Actor != nil {
+		actor = s.actor(p.Actor)
+	}
+	chain := make([]*ast.Term, len(p.Chain))
+	for i := range p.Chain {
+		chain[i] = s.actor(&p.Chain[i])
+	}
+	claims := nullTerm
+	if use.claims && p.Claims != nil {
+		v, err := ast.InterfaceToValue(p.Claims)
+		if err != nil {
+			return nil, fmt.Errorf("policy: input principal.claims: %w", err)
+		}
+		claims = ast.NewTerm(v)
+	}
+	return s.obj(
+		[2]*ast.Term{kAuthenticated, ast.InternedTerm(p.Authenticated)},
+		[2]*ast.Term{kKind, s.str(p.Kind)},
+		[2]*ast.Term{kSubject, s.str(p.Subject)},
+		[2]*ast.Term{kUserID, s.str(p.UserID)},
+		[2]*ast.Term{kUserKey, s.str(p.UserKey)},
+		[2]*ast.Term{kOrg, s.str(p.Org)},
+		[2]*ast.Term{kIssuer, s.str(p.Issuer)},
+		[2]*ast.Term{kClientID, s.str(p.ClientID)},
+		[2]*ast.Term{kScopes, s.strArray(p.Scopes)},
+		[2]*ast.Term{kActor, actor},
+		[2]*ast.Term{kChain, ast.ArrayTerm(chain...)},
+		[2]*ast.Term{kSPIFFEID, s.str(p.SPIFFEID)},
+		[2]*ast.Term{kMethod, s.str(p.Method)},
+		[2]*ast.Term{kClaims, claims},
+	), nil
+}
+
+func (s *termSlab) server(sv *Server, use inputUse) *ast.Term {
+	return s.obj(
+		[2]*ast.Term{kID, s.str(sv.ID)},
+		[2]*ast.Term{kResource, s.str(sv.Resource)},
+		[2]*ast.Term{kScopes, s.strArray(sv.Scopes)},
+		[2]*ast.Term{kCredentialMode, s.str(sv.CredentialMode)},
+		[2]*ast.Term{kLabels, s.strMapIf(use.labels, sv.Labels)},
+	)
+}
+
 func (s *termSlab) actor(a *Actor) *ast.Term {
 	return s.obj(
 		[2]*ast.Term{kSub, s.str(a.Subject)},
 		[2]*ast.Term{kClientID, s.str(a.ClientID)},
 		[2]*ast.Term{kIss, s.str(a.Issuer)},
 	)
+}
+
+func (s *termSlab) headers(used bool, r *Request) *ast.Term {
+	if !used || r.Headers != nil || r.RawHeaders == nil {
+		return s.strMapIf(used, r.Headers)
+	}
+	kvs := make([][2]*ast.Term, 0, len(r.RawHeaders))
+	for k, v := range r.RawHeaders {
+		if r.KeepHeader == nil || r.KeepHeader(k) {
+			kvs = append(kvs, [2]*ast.Term{s.str(k), s.str(v)})
+		}
+	}
+	return s.obj(kvs...)
 }
 
 func (s *termSlab) strMapIf(used bool, m map[string]string) *ast.Term {

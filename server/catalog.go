@@ -32,6 +32,7 @@ type mcpServer struct {
 	cred         outbound.Provider
 	credMode     outbound.Mode
 	policy       policy.Server
+	prepared     *policy.PreparedServer
 }
 
 // catalog maps requests to MCP servers. Immutable after construction; safe
@@ -88,6 +89,7 @@ func newCatalog(ctx context.Context, cfg *config.Config, opts outbound.Options) 
 			CredentialMode: string(sc.Credential.Mode),
 			Labels:         sc.Labels,
 		}
+		s.prepared = policy.PrepareServer(s.policy)
 		c.byID[sc.ID] = s
 		c.ordered = append(c.ordered, s)
 	}

@@ -58,11 +58,15 @@ type Service struct {
 	verifier tokenVerifier
 	policy   policyEvaluator
 	sessions *sessionTable
+	prepared *preparedPrincipals
 	audit    *auditLog
 	metrics  *metrics
 	strip    map[string]bool // client headers never forwarded (lower-case)
 	prefix   string
-	now      func() time.Time
+	hdr      attributionHeaders
+	// keepHeaderFn is s.keepHeader bound once (a method value allocates).
+	keepHeaderFn func(string) bool
+	now          func() time.Time
 }
 
 // Deps are the collaborators of a Service; New builds the defaults from the
@@ -103,11 +107,16 @@ func NewService(ctx context.Context, cfg *config.Config, deps Deps) (*Service, e
 		return nil, err
 	}
 	s.sessions = newSessionTable(cfg.MCP.SessionTTL, cfg.MCP.MaxSessions)
+	if s.prepared, err = newPreparedPrincipals(max(cfg.Identity.CacheSize, 10000), s.now); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
 	s.audit, err = newAuditLog(cfg.Audit.Output, cfg.Audit.Buffer)
 	if err != nil {
 		return nil, err
 	}
 	s.prefix = cfg.Headers.Prefix
+	s.hdr = newAttributionHeaders(s.prefix)
+	s.keepHeaderFn = s.keepHeader
 	s.strip = map[string]bool{"authorization": true, "proxy-authorization": true}
 	for _, h := range cfg.Headers.Strip {
 		s.strip[h] = true
@@ -117,7 +126,10 @@ func NewService(ctx context.Context, cfg *config.Config, deps Deps) (*Service, e
 }
 
 // Close flushes the decision log. Call it after the gRPC server stopped.
-func (s *Service) Close() { s.audit.close() }
+func (s *Service) Close() {
+	s.audit.close()
+	s.prepared.close()
+}
 
 // Check implements the Envoy ext_authz v3 Authorization service. It never
 // returns a gRPC error: every failure is an explicit denial, so the outcome
@@ -166,6 +178,10 @@ func (s *Service) check(ctx context.Context, req *authv3.CheckRequest, rec *reco
 		return s.deny(rec, d)
 	}
 	notePrincipal(rec, p)
+	var derived *preparedEntry
+	if p != nil {
+		derived = s.prepared.get(p)
+	}
 
 	legacy := r.Method == http.MethodPost && strings.HasSuffix(r.Path, "/messages") && queryParam(r.Query, "sessionId") != ""
 	in := mcp.Input{
@@ -204,13 +220,13 @@ func (s *Service) check(ctx context.Context, req *authv3.CheckRequest, rec *reco
 	}
 	if sid != "" && p != nil {
 		rec.Session = shortHash(sid)
-		if !s.sessions.bind(srv.id+"\x00"+sid, principalKey(p), s.now()) {
+		if !s.sessions.bind(srv.id+"\x00"+sid, derived.owner, s.now()) {
 			return s.deny(rec, &denial{status: http.StatusForbidden, reason: "session_bound_to_other_principal",
 				message: "this MCP session belongs to another principal; start a new session"})
 		}
 	}
 
-	dec, d := s.decide(ctx, r, srv, p, call, sid, rec)
+	dec, d := s.decide(ctx, r, srv, p, derived, call, sid, rec)
 	if d != nil {
 		return s.deny(rec, d)
 	}
@@ -278,12 +294,11 @@ func (s *Service) authenticate(ctx context.Context, r *envoy.Request, srv *mcpSe
 
 // decide evaluates the policy for every message of the call (a batch is
 // allowed only if every element is) and merges the decisions.
-func (s *Service) decide(ctx context.Context, r *envoy.Request, srv *mcpServer, p *identity.Principal, call *mcp.Call, sid string, rec *record) (policy.Decision, *denial) {
+func (s *Service) decide(ctx context.Context, r *envoy.Request, srv *mcpServer, p *identity.Principal, derived *preparedEntry, call *mcp.Call, sid string, rec *record) (policy.Decision, *denial) {
 	in := policy.Input{
-		Version:   policy.InputVersion,
-		Request:   policyRequest(r, rec, s.strip, s.prefix),
-		Principal: policyPrincipal(p),
-		Server:    srv.policy,
+		Version:        policy.InputVersion,
+		Request:        s.policyRequest(r, rec),
+		PreparedServer: srv.prepared,
 		MCP: policy.MCP{
 			ProtocolVersion: call.Version,
 			Transport:       transportName(call.Transport),
@@ -291,6 +306,14 @@ func (s *Service) decide(ctx context.Context, r *envoy.Request, srv *mcpServer, 
 			Batch:           call.Batch,
 			BatchSize:       len(call.Messages),
 		},
+	}
+	if derived != nil {
+		in.PreparedPrincipal = derived.pp
+	}
+	if in.PreparedPrincipal == nil {
+		in.Principal = policyPrincipal(p)
+	} else {
+		in.Principal.Kind = string(p.Kind) // read by evaluate
 	}
 	if len(call.Messages) == 0 {
 		in.MCP.Kind = "stream"
@@ -390,14 +413,18 @@ func (s *Service) evaluate(ctx context.Context, srv *mcpServer, in *policy.Input
 func (s *Service) allow(rec *record, srv *mcpServer, r *envoy.Request, p *identity.Principal, dec *policy.Decision, cred *outbound.Credential) *authv3.CheckResponse {
 	rec.Allow, rec.Status = true, http.StatusOK
 	set := make([]envoy.Header, 0, 12)
-	setNames := make(map[string]bool, 12)
-	add := func(name, value string) {
-		name = strings.ToLower(name)
-		if setNames[name] {
-			return
+	isSet := func(name string) bool {
+		for i := range set {
+			if set[i].Name == name {
+				return true
+			}
 		}
-		setNames[name] = true
-		set = append(set, envoy.Header{Name: name, Value: value})
+		return false
+	}
+	add := func(name, value string) {
+		if name = lowerASCII(name); !isSet(name) {
+			set = append(set, envoy.Header{Name: name, Value: value})
+		}
 	}
 	if cred != nil {
 		for _, h := range cred.Headers {
@@ -405,35 +432,35 @@ func (s *Service) allow(rec *record, srv *mcpServer, r *envoy.Request, p *identi
 		}
 	}
 	pre := s.prefix
-	add(pre+"decision-id", rec.ID)
-	add(pre+"server", srv.id)
-	add(pre+"kind", orDefault(rec.Kind, string(identity.KindAnonymous)))
+	add(s.hdr.decisionID, rec.ID)
+	add(s.hdr.server, srv.id)
+	add(s.hdr.kind, orDefault(rec.Kind, string(identity.KindAnonymous)))
 	if p != nil {
-		add(pre+"subject", sanitizeHeaderValue(p.Subject))
+		add(s.hdr.subject, sanitizeHeaderValue(p.Subject))
 		if p.UserKey != "" {
-			add(pre+"user", sanitizeHeaderValue(p.UserKey))
+			add(s.hdr.user, sanitizeHeaderValue(p.UserKey))
 		}
 		if p.Org != "" {
-			add(pre+"org", sanitizeHeaderValue(p.Org))
+			add(s.hdr.org, sanitizeHeaderValue(p.Org))
 		}
 		if p.ClientID != "" {
-			add(pre+"client-id", sanitizeHeaderValue(p.ClientID))
+			add(s.hdr.clientID, sanitizeHeaderValue(p.ClientID))
 		}
 		if p.Actor != nil {
-			add(pre+"actor", sanitizeHeaderValue(p.Actor.Subject))
+			add(s.hdr.actor, sanitizeHeaderValue(p.Actor.Subject))
 		}
 		if len(p.Chain) > 0 {
 			chain := make([]string, len(p.Chain))
 			for i, a := range p.Chain {
 				chain[i] = a.Subject
 			}
-			add(pre+"actor-chain", sanitizeHeaderValue(strings.Join(chain, ",")))
+			add(s.hdr.actorChain, sanitizeHeaderValue(strings.Join(chain, ",")))
 		}
 	}
 	if dec != nil {
 		for k, v := range dec.Headers {
 			lk := strings.ToLower(k)
-			if s.strip[lk] || strings.HasPrefix(lk, pre) || setNames[lk] {
+			if s.strip[lk] || strings.HasPrefix(lk, pre) || isSet(lk) {
 				continue // policy may not forge identity or replace the credential
 			}
 			add(lk, sanitizeHeaderValue(v))
@@ -441,7 +468,7 @@ func (s *Service) allow(rec *record, srv *mcpServer, r *envoy.Request, p *identi
 	}
 	var remove []string
 	for name := range r.Headers {
-		if setNames[name] || name == "" || name[0] == ':' {
+		if name == "" || name[0] == ':' || isSet(name) {
 			continue
 		}
 		if s.strip[name] || strings.HasPrefix(name, pre) {
@@ -450,7 +477,7 @@ func (s *Service) allow(rec *record, srv *mcpServer, r *envoy.Request, p *identi
 	}
 	if dec != nil {
 		for _, h := range dec.RequestHeadersToRemove {
-			if lh := strings.ToLower(h); !setNames[lh] && lh != "" && lh[0] != ':' {
+			if lh := strings.ToLower(h); lh != "" && lh[0] != ':' && !isSet(lh) {
 				remove = append(remove, lh)
 			}
 		}
@@ -541,20 +568,18 @@ func policyPrincipal(p *identity.Principal) policy.Principal {
 	return pp
 }
 
-// policyRequest is the request as policy sees it: headers without
-// credentials or client-sent identity headers.
-func policyRequest(r *envoy.Request, rec *record, strip map[string]bool, prefix string) policy.Request {
-	h := make(map[string]string, len(r.Headers))
-	for k, v := range r.Headers {
-		if strip[k] || strings.HasPrefix(k, prefix) || k == "cookie" || k == "mcp-session-id" || (k != "" && k[0] == ':') {
-			continue
-		}
-		h[k] = v
-	}
+// policyRequest is the request as policy sees it. Its headers exclude
+// credentials, cookies, session ids and client-sent identity headers; they
+// are filtered lazily, only for policies that read them.
+func (s *Service) policyRequest(r *envoy.Request, rec *record) policy.Request {
 	return policy.Request{
 		ID: rec.ID, Time: rec.Time, Method: r.Method, Scheme: r.Scheme, Host: r.Host, Path: r.Path,
-		Headers: h, SourcePrincipal: r.SourcePrincipal, Origin: r.Headers["origin"],
+		RawHeaders: r.Headers, KeepHeader: s.keepHeaderFn, SourcePrincipal: r.SourcePrincipal, Origin: r.Headers["origin"],
 	}
+}
+
+func (s *Service) keepHeader(k string) bool {
+	return !s.strip[k] && !strings.HasPrefix(k, s.prefix) && k != "cookie" && k != "mcp-session-id" && (k == "" || k[0] != ':')
 }
 
 func transportName(t mcp.Transport) string {
@@ -599,6 +624,31 @@ func unionStrings(a, b []string) []string {
 		}
 	}
 	return a
+}
+
+// attributionHeaders are the names of the headers carrying the verified
+// identity upstream, built once from the configured prefix.
+type attributionHeaders struct {
+	decisionID, server, kind, subject, user, org, clientID, actor, actorChain string
+}
+
+func newAttributionHeaders(prefix string) attributionHeaders {
+	return attributionHeaders{
+		decisionID: prefix + "decision-id", server: prefix + "server", kind: prefix + "kind",
+		subject: prefix + "subject", user: prefix + "user", org: prefix + "org",
+		clientID: prefix + "client-id", actor: prefix + "actor", actorChain: prefix + "actor-chain",
+	}
+}
+
+// lowerASCII lower-cases header names without allocating when they already
+// are (the common case).
+func lowerASCII(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 'A' && c <= 'Z' {
+			return strings.ToLower(s)
+		}
+	}
+	return s
 }
 
 func orDefault(s, d string) string {

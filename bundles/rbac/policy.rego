@@ -28,13 +28,54 @@ known_kinds := {"human", "agent_for_user", "agent"}
 
 # --- the decision -----------------------------------------------------------
 
-decision := deny("unauthenticated", "authentication is required", 401) if {
+# The first branch is the hot path: an allowed tool call is decided by one
+# indexed rule. Everything after it explains a denial (or housekeeping).
+decision := {
+	"allow": true,
+	"reason": "allowed",
+	"http_status": 200,
+	"required_scopes": [s],
+	"scopes": [s],
+} if {
+	input.principal.authenticated == true
+	input.mcp.method == "tools/call"
+	s := data.mcpauthz.rbac.tool_scopes[input.mcp.tool]
+	permitted_by_kind
+	has_scope(s)
+} else := deny("unauthenticated", "authentication is required", 401) if {
 	not authenticated
 } else := allow_housekeeping if {
 	housekeeping
 } else := tool_decision if {
 	input.mcp.method == "tools/call"
 } else := deny("method_not_allowed", sprintf("method %q is not allowed on this server", [input.mcp.method]), 403)
+
+permitted_by_kind if {
+	input.principal.kind == "human"
+	role_allows
+}
+
+permitted_by_kind if {
+	input.principal.kind == "agent_for_user"
+	not input.mcp.tool in data.mcpauthz.rbac.destructive_tools
+	role_allows
+}
+
+permitted_by_kind if {
+	input.principal.kind == "agent"
+	input.mcp.tool in data.mcpauthz.rbac.agents_allowed_tools
+}
+
+role_allows if {
+	some r in input.principal.claims.roles
+	input.mcp.tool in data.mcpauthz.rbac.roles[r]
+}
+
+# OAuth scopes exist only on tokens: an mTLS (SPIFFE) workload has none, and
+# is limited by the agent allow-list instead.
+has_scope(_) if input.principal.method == "mtls"
+
+has_scope(s) if s in input.principal.scopes
 
 # Protocol housekeeping is open to every authenticated principal.
 housekeeping if input.mcp.kind in cfg.housekeeping_kinds
@@ -65,7 +106,7 @@ tool_decision := deny("unknown_tool", sprintf("tool %q is not known", [tool]), 4
 	principal.kind != "agent"
 	not tool in role_tools
 } else := insufficient_scope if {
-	not required_scope in principal.scopes
+	not has_scope(required_scope)
 } else := {
 	"allow": true,
 	"reason": "allowed",

@@ -198,3 +198,30 @@ test_unknown_kind_denied if {
 	d := mcpauthz.decision with input as call("anonymous", ["admin"], all_scopes, "readDocument")
 	d.reason == "unknown_principal_kind"
 }
+
+# An mTLS (SPIFFE) workload carries no OAuth scopes: the agent allow-list
+# alone governs it.
+spiffe_agent(tool) := json.patch(call("agent", [], [], tool), [{"op": "add", "path": "/principal/method", "value": "mtls"}])
+
+test_spiffe_agent_reads_without_scopes if {
+	d := mcpauthz.decision with input as spiffe_agent("readDocument")
+	d.allow == true
+}
+
+test_spiffe_agent_limited_to_allow_list if {
+	d := mcpauthz.decision with input as spiffe_agent("createDocument")
+	d.allow == false
+	d.reason == "agent_tool_not_allowed"
+}
+
+test_jwt_agent_still_needs_scope if {
+	d := mcpauthz.decision with input as call("agent", [], [], "readDocument")
+	d.allow == false
+	d.reason == "insufficient_scope"
+}
+
+# MCP 2026-07-28 clients open with server/discover instead of initialize.
+test_server_discover_is_housekeeping if {
+	d := mcpauthz.decision with input as housekeeping_input("request", "server/discover")
+	d.allow == true
+}

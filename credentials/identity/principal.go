@@ -239,6 +239,11 @@ func AudienceContains(p *Principal, resource string) bool {
 	if p == nil || resource == "" {
 		return false
 	}
+	for _, a := range p.Audience { // fast path: byte-identical, no allocation
+		if a == resource {
+			return true
+		}
+	}
 	want := canonicalResource(resource)
 	for _, a := range p.Audience {
 		if a != "" && canonicalResource(a) == want {
