@@ -384,9 +384,13 @@ func (s *Service) evaluate(ctx context.Context, srv *mcpServer, in *policy.Input
 	if m != nil {
 		d.id = m.ID
 	}
-	d.message = "access denied"
-	if dec.Reason != "" {
+	switch {
+	case dec.Message != "":
+		d.message = "access denied: " + dec.Message
+	case dec.Reason != "":
 		d.message = "access denied: " + dec.Reason
+	default:
+		d.message = "access denied"
 	}
 	switch {
 	case dec.HTTPStatus == http.StatusUnauthorized || in.Principal.Kind == string(identity.KindAnonymous) && dec.HTTPStatus == 0:

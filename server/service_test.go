@@ -547,3 +547,18 @@ func TestSanitizeHeaderValue(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckDenialCarriesPolicyReason: the client sees the policy's reason in
+// the JSON-RPC error, with the request id echoed so MCP SDK sessions survive.
+func TestCheckDenialCarriesPolicyReason(t *testing.T) {
+	f := newFixture(t)
+	tok := f.token(t, map[string]any{"sub": "v", "roles": []string{"viewer"}, "scope": "docs:read docs:write"})
+	o := f.do(t, req{body: `{"jsonrpc":"2.0","id":"call-9","method":"tools/call","params":{"name":"updateDocument","arguments":{}}}`, headers: bearer(tok)})
+	var body rpcErrorBody
+	if err := json.Unmarshal([]byte(o.body), &body); err != nil {
+		t.Fatal(err)
+	}
+	if o.status != 403 || string(body.ID) != `"call-9"` || body.Error.Message != "access denied: role viewer may not call updateDocument" {
+		t.Fatalf("status %d body %s", o.status, o.body)
+	}
+}
