@@ -230,21 +230,24 @@ func (in *Input) toValue(use inputUse) (ast.Value, error) {
 		len(p.Scopes) + len(in.Server.Scopes) + 4*len(p.Chain)
 	slab := termSlab{terms: util.NewPtrSlice[ast.Term](n)}
 
-	var ts string
-	if !in.Request.Time.IsZero() {
-		ts = in.Request.Time.UTC().Format(time.RFC3339Nano)
+	request := nullTerm
+	if use.request {
+		var ts string
+		if !in.Request.Time.IsZero() {
+			ts = in.Request.Time.UTC().Format(time.RFC3339Nano)
+		}
+		request = slab.obj(
+			[2]*ast.Term{kID, slab.str(in.Request.ID)},
+			[2]*ast.Term{kTime, slab.str(ts)},
+			[2]*ast.Term{kMethod, slab.str(in.Request.Method)},
+			[2]*ast.Term{kScheme, slab.str(in.Request.Scheme)},
+			[2]*ast.Term{kHost, slab.str(in.Request.Host)},
+			[2]*ast.Term{kPath, slab.str(in.Request.Path)},
+			[2]*ast.Term{kHeaders, slab.headers(use.headers, &in.Request)},
+			[2]*ast.Term{kSourcePrincipal, slab.str(in.Request.SourcePrincipal)},
+			[2]*ast.Term{kOrigin, slab.str(in.Request.Origin)},
+		)
 	}
-	request := slab.obj(
-		[2]*ast.Term{kID, slab.str(in.Request.ID)},
-		[2]*ast.Term{kTime, slab.str(ts)},
-		[2]*ast.Term{kMethod, slab.str(in.Request.Method)},
-		[2]*ast.Term{kScheme, slab.str(in.Request.Scheme)},
-		[2]*ast.Term{kHost, slab.str(in.Request.Host)},
-		[2]*ast.Term{kPath, slab.str(in.Request.Path)},
-		[2]*ast.Term{kHeaders, slab.headers(use.headers, &in.Request)},
-		[2]*ast.Term{kSourcePrincipal, slab.str(in.Request.SourcePrincipal)},
-		[2]*ast.Term{kOrigin, slab.str(in.Request.Origin)},
-	)
 
 	args := nullTerm
 	if raw := in.MCP.Arguments; use.arguments && len(raw) > 0 {

@@ -52,7 +52,7 @@ func TestLazyHeaders(t *testing.T) {
 	if got != `{"user-agent": "ua"}` {
 		t.Fatalf("headers = %s", got)
 	}
-	v, err = in.toValue(inputUse{})
+	v, err = in.toValue(inputUse{request: true})
 	if err != nil {
 		t.Fatal(err)
 	}

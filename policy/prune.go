@@ -6,10 +6,10 @@ import "github.com/open-policy-agent/opa/v1/ast"
 // read. Parts it provably never references are passed as null, which saves
 // most of the input conversion cost (mcp.arguments needs a JSON parse).
 type inputUse struct {
-	arguments, claims, headers, labels bool
+	request, arguments, claims, headers, labels bool
 }
 
-var allInput = inputUse{arguments: true, claims: true, headers: true, labels: true}
+var allInput = inputUse{request: true, arguments: true, claims: true, headers: true, labels: true}
 
 // analyzeInputUse is conservative: any reference to input, or to one of the
 // enclosing objects, that does not name a fixed key marks the part as used.
@@ -39,6 +39,7 @@ func analyzeInputUse(modules map[string]*ast.Module) inputUse {
 			case "principal":
 				u.claims = u.claims || !ok2 || k2 == "claims"
 			case "request":
+				u.request = true
 				u.headers = u.headers || !ok2 || k2 == "headers"
 			case "server":
 				u.labels = u.labels || !ok2 || k2 == "labels"
