@@ -14,6 +14,8 @@ import (
 const (
 	DefaultQuery        = "data.mcpauthz.decision"
 	DefaultPollInterval = 2 * time.Second
+	// DefaultDecisionCacheSize is the decision cache bound when unset.
+	DefaultDecisionCacheSize = 100000
 )
 
 // BundleSource names one OPA bundle: a directory in the OPA bundle layout
@@ -29,6 +31,10 @@ type Config struct {
 	Bundles      []BundleSource `yaml:"bundles"`
 	Query        string         `yaml:"query"`         // default "data.mcpauthz.decision"
 	PollInterval time.Duration  `yaml:"poll_interval"` // default 2s; used only when fsnotify is unavailable
+	// DecisionCacheSize bounds the per-policy decision cache (default
+	// 100000 entries; -1 disables it). Decisions are memoized only for
+	// deterministic policies, keyed by every input field the policy reads.
+	DecisionCacheSize int `yaml:"decision_cache_size"`
 }
 
 // Validate checks the configuration without any I/O. All problems are
@@ -56,6 +62,9 @@ func (c Config) Validate() error {
 		if err := validateQuery(c.Query); err != nil {
 			errs = append(errs, fmt.Errorf("query: %w", err))
 		}
+	}
+	if c.DecisionCacheSize < -1 {
+		errs = append(errs, fmt.Errorf("decision_cache_size: must be -1 (disabled), 0 (default) or positive, got %d", c.DecisionCacheSize))
 	}
 	if c.PollInterval < 0 {
 		errs = append(errs, fmt.Errorf("poll_interval: must not be negative, got %s", c.PollInterval))
@@ -87,6 +96,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.PollInterval == 0 {
 		c.PollInterval = DefaultPollInterval
+	}
+	if c.DecisionCacheSize == 0 {
+		c.DecisionCacheSize = DefaultDecisionCacheSize
 	}
 	c.Bundles = append([]BundleSource(nil), c.Bundles...)
 	return c

@@ -30,6 +30,9 @@ type snapshot struct {
 	revision string
 	sum      [sha256.Size]byte
 	use      inputUse // input parts the policy may read
+	// decisions memoizes decisions; nil when disabled or when the policy
+	// is nondeterministic or reads input.request.
+	decisions *decisionCache
 }
 
 // Status reports the engine's loading state.
@@ -195,7 +198,13 @@ func (e *Engine) build(ctx context.Context, raws []*rawBundle) (*snapshot, error
 	if err != nil {
 		return nil, fmt.Errorf("policy: prepare %s: %w", e.cfg.Query, err)
 	}
-	return &snapshot{pq: pq, revision: strings.Join(revs, ","), use: analyzeInputUse(compiler.Modules)}, nil
+	snap := &snapshot{pq: pq, revision: strings.Join(revs, ","), use: analyzeInputUse(compiler.Modules)}
+	if e.cfg.DecisionCacheSize > 0 && !snap.use.nondeterministic && !snap.use.request {
+		if snap.decisions, err = newDecisionCache(e.cfg.DecisionCacheSize); err != nil {
+			return nil, fmt.Errorf("policy: decision cache: %w", err)
+		}
+	}
+	return snap, nil
 }
 
 // Evaluate runs the policy for one request. Any error means the request
@@ -210,6 +219,15 @@ func (e *Engine) Evaluate(ctx context.Context, in *Input) (Decision, error) {
 	}
 	if in == nil {
 		return Decision{}, errors.New("policy: evaluate: nil input")
+	}
+	var cacheKey string
+	if snap.decisions != nil {
+		var ok bool
+		if cacheKey, ok = in.cacheKey(snap.use); ok {
+			if d, hit := snap.decisions.get(cacheKey); hit {
+				return d, nil
+			}
+		}
 	}
 	input, err := in.toValue(snap.use)
 	if err != nil {
@@ -243,5 +261,8 @@ func (e *Engine) Evaluate(ctx context.Context, in *Input) (Decision, error) {
 		}
 	}
 	d.Revision = snap.revision
+	if cacheKey != "" {
+		snap.decisions.put(cacheKey, d)
+	}
 	return d, nil
 }

@@ -35,6 +35,7 @@ type Input struct {
 type PreparedPrincipal struct {
 	p    Principal
 	term *ast.Term
+	id   uint64 // unique per preparation (decision cache key)
 }
 
 // PreparePrincipal converts p (all of it, claims included) for reuse.
@@ -44,7 +45,7 @@ func PreparePrincipal(p Principal) (*PreparedPrincipal, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &PreparedPrincipal{p: p, term: t}, nil
+	return &PreparedPrincipal{p: p, term: t, id: preparedIDs.Add(1)}, nil
 }
 
 // Principal returns the principal as given to PreparePrincipal.
@@ -55,12 +56,13 @@ func (pp *PreparedPrincipal) Principal() Principal { return pp.p }
 type PreparedServer struct {
 	s    Server
 	term *ast.Term
+	id   uint64
 }
 
 // PrepareServer converts s for reuse.
 func PrepareServer(s Server) *PreparedServer {
 	slab := termSlab{terms: util.NewPtrSlice[ast.Term](8 + len(s.Scopes) + 2*len(s.Labels))}
-	return &PreparedServer{s: s, term: slab.server(&s, allInput)}
+	return &PreparedServer{s: s, term: slab.server(&s, allInput), id: preparedIDs.Add(1)}
 }
 
 // Server returns the server as given to PrepareServer.

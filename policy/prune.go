@@ -7,9 +7,30 @@ import "github.com/open-policy-agent/opa/v1/ast"
 // most of the input conversion cost (mcp.arguments needs a JSON parse).
 type inputUse struct {
 	request, arguments, claims, headers, labels bool
+	// mcp has a bit per input.mcp field the policy reads (mcpBit).
+	mcp uint16
+	// nondeterministic: the policy calls a builtin whose result is not a
+	// function of its inputs (time.now_ns, http.send, rand.intn, ...), so
+	// its decisions are never memoized.
+	nondeterministic bool
 }
 
-var allInput = inputUse{request: true, arguments: true, claims: true, headers: true, labels: true}
+// The fields of input.mcp, in key order for the decision cache.
+var mcpFieldNames = []string{"protocol_version", "transport", "session_id", "batch", "batch_size",
+	"kind", "method", "tool", "prompt", "uri", "arguments"}
+
+const allMCP = uint16(1)<<11 - 1
+
+func mcpBit(name string) uint16 {
+	for i, n := range mcpFieldNames {
+		if n == name {
+			return 1 << i
+		}
+	}
+	return 0
+}
+
+var allInput = inputUse{request: true, arguments: true, claims: true, headers: true, labels: true, mcp: allMCP}
 
 // analyzeInputUse is conservative: any reference to input, or to one of the
 // enclosing objects, that does not name a fixed key marks the part as used.
@@ -29,13 +50,20 @@ func analyzeInputUse(modules map[string]*ast.Module) inputUse {
 			}
 			k1, ok := key(1)
 			if !ok {
+				nd := u.nondeterministic
 				u = allInput
+				u.nondeterministic = nd
 				return false
 			}
 			k2, ok2 := key(2)
 			switch k1 {
 			case "mcp":
 				u.arguments = u.arguments || !ok2 || k2 == "arguments"
+				if ok2 {
+					u.mcp |= mcpBit(k2)
+				} else {
+					u.mcp = allMCP
+				}
 			case "principal":
 				u.claims = u.claims || !ok2 || k2 == "claims"
 			case "request":
@@ -43,6 +71,17 @@ func analyzeInputUse(modules map[string]*ast.Module) inputUse {
 				u.headers = u.headers || !ok2 || k2 == "headers"
 			case "server":
 				u.labels = u.labels || !ok2 || k2 == "labels"
+			}
+			return false
+		})
+	}
+	for _, m := range modules {
+		ast.WalkExprs(m, func(e *ast.Expr) bool {
+			if !e.IsCall() {
+				return false
+			}
+			if b, ok := ast.BuiltinMap[e.Operator().String()]; ok && b.Nondeterministic {
+				u.nondeterministic = true
 			}
 			return false
 		})

@@ -6,6 +6,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/mcpauthz/mcpauthz/policy"
 )
 
 // metrics holds the Prometheus collectors of one Service on its own
@@ -65,6 +67,8 @@ func newMetrics(s *Service) *metrics {
 		}),
 		counter("policy_loads_total", "Successful policy bundle loads.", func() float64 { return float64(s.policy.Status().Loads) }),
 		counter("policy_load_failures_total", "Failed policy bundle loads.", func() float64 { return float64(s.policy.Status().Failures) }),
+		counter("decision_cache_hits_total", "Memoized policy decisions served (deterministic policies only).", func() float64 { return float64(decisionCacheStats(s.policy).Hits) }),
+		counter("decision_cache_misses_total", "Policy evaluations that could have been memoized but were not cached yet.", func() float64 { return float64(decisionCacheStats(s.policy).Misses) }),
 		counter("decision_log_dropped_total", "Decision log entries dropped because the queue was full.", func() float64 { return float64(s.audit.dropped.Load()) }),
 		counter("decision_log_written_total", "Decision log entries written.", func() float64 { return float64(s.audit.written.Load()) }),
 		gauge("sessions_bound", "MCP session ids bound to a principal.", func() float64 { return float64(s.sessions.len()) }),
@@ -94,4 +98,13 @@ func (m *metrics) observe(r *record) {
 	} else {
 		m.denyH.Observe(float64(r.LatencyUS) / 1e6)
 	}
+}
+
+// decisionCacheStats reads the policy engine's decision cache counters when
+// it has one.
+func decisionCacheStats(p policyEvaluator) policy.CacheStats {
+	if c, ok := p.(interface{ DecisionCacheStats() policy.CacheStats }); ok {
+		return c.DecisionCacheStats()
+	}
+	return policy.CacheStats{}
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"sync"
 	"time"
 
@@ -57,6 +58,10 @@ func New(ctx context.Context, cfg *config.Config, deps Deps) (*Server, error) {
 	s.grpc = grpc.NewServer(
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.MaxRecvMsgSize(cfg.MCP.MaxBodyBytes+256<<10),
+		// A fixed pool of stream workers: Rego evaluation recurses deeply,
+		// and a fresh goroutine per Check would grow (copy) its stack on
+		// every request. Workers keep their grown stacks.
+		grpc.NumStreamWorkers(uint32(max(64, 16*runtime.GOMAXPROCS(0)))),
 	)
 	authv3.RegisterAuthorizationServer(s.grpc, svc)
 	s.health = health.NewServer()

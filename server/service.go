@@ -12,8 +12,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -348,6 +350,11 @@ func (s *Service) decide(ctx context.Context, r *envoy.Request, srv *mcpServer, 
 		if i == 0 {
 			merged = dec
 			continue
+		}
+		if i == 1 { // decisions may be shared (memoized): merge into copies
+			merged.Scopes = slices.Clone(merged.Scopes)
+			merged.RequestHeadersToRemove = slices.Clone(merged.RequestHeadersToRemove)
+			merged.Headers = maps.Clone(merged.Headers)
 		}
 		merged.Scopes = unionStrings(merged.Scopes, dec.Scopes)
 		merged.RequestHeadersToRemove = unionStrings(merged.RequestHeadersToRemove, dec.RequestHeadersToRemove)

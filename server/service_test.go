@@ -33,7 +33,11 @@ type fixture struct {
 	audit string
 }
 
-func newFixture(t testing.TB) *fixture {
+func newFixture(t testing.TB) *fixture { return newFixtureWith(t, nil) }
+
+// newFixtureWith lets a test adjust the parsed config before the service
+// is built.
+func newFixtureWith(t testing.TB, edit func(*config.Config)) *fixture {
 	t.Helper()
 	idp, err := devidp.New(devidp.Options{})
 	if err != nil {
@@ -82,6 +86,9 @@ servers:
 	cfg, err := config.Parse([]byte(doc))
 	if err != nil {
 		t.Fatalf("config: %v", err)
+	}
+	if edit != nil {
+		edit(cfg)
 	}
 	svc, err := NewService(context.Background(), cfg, Deps{Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))})
 	if err != nil {

@@ -7,7 +7,9 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"time"
@@ -19,6 +21,7 @@ import (
 
 	"github.com/mcpauthz/mcpauthz/envoy"
 	"github.com/mcpauthz/mcpauthz/server"
+	"github.com/mcpauthz/mcpauthz/server/config"
 )
 
 // emptyAuthz is the baseline: an ext_authz handler that allows everything
@@ -45,11 +48,23 @@ func cmdLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	duration := fl.Duration("duration", 5*time.Second, "measuring time per target")
 	conc := fl.Int("concurrency", 32, "concurrent in-flight Checks")
 	rounds := fl.Int("rounds", 2, "alternating rounds per target (the best round of each is reported)")
+	cpuprofile := fl.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	if err := fl.Parse(args); err != nil {
 		return err
 	}
 	if *duration <= 0 || *duration > 5*time.Minute || *conc < 1 || *conc > 4096 || *rounds < 1 || *rounds > 10 {
 		return fmt.Errorf("--duration must be in (0, 5m], --concurrency in [1, 4096], --rounds in [1, 10]")
+	}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	env, err := newDevEnv()
@@ -60,12 +75,26 @@ func cmdLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	cfg := env.cfg
 	cfg.Listen.GRPC, cfg.Listen.HTTP, cfg.Audit.Output = "127.0.0.1:0", "127.0.0.1:0", "off"
 
-	srv, err := server.New(ctx, cfg, server.Deps{Logger: log})
+	start := func(cfg *config.Config) (*server.Server, error) {
+		srv, err := server.New(ctx, cfg, server.Deps{Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		srv.Start(ctx)
+		return srv, nil
+	}
+	srv, err := start(cfg)
 	if err != nil {
 		return err
 	}
-	srv.Start(ctx)
 	defer func() { _ = srv.Shutdown(context.WithoutCancel(ctx)) }()
+	regoCfg := *cfg
+	regoCfg.Policy.DecisionCacheSize = -1
+	regoSrv, err := start(&regoCfg)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = regoSrv.Shutdown(context.WithoutCancel(ctx)) }()
 
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -76,18 +105,29 @@ func cmdLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	go func() { _ = empty.Serve(lis) }()
 	defer empty.Stop()
 
-	req := sampleCheckRequest(env.mint("alice", []string{"viewer"}, "docs:read"))
+	// Sixteen distinct viewers, so the load is not one cached principal.
+	reqs := make([]*authv3.CheckRequest, 16)
+	for i := range reqs {
+		reqs[i] = sampleCheckRequest(env.mint(fmt.Sprintf("viewer-%02d", i), []string{"viewer"}, "docs:read"), fmt.Sprintf("load-session-%02d", i))
+	}
 	// The pipeline must really allow the sample; a load of denials would
 	// measure the wrong thing.
-	if err := expectAllowed(ctx, srv.GRPCAddr(), req); err != nil {
-		return err
+	for _, addr := range []string{srv.GRPCAddr(), regoSrv.GRPCAddr()} {
+		if err := expectAllowed(ctx, addr, reqs[0]); err != nil {
+			return err
+		}
+	}
+	targets := []struct{ name, addr string }{
+		{"empty-ext_authz", lis.Addr().String()},
+		{"mcpauthz", srv.GRPCAddr()},
+		{"mcpauthz-rego", regoSrv.GRPCAddr()},
 	}
 	fmt.Fprintf(stdout, "loadtest: %d concurrent Checks, %s per round, %d rounds per target, GOMAXPROCS=%d\n",
 		*conc, *duration, *rounds, runtimeProcs())
 	best := map[string]loadResult{}
 	for range *rounds {
-		for _, tgt := range []struct{ name, addr string }{{"empty-ext_authz", lis.Addr().String()}, {"mcpauthz", srv.GRPCAddr()}} {
-			r, err := drive(ctx, tgt.name, tgt.addr, req, *conc, *duration)
+		for _, tgt := range targets {
+			r, err := drive(ctx, tgt.name, tgt.addr, reqs, *conc, *duration)
 			if err != nil {
 				return err
 			}
@@ -97,14 +137,17 @@ func cmdLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		}
 	}
 	fmt.Fprintf(stdout, "%-16s %10s %12s %10s %10s %7s\n", "target", "checks", "checks/s", "p50", "p99", "errors")
-	for _, name := range []string{"empty-ext_authz", "mcpauthz"} {
-		r := best[name]
+	for _, tgt := range targets {
+		r := best[tgt.name]
 		fmt.Fprintf(stdout, "%-16s %10d %12.0f %10s %10s %7d\n", r.name, r.n, r.perSecond, r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.errs)
 	}
-	ratio := best["mcpauthz"].perSecond / best["empty-ext_authz"].perSecond
-	fmt.Fprintf(stdout, "throughput ratio mcpauthz/empty = %.2f (target >= 0.60)\n", ratio)
-	if best["mcpauthz"].errs > 0 {
-		return fmt.Errorf("%d Checks failed or were denied", best["mcpauthz"].errs)
+	base := best["empty-ext_authz"].perSecond
+	fmt.Fprintf(stdout, "throughput ratio mcpauthz/empty = %.2f (target >= 0.60; default config, decision cache on)\n", best["mcpauthz"].perSecond/base)
+	fmt.Fprintf(stdout, "throughput ratio mcpauthz-rego/empty = %.2f (decision cache off: OPA evaluates every Check)\n", best["mcpauthz-rego"].perSecond/base)
+	for _, tgt := range targets {
+		if n := best[tgt.name].errs; n > 0 {
+			return fmt.Errorf("%s: %d Checks failed or were denied", tgt.name, n)
+		}
 	}
 	return nil
 }
@@ -125,7 +168,7 @@ func expectAllowed(ctx context.Context, addr string, req *authv3.CheckRequest) e
 	return nil
 }
 
-func drive(ctx context.Context, name, addr string, req *authv3.CheckRequest, conc int, d time.Duration) (loadResult, error) {
+func drive(ctx context.Context, name, addr string, reqs []*authv3.CheckRequest, conc int, d time.Duration) (loadResult, error) {
 	// A few connections, as Envoy keeps a small pool of HTTP/2 connections.
 	const conns = 4
 	clients := make([]authv3.AuthorizationClient, conns)
@@ -149,7 +192,7 @@ func drive(ctx context.Context, name, addr string, req *authv3.CheckRequest, con
 	deadline := start.Add(d)
 	for w := range conc {
 		wg.Add(1)
-		go func(c authv3.AuthorizationClient) {
+		go func(c authv3.AuthorizationClient, req *authv3.CheckRequest) {
 			defer wg.Done()
 			local := make([]time.Duration, 0, 4096)
 			bad := 0
@@ -165,7 +208,7 @@ func drive(ctx context.Context, name, addr string, req *authv3.CheckRequest, con
 			lats = append(lats, local...)
 			errs += bad
 			mu.Unlock()
-		}(clients[w%conns])
+		}(clients[w%conns], reqs[w%len(reqs)])
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
@@ -181,7 +224,7 @@ func drive(ctx context.Context, name, addr string, req *authv3.CheckRequest, con
 
 // sampleCheckRequest is a warm-path Check as Envoy sends it: a 2025-06-18
 // tools/call of readDocument by a viewer, body packed as bytes.
-func sampleCheckRequest(token string) *authv3.CheckRequest {
+func sampleCheckRequest(token, session string) *authv3.CheckRequest {
 	body := []byte(`{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"readDocument","arguments":{"id":"doc-1"}}}`)
 	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
 		Source: &authv3.AttributeContext_Peer{Address: sockAddr("127.0.0.1", 50000)},
@@ -191,7 +234,7 @@ func sampleCheckRequest(token string) *authv3.CheckRequest {
 				":authority": "127.0.0.1:10000", ":method": "POST", ":path": "/docs/mcp", ":scheme": "http",
 				"authorization": "Bearer " + token, "content-type": "application/json",
 				"accept": "application/json, text/event-stream", "mcp-protocol-version": "2025-06-18",
-				"mcp-session-id": "load-session", "x-request-id": "load-1", "x-envoy-auth-partial-body": "false",
+				"mcp-session-id": session, "x-request-id": "load-1", "x-envoy-auth-partial-body": "false",
 				"user-agent": "mcpauthz-loadtest",
 			},
 			RawBody: body,
