@@ -143,7 +143,7 @@ func RenderBootstrap(p BootstrapParams) ([]byte, error) {
 // ExampleParams returns the parameters envoy.yaml (the commented example in
 // this directory) is rendered from: Envoy on :10000 in front of two MCP
 // servers, "docs" and "tickets", with mcpauthz on mcpauthz:9191 (ext_authz)
-// and mcpauthz:8080 (RFC 9728 protected resource metadata, no ext_authz).
+// and mcpauthz:8181 (RFC 9728 protected resource metadata, no ext_authz).
 func ExampleParams() BootstrapParams {
 	return BootstrapParams{
 		ListenAddr: "0.0.0.0", ListenPort: 10000, AdminPort: 9901,
@@ -151,7 +151,7 @@ func ExampleParams() BootstrapParams {
 		MaxRequestBytes: DefaultMaxRequestBytes, Timeout: DefaultAuthzTimeout,
 		Routes: []BootstrapRoute{
 			{Name: "protected_resource_metadata", PathPrefix: "/.well-known/oauth-protected-resource",
-				UpstreamHost: "mcpauthz", UpstreamPort: 8080, DisableExtAuthz: true},
+				UpstreamHost: "mcpauthz", UpstreamPort: 8181, DisableExtAuthz: true},
 			{Name: "docs", PathPrefix: "/docs/", UpstreamHost: "docs-mcp", UpstreamPort: 8000,
 				ContextExtensions: map[string]string{"mcp_server": "docs"}},
 			{Name: "tickets", PathPrefix: "/tickets/", UpstreamHost: "tickets-mcp", UpstreamPort: 8000,
