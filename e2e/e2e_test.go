@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -71,7 +72,7 @@ func TestRolesPerTool(t *testing.T) {
 				for _, tool := range allTools {
 					e.upstream.Put(docserver.Document{ID: "doc-seed", Title: "seed", Content: "v0"})
 					e.upstream.Reset()
-					want := contains(p.allowed, tool)
+					want := slices.Contains(p.allowed, tool)
 					res, err := c.CallTool(ctx, tool, toolArgs(tool))
 					calls := e.upstream.ToolCalls()
 					if !want {
@@ -116,15 +117,6 @@ func orLatest(p string) string {
 		return "sdk-default"
 	}
 	return p
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // assertNoToken fails if any header value the upstream received carries the

@@ -18,6 +18,7 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -212,7 +213,7 @@ func (c *Config) ApplyDefaults() {
 		s := &c.Servers[i]
 		if len(s.AuthorizationServers) == 0 {
 			for _, is := range c.Identity.Issuers {
-				if len(s.Issuers) == 0 || contains(s.Issuers, is.Name) {
+				if len(s.Issuers) == 0 || slices.Contains(s.Issuers, is.Name) {
 					s.AuthorizationServers = append(s.AuthorizationServers, is.Issuer)
 				}
 			}
@@ -387,13 +388,4 @@ func CanonicalURL(u string) string {
 		out += "/" + path
 	}
 	return out
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
