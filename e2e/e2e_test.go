@@ -357,3 +357,80 @@ func TestDecisionLog(t *testing.T) {
 		t.Errorf("decision log lacks the allow/deny entries (allow=%v deny=%v):\n%s", sawAllow, sawDeny, raw)
 	}
 }
+
+// TestSPIFFEAgentOverMTLS: an agent with no token but a SPIFFE client
+// certificate is an agent principal: the allow-listed tool works, others
+// are denied, an untrusted trust domain is refused, and the upstream sees
+// the workload identity.
+func TestSPIFFEAgentOverMTLS(t *testing.T) {
+	e := newEnvWith(t, envOptions{mtls: true})
+	ctx := ctxT(t)
+	const agent = "spiffe://agents.example.org/ns/prod/sa/summarizer"
+	c, err := docserver.Connect(ctx, docserver.ClientOptions{Endpoint: e.endpoint, HTTPClient: e.pki.client(t, agent), ProtocolVersion: "2025-06-18"})
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer c.Close()
+	e.upstream.Put(docserver.Document{ID: "doc-seed", Content: "x"})
+	e.upstream.Reset()
+	if res, err := c.CallTool(ctx, "readDocument", toolArgs("readDocument")); err != nil || res.IsError {
+		t.Fatalf("read: %v %v", res, err)
+	}
+	calls := e.upstream.ToolCalls()
+	if len(calls) != 1 {
+		t.Fatalf("calls = %+v", calls)
+	}
+	h := calls[0].Header
+	if h.Get("X-Mcp-Subject") != agent || h.Get("X-Mcp-Kind") != "agent" || h.Get("Authorization") != "Bearer "+saSecret {
+		t.Errorf("upstream headers: subject %q kind %q authorization-is-sa %v", h.Get("X-Mcp-Subject"), h.Get("X-Mcp-Kind"), h.Get("Authorization") == "Bearer "+saSecret)
+	}
+	var he *docserver.HTTPError
+	if _, err := c.CallTool(ctx, "createDocument", toolArgs("createDocument")); !errors.As(err, &he) || he.Status != http.StatusForbidden {
+		t.Errorf("createDocument by an agent: %v", err)
+	}
+	// Untrusted trust domain and no certificate at all: 401.
+	for _, id := range []string{"spiffe://evil.example.org/ns/x/sa/y", ""} {
+		_, err := docserver.Connect(ctx, docserver.ClientOptions{Endpoint: e.endpoint, HTTPClient: e.pki.client(t, id), ProtocolVersion: "2025-06-18"})
+		if !errors.As(err, &he) || he.Status != http.StatusUnauthorized {
+			t.Errorf("identity %q: want 401, got %v", id, err)
+		}
+	}
+}
+
+// TestSessionHijackRefused: another principal presenting a live session id
+// is refused and nothing reaches the upstream.
+func TestSessionHijackRefused(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxT(t)
+	alice := e.token(t, map[string]any{"sub": "alice", "roles": []string{"admin"}})
+	mallory := e.token(t, map[string]any{"sub": "mallory", "roles": []string{"admin"}})
+	c, err := docserver.Connect(ctx, docserver.ClientOptions{Endpoint: e.endpoint, Token: alice, ProtocolVersion: "2025-06-18"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	sid := c.Session().ID()
+	if sid == "" {
+		t.Fatal("no session id")
+	}
+	e.upstream.Reset()
+	body := `{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"readDocument","arguments":{"id":"doc-seed"}}}`
+	status, _, resp, err := docserver.PostJSONRPC(ctx, http.DefaultClient, e.endpoint, map[string]string{
+		"Authorization": "Bearer " + mallory, "Mcp-Session-Id": sid, "MCP-Protocol-Version": "2025-06-18",
+		"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
+	}, []byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status != http.StatusForbidden || !strings.Contains(string(resp), "another principal") {
+		t.Fatalf("hijack: status %d body %s", status, resp)
+	}
+	if n := len(e.upstream.Received()); n != 0 {
+		t.Fatalf("upstream received %d requests from the hijacker", n)
+	}
+	// Alice's own session still works.
+	e.upstream.Put(docserver.Document{ID: "doc-seed"})
+	if res, err := c.CallTool(ctx, "readDocument", toolArgs("readDocument")); err != nil || res.IsError {
+		t.Fatalf("alice after hijack attempt: %v %v", res, err)
+	}
+}

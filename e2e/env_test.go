@@ -43,9 +43,20 @@ type env struct {
 	resource string // the docs MCP server's public URL
 	endpoint string
 	audit    string
+	pki      *pki // set with envOptions.mtls
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T) *env { return newEnvWith(t, envOptions{}) }
+
+// envOptions vary the deployment under test.
+type envOptions struct {
+	// mtls serves the front door over TLS requiring client certificates;
+	// the client certificate's URI SAN (a SPIFFE ID) reaches mcpauthz as
+	// Envoy's source principal.
+	mtls bool
+}
+
+func newEnvWith(t *testing.T, opts envOptions) *env {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -70,6 +81,12 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	e.base = "http://" + front.Addr().String()
+	if opts.mtls {
+		if os.Getenv("ENVOY_BIN") != "" {
+			t.Skip("the rendered Envoy bootstrap has no downstream TLS context; mTLS runs through the emulator only")
+		}
+		e.base = "https://" + front.Addr().String()
+	}
 	e.resource = e.base + "/docs/mcp"
 	e.endpoint = e.resource
 
@@ -92,6 +109,7 @@ identity:
       issuer: %s
       algorithms: [RS256, ES256]
       agent: {client_ids: [summarizer-agent]}
+  spiffe: {trust_domains: [agents.example.org]}
 policy:
   bundles: [{path: %s}]
 headers:
@@ -164,7 +182,13 @@ servers:
 	}
 	t.Cleanup(func() { _ = proxy.Close() })
 	fs := &httptest.Server{Listener: front, Config: &http.Server{Handler: proxy}}
-	fs.Start()
+	if opts.mtls {
+		e.pki = newPKI(t)
+		fs.TLS = e.pki.serverTLS(t)
+		fs.StartTLS()
+	} else {
+		fs.Start()
+	}
 	t.Cleanup(fs.Close)
 	return e
 }
