@@ -3,6 +3,7 @@ package server
 import (
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -13,13 +14,23 @@ import (
 // metrics holds the Prometheus collectors of one Service on its own
 // registry (no global registry, so tests and several services coexist).
 type metrics struct {
-	reg      *prometheus.Registry
-	checks   *prometheus.CounterVec
-	latency  *prometheus.HistogramVec
-	counters sync.Map // label key -> prometheus.Counter, avoids a lookup allocation per Check
-	allowH   prometheus.Observer
-	denyH    prometheus.Observer
+	reg     *prometheus.Registry
+	checks  *prometheus.CounterVec
+	latency *prometheus.HistogramVec
+	series  sync.Map // counterKey -> *series, avoids label lookups per Check
+	nSeries atomic.Int64
 }
+
+// series are the collectors of one label combination.
+type series struct {
+	count   prometheus.Counter
+	latency prometheus.Observer
+}
+
+// maxSeries bounds label cardinality: reasons come from policies, and a
+// policy that puts free text in `reason` must not explode the metrics.
+// Combinations beyond the bound are counted under reason "other".
+const maxSeries = 512
 
 func newMetrics(s *Service) *metrics {
 	m := &metrics{reg: prometheus.NewRegistry()}
@@ -29,11 +40,9 @@ func newMetrics(s *Service) *metrics {
 	}, []string{"decision", "reason", "status", "server"})
 	m.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: "mcpauthz", Name: "check_duration_seconds",
-		Help:    "Latency of ext_authz Checks by decision.",
+		Help:    "Latency of ext_authz Checks by decision and reason.",
 		Buckets: []float64{.00001, .000025, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .05, .25, 1},
-	}, []string{"decision"})
-	m.allowH = m.latency.WithLabelValues("allow")
-	m.denyH = m.latency.WithLabelValues("deny")
+	}, []string{"decision", "reason"})
 	gauge := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "mcpauthz", Name: name, Help: help}, f)
 	}
@@ -84,20 +93,30 @@ type counterKey struct {
 
 func (m *metrics) observe(r *record) {
 	k := counterKey{r.Allow, r.Reason, r.Server, r.Status}
-	c, ok := m.counters.Load(k)
+	v, ok := m.series.Load(k)
 	if !ok {
-		d := "deny"
-		if r.Allow {
-			d = "allow"
+		if m.nSeries.Load() >= maxSeries {
+			k.reason = "other"
+			v, ok = m.series.Load(k)
 		}
-		c, _ = m.counters.LoadOrStore(k, m.checks.WithLabelValues(d, r.Reason, strconv.Itoa(r.Status), r.Server))
+		if !ok {
+			d := "deny"
+			if r.Allow {
+				d = "allow"
+			}
+			var loaded bool
+			v, loaded = m.series.LoadOrStore(k, &series{
+				count:   m.checks.WithLabelValues(d, k.reason, strconv.Itoa(r.Status), r.Server),
+				latency: m.latency.WithLabelValues(d, k.reason),
+			})
+			if !loaded {
+				m.nSeries.Add(1)
+			}
+		}
 	}
-	c.(prometheus.Counter).Inc()
-	if r.Allow {
-		m.allowH.Observe(float64(r.LatencyUS) / 1e6)
-	} else {
-		m.denyH.Observe(float64(r.LatencyUS) / 1e6)
-	}
+	sr := v.(*series)
+	sr.count.Inc()
+	sr.latency.Observe(float64(r.LatencyUS) / 1e6)
 }
 
 // decisionCacheStats reads the policy engine's decision cache counters when

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -182,4 +185,21 @@ type notReadyPolicy struct{ failingPolicy }
 
 func (notReadyPolicy) Status() policy.Status {
 	return policy.Status{Ready: false, LastError: "p.rego:3: rego_parse_error", Failures: 1}
+}
+
+// TestMetricsCardinalityBounded: free-text reasons from a policy cannot
+// grow the metric series without bound.
+func TestMetricsCardinalityBounded(t *testing.T) {
+	m := &metrics{}
+	m.checks = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "c"}, []string{"decision", "reason", "status", "server"})
+	m.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "h"}, []string{"decision", "reason"})
+	for i := range maxSeries + 100 {
+		m.observe(&record{Reason: fmt.Sprintf("free text %d", i), Server: "docs", Status: 403})
+	}
+	if n := testutil.CollectAndCount(m.checks); n != maxSeries+1 {
+		t.Fatalf("series = %d, want %d (the bound plus \"other\")", n, maxSeries+1)
+	}
+	if got := testutil.ToFloat64(m.checks.WithLabelValues("deny", "other", "403", "docs")); got != 100 {
+		t.Fatalf("other = %v, want 100", got)
+	}
 }
