@@ -87,6 +87,9 @@ func FromCheckRequest(req *authv3.CheckRequest) (*Request, error) {
 		Headers:           h.GetHeaders(),
 		ContextExtensions: attrs.GetContextExtensions(),
 	}
+	if len(r.Headers) == 0 && h.GetHeaderMap() != nil {
+		r.Headers = fromHeaderMap(h.GetHeaderMap())
+	}
 	r.Path, r.Query = r.RawPath, h.GetQuery()
 	if i := strings.IndexByte(r.RawPath, '?'); i >= 0 {
 		r.Path, r.Query = r.RawPath[:i], r.RawPath[i+1:]
@@ -106,6 +109,25 @@ func FromCheckRequest(req *authv3.CheckRequest) (*Request, error) {
 		r.SourceAddress = FormatAddress(src.GetAddress())
 	}
 	return r, nil
+}
+
+// fromHeaderMap flattens header_map (sent instead of headers when Envoy's
+// ext_authz has encode_raw_headers: true) the way the headers map is built:
+// lower-case keys, repeated headers joined with ",".
+func fromHeaderMap(hm *corev3.HeaderMap) map[string]string {
+	out := make(map[string]string, len(hm.GetHeaders()))
+	for _, hv := range hm.GetHeaders() {
+		k := strings.ToLower(hv.GetKey())
+		v := hv.GetValue()
+		if raw := hv.GetRawValue(); len(raw) > 0 {
+			v = string(raw)
+		}
+		if prev, ok := out[k]; ok {
+			v = prev + "," + v
+		}
+		out[k] = v
+	}
+	return out
 }
 
 // Header returns the value of the named request header ("" if absent).

@@ -207,3 +207,23 @@ func FuzzFromCheckRequest(f *testing.F) {
 		_ = r.String()
 	})
 }
+
+// TestFromCheckRequestHeaderMap: with encode_raw_headers Envoy sends
+// header_map instead of headers; both read the same.
+func TestFromCheckRequestHeaderMap(t *testing.T) {
+	req := checkReq(&authv3.AttributeContext_HttpRequest{
+		Method: "POST", Path: "/mcp",
+		HeaderMap: &corev3.HeaderMap{Headers: []*corev3.HeaderValue{
+			{Key: "Authorization", RawValue: []byte("Bearer abc")},
+			{Key: "x-dup", Value: "a"},
+			{Key: "X-Dup", RawValue: []byte("b")},
+		}},
+	})
+	r, err := FromCheckRequest(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Headers["authorization"] != "Bearer abc" || r.Headers["x-dup"] != "a,b" {
+		t.Fatalf("headers = %v", r.Headers)
+	}
+}
