@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
 	"github.com/mcpauthz/mcpauthz/credentials/identity"
@@ -493,7 +494,17 @@ func (s *Service) allow(rec *record, srv *mcpServer, r *envoy.Request, p *identi
 			}
 		}
 	}
-	return envoy.Allow(set, remove)
+	resp := envoy.Allow(set, remove)
+	if dec != nil && len(dec.ResponseHeadersToAdd) > 0 {
+		ok := resp.GetOkResponse()
+		for k, v := range dec.ResponseHeadersToAdd {
+			ok.ResponseHeadersToAdd = append(ok.ResponseHeadersToAdd, &corev3.HeaderValueOption{
+				Header:       &corev3.HeaderValue{Key: strings.ToLower(k), Value: sanitizeHeaderValue(v)},
+				AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+			})
+		}
+	}
+	return resp
 }
 
 func (s *Service) deny(rec *record, d *denial) *authv3.CheckResponse {

@@ -569,3 +569,41 @@ func TestCheckDenialCarriesPolicyReason(t *testing.T) {
 		t.Fatalf("status %d body %s", o.status, o.body)
 	}
 }
+
+// fixedPolicy returns one decision for every input.
+type fixedPolicy struct{ d policy.Decision }
+
+func (p fixedPolicy) Evaluate(context.Context, *policy.Input) (policy.Decision, error) {
+	return p.d, nil
+}
+func (fixedPolicy) Status() policy.Status { return policy.Status{Ready: true} }
+
+// TestCheckOPAEnvoyDecisionShape: an OPA-Envoy style decision's headers,
+// request_headers_to_remove and response_headers_to_add are applied, but a
+// policy can neither forge identity headers nor replace the credential.
+func TestCheckOPAEnvoyDecisionShape(t *testing.T) {
+	f := newFixture(t)
+	svc, err := NewService(context.Background(), f.svc.cfg, Deps{Verifier: f.svc.verifier, Logger: slog.New(slog.DiscardHandler), Policy: fixedPolicy{policy.Decision{
+		Allow:                  true,
+		Headers:                map[string]string{"X-Tenant": "acme", "x-mcp-subject": "forged", "Authorization": "Bearer forged"},
+		RequestHeadersToRemove: []string{"x-debug"},
+		ResponseHeadersToAdd:   map[string]string{"X-Policy": "rbac"},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	tok := f.token(t, map[string]any{"sub": "v", "scope": "docs:read"})
+	resp, err := svc.Check(context.Background(), req{body: toolCall("readDocument"), headers: map[string]string{"authorization": "Bearer " + tok, "x-debug": "1"}}.check())
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := decode(t, resp)
+	if !o.allowed || o.set["x-tenant"] != "acme" || o.set["x-mcp-subject"] != "v" || o.set["authorization"] != "Bearer "+upstreamSecret || !o.remove["x-debug"] {
+		t.Fatalf("outcome %+v", o)
+	}
+	rh := resp.GetOkResponse().GetResponseHeadersToAdd()
+	if len(rh) != 1 || rh[0].GetHeader().GetKey() != "x-policy" || rh[0].GetHeader().GetValue() != "rbac" {
+		t.Fatalf("response headers = %v", rh)
+	}
+}
