@@ -56,9 +56,19 @@ func BenchmarkEvaluateParallel(b *testing.B) {
 }
 
 // BenchmarkEvaluatePrepared is the server's hot path: principal and server
-// converted once, per-request parts converted per call.
+// converted once, per-request parts converted per call; "rego" evaluates
+// every time, "memoized" is the default decision cache.
 func BenchmarkEvaluatePrepared(b *testing.B) {
-	e, err := New(context.Background(), Config{Bundles: []BundleSource{{Path: rbacBundle}}}, nil)
+	for _, bc := range []struct {
+		name string
+		size int
+	}{{"rego", -1}, {"memoized", 0}} {
+		b.Run(bc.name, func(b *testing.B) { benchmarkPrepared(b, bc.size) })
+	}
+}
+
+func benchmarkPrepared(b *testing.B, cacheSize int) {
+	e, err := New(context.Background(), Config{Bundles: []BundleSource{{Path: rbacBundle}}, DecisionCacheSize: cacheSize}, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
