@@ -15,6 +15,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -611,11 +612,21 @@ func transportName(t mcp.Transport) string {
 	return "streamable_http"
 }
 
+// tokenInQuery reports an access_token query parameter (RFC 6750 §2.3),
+// whatever its case or percent-encoding.
 func tokenInQuery(q string) bool {
-	if q == "" {
-		return false
+	for q != "" {
+		var kv string
+		kv, q, _ = strings.Cut(q, "&")
+		k, _, _ := strings.Cut(kv, "=")
+		if dk, err := url.QueryUnescape(k); err == nil {
+			k = dk
+		}
+		if strings.EqualFold(k, "access_token") {
+			return true
+		}
 	}
-	return queryParam(q, "access_token") != "" || strings.Contains(strings.ToLower(q), "access_token=")
+	return false
 }
 
 // queryParam returns the first value of key in a raw query without

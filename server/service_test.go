@@ -389,6 +389,7 @@ func TestCheckRequestRefusals(t *testing.T) {
 		{"no route match", req{path: "/other/mcp", body: toolCall("readDocument"), headers: h(nil), ext: map[string]string{}}, 404, "unknown_server"},
 		{"partial body", req{body: toolCall("readDocument"), headers: h(nil), partial: true}, 413, "partial_body"},
 		{"token in query", req{path: "/docs/mcp?access_token=abc", body: toolCall("readDocument"), headers: h(nil)}, 400, "token_in_query"},
+		{"encoded token in query", req{path: "/docs/mcp?x=1&Access%5Ftoken=abc", body: toolCall("readDocument"), headers: h(nil)}, 400, "token_in_query"},
 		{"bad origin", req{body: toolCall("readDocument"), headers: h(map[string]string{"origin": "https://evil.example"})}, 403, "invalid_origin"},
 		{"duplicate keys", req{body: `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"readDocument","name":"deleteDocument"}}`, headers: h(nil)}, 400, "duplicate_key"},
 		{"batch on 2025-06-18", req{body: "[" + toolCall("readDocument") + "]", headers: h(nil)}, 400, "batch_not_allowed"},
@@ -409,7 +410,6 @@ func TestCheckRequestRefusals(t *testing.T) {
 			}
 		})
 	}
-	_ = tests
 }
 
 func TestCheckBatchHidingForbiddenCall(t *testing.T) {
