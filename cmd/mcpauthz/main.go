@@ -52,6 +52,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdValidate(args[1:], stdout, stderr)
 	case "loadtest":
 		err = cmdLoadtest(ctx, args[1:], stdout, stderr)
+	case "demo":
+		err = cmdDemo(ctx, args[1:], stdout, stderr)
+	case "dev-idp":
+		err = cmdDevIDP(ctx, args[1:], stdout, stderr)
+	case "demo-mcp":
+		err = cmdDemoMCP(ctx, args[1:], stdout, stderr)
+	case "envoy":
+		err = cmdEnvoy(ctx, args[1:], stdout, stderr)
+	case "test":
+		err = cmdTest(ctx, args[1:], stdout, stderr)
+	case "eval":
+		err = cmdEval(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "mcpauthz", version)
 	case "help", "-h", "--help":

@@ -718,3 +718,40 @@ func BenchmarkVerifyUncached(b *testing.B) {
 		i++
 	}
 }
+
+func TestPrincipalFromClaims(t *testing.T) {
+	cfg := Config{Issuers: []IssuerConfig{{Name: "a", Issuer: "https://idp.example.com"}}}
+	tests := []struct {
+		name    string
+		claims  map[string]any
+		kind    Kind
+		actor   string
+		wantErr string
+	}{
+		{"human", map[string]any{"iss": "https://idp.example.com", "sub": "alice"}, KindHuman, "", ""},
+		{"agent for user", map[string]any{"iss": "https://idp.example.com", "sub": "alice", "act": map[string]any{"sub": "bot"}}, KindAgentForUser, "bot", ""},
+		{"unknown issuer", map[string]any{"iss": "https://evil.example.com", "sub": "alice"}, "", "", ReasonUnknownIssuer},
+		{"no sub", map[string]any{"iss": "https://idp.example.com"}, "", "", ReasonMissingClaim},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := PrincipalFromClaims(cfg, tc.claims)
+			if tc.wantErr != "" {
+				var te *TokenError
+				if !errors.As(err, &te) || te.Reason != tc.wantErr {
+					t.Fatalf("err = %v, want reason %s", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.Kind != tc.kind || p.Subject != "alice" {
+				t.Fatalf("got kind %s subject %s", p.Kind, p.Subject)
+			}
+			if tc.actor != "" && (p.Actor == nil || p.Actor.Subject != tc.actor) {
+				t.Fatalf("actor = %+v", p.Actor)
+			}
+		})
+	}
+}

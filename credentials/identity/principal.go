@@ -271,3 +271,19 @@ func canonicalResource(s string) string {
 	}
 	return strings.ToLower(s[:i+3+end]) + rest[end:]
 }
+
+// PrincipalFromClaims builds the Principal that cfg would produce for a token
+// with these claims, WITHOUT verifying any signature, expiry or audience. It
+// is for offline tooling (`mcpauthz eval`) only; the hot path uses
+// [Verifier.VerifyToken]. The claims' "iss" must name a configured issuer.
+func PrincipalFromClaims(cfg Config, claims map[string]any) (*Principal, error) {
+	cfg = cfg.withDefaults()
+	iss, _ := claims["iss"].(string)
+	for _, ic := range cfg.Issuers {
+		if ic.Issuer == iss {
+			exp, _ := numericDate(claims["exp"])
+			return buildPrincipal(ic, claims, exp)
+		}
+	}
+	return nil, tokenErr(ReasonUnknownIssuer, "")
+}
