@@ -39,13 +39,17 @@ type record struct {
 	Message    string    `json:"message,omitempty"`
 	Revision   string    `json:"bundle_revision,omitempty"`
 	Credential *credLog  `json:"credential,omitempty"`
-	LatencyUS  int64     `json:"latency_us"`
+	// CredentialError is the sanitized reason a credential could not be
+	// obtained (never a token or secret).
+	CredentialError string `json:"credential_error,omitempty"`
+	LatencyUS       int64  `json:"latency_us"`
 }
 
 // credLog describes the upstream credential used, without its value.
 type credLog struct {
 	Mode     string   `json:"mode"`
 	Subject  string   `json:"subject,omitempty"`
+	Actor    string   `json:"actor,omitempty"`
 	Audience string   `json:"audience,omitempty"`
 	Scopes   []string `json:"scopes,omitempty"`
 }

@@ -31,6 +31,7 @@ type mcpServer struct {
 	issuers      map[string]bool // accepted iss values; nil = all
 	cred         outbound.Provider
 	credMode     outbound.Mode
+	credOptions  map[string]outbound.Provider // further modes the policy may choose
 	policy       policy.Server
 	prepared     *policy.PreparedServer
 }
@@ -57,13 +58,27 @@ func newCatalog(ctx context.Context, cfg *config.Config, opts outbound.Options) 
 		if err != nil {
 			return nil, fmt.Errorf("server: servers[%d].resource: %w", i, err)
 		}
+		var options map[string]outbound.Provider
+		modes := []string{string(sc.Credential.Mode)}
+		for j, oc := range sc.CredentialOptions {
+			op, err := outbound.New(ctx, oc, opts)
+			if err != nil {
+				return nil, fmt.Errorf("server: servers[%d] (%s) credential_options[%d]: %w", i, sc.ID, j, err)
+			}
+			if options == nil {
+				options = map[string]outbound.Provider{}
+			}
+			options[string(oc.Mode)] = op
+			modes = append(modes, string(oc.Mode))
+		}
 		s := &mcpServer{
-			cfg:      sc,
-			id:       sc.ID,
-			resource: config.CanonicalURL(sc.Resource),
-			origins:  map[string]bool{},
-			cred:     prov,
-			credMode: sc.Credential.Mode,
+			credOptions: options,
+			cfg:         sc,
+			id:          sc.ID,
+			resource:    config.CanonicalURL(sc.Resource),
+			origins:     map[string]bool{},
+			cred:        prov,
+			credMode:    sc.Credential.Mode,
 		}
 		s.metadataPath = "/.well-known/oauth-protected-resource" + strings.TrimSuffix(u.EscapedPath(), "/")
 		s.metadataURL = strings.ToLower(u.Scheme) + "://" + u.Host + s.metadataPath
@@ -83,11 +98,12 @@ func newCatalog(ctx context.Context, cfg *config.Config, opts outbound.Options) 
 			}
 		}
 		s.policy = policy.Server{
-			ID:             sc.ID,
-			Resource:       sc.Resource,
-			Scopes:         sc.Scopes,
-			CredentialMode: string(sc.Credential.Mode),
-			Labels:         sc.Labels,
+			ID:              sc.ID,
+			Resource:        sc.Resource,
+			Scopes:          sc.Scopes,
+			CredentialMode:  string(sc.Credential.Mode),
+			CredentialModes: modes,
+			Labels:          sc.Labels,
 		}
 		s.prepared = policy.PrepareServer(s.policy)
 		c.byID[sc.ID] = s
@@ -97,6 +113,36 @@ func newCatalog(ctx context.Context, cfg *config.Config, opts outbound.Options) 
 		return len(c.ordered[i].cfg.Match.PathPrefix) > len(c.ordered[j].cfg.Match.PathPrefix)
 	})
 	return c, nil
+}
+
+// provider returns the credential provider for the mode the policy chose
+// ("" = the server's default), or false when the server does not offer it.
+func (s *mcpServer) provider(mode string) (outbound.Provider, bool) {
+	if mode == "" || mode == string(s.credMode) {
+		return s.cred, true
+	}
+	p, ok := s.credOptions[mode]
+	return p, ok
+}
+
+// consumedHeaders lists request headers the server's credential providers
+// read (e.g. a caller's actor token); they never reach the upstream.
+func (s *mcpServer) consumedHeaders() []string {
+	var out []string
+	for _, p := range append([]outbound.Provider{s.cred}, mapsValues(s.credOptions)...) {
+		if c, ok := p.(interface{ ConsumedHeaders() []string }); ok {
+			out = append(out, c.ConsumedHeaders()...)
+		}
+	}
+	return out
+}
+
+func mapsValues(m map[string]outbound.Provider) []outbound.Provider {
+	out := make([]outbound.Provider, 0, len(m))
+	for _, v := range m {
+		out = append(out, v)
+	}
+	return out
 }
 
 // route finds the server for a request: the route's context_extensions

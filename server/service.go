@@ -125,6 +125,11 @@ func NewService(ctx context.Context, cfg *config.Config, deps Deps) (*Service, e
 	for _, h := range cfg.Headers.Strip {
 		s.strip[h] = true
 	}
+	for _, srv := range s.catalog.byID {
+		for _, h := range srv.consumedHeaders() {
+			s.strip[h] = true
+		}
+	}
 	s.metrics = newMetrics(s)
 	return s, nil
 }
@@ -236,15 +241,17 @@ func (s *Service) check(ctx context.Context, req *authv3.CheckRequest, rec *reco
 	}
 	rec.Reason = orDefault(dec.Reason, "allowed")
 
-	if dec.Credential != "" && dec.Credential != string(srv.credMode) {
+	prov, ok := srv.provider(dec.Credential)
+	if !ok {
 		return s.deny(rec, &denial{status: http.StatusForbidden, reason: "credential_mode_not_allowed",
 			message: fmt.Sprintf("policy chose credential mode %q, which server %s does not offer", dec.Credential, srv.id)})
 	}
-	cred, err := srv.cred.Credential(ctx, credentialRequest(srv, p, r, dec.Scopes))
+	cred, err := prov.Credential(ctx, credentialRequest(srv, p, r, dec.Scopes))
 	if err != nil {
+		rec.CredentialError = err.Error()
 		return s.deny(rec, credentialDenial(err))
 	}
-	rec.Credential = &credLog{Mode: string(cred.Mode), Subject: cred.Subject, Audience: cred.Audience, Scopes: cred.Scopes}
+	rec.Credential = &credLog{Mode: string(cred.Mode), Subject: cred.Subject, Actor: cred.Actor, Audience: cred.Audience, Scopes: cred.Scopes}
 	return s.allow(rec, srv, r, p, &dec, cred)
 }
 
@@ -537,11 +544,19 @@ func credentialRequest(srv *mcpServer, p *identity.Principal, r *envoy.Request, 
 	if p != nil {
 		req.Subject, req.UserKey, req.Org, req.Kind, req.ClientID = p.Subject, p.UserKey, p.Org, string(p.Kind), p.ClientID
 		if p.Actor != nil {
-			req.Actor = p.Actor.Subject
+			req.Actor, req.ActorClientID, req.ActorIssuer = p.Actor.Subject, p.Actor.ClientID, p.Actor.Issuer
+		}
+		if len(p.Chain) > 0 {
+			req.Chain = make([]outbound.Actor, len(p.Chain))
+			for i, a := range p.Chain {
+				req.Chain[i] = outbound.Actor{Subject: a.Subject, ClientID: a.ClientID, Issuer: a.Issuer}
+			}
 		}
 		if p.Method == "jwt" {
 			_, req.SubjectToken, _ = strings.Cut(r.Headers["authorization"], " ")
+			req.SubjectTokenHash = p.TokenHash
 		}
+		req.Headers = r.Headers
 	}
 	return req
 }

@@ -63,6 +63,10 @@ type Principal struct {
 	ExpiresAt time.Time
 	// Claims holds every claim of the token, for policy.
 	Claims map[string]any
+	// TokenHash is the SHA-256 of the verified token (zero for mTLS and
+	// anonymous callers). Downstream caches key on it instead of hashing
+	// the token again; it is not secret.
+	TokenHash [32]byte
 }
 
 // Anonymous returns the Principal for a caller without credentials.

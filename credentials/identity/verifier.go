@@ -197,6 +197,7 @@ func (v *Verifier) VerifyToken(ctx context.Context, raw string) (*Principal, err
 	if err != nil {
 		return nil, err
 	}
+	p.TokenHash = sum
 	if ttl := min(p.ExpiresAt.Sub(now), maxCacheTTL); ttl > 0 {
 		v.cache.SetWithTTL(key, &cacheEntry{sum: sum, p: p}, 1, ttl)
 	}

@@ -69,9 +69,22 @@ type Request struct {
 	ClientID string
 	Scopes   []string // downstream scopes the policy granted for this call
 
+	// The current actor's client and issuer, and the prior actors (nested
+	// act claims), outermost first.
+	ActorClientID string
+	ActorIssuer   string
+	Chain         []Actor
+
 	// SubjectToken is the caller's verified inbound token. It is used ONLY
 	// by delegated token exchange and is never sent upstream.
 	SubjectToken string
+	// SubjectTokenHash is SHA-256(SubjectToken), computed once by the
+	// verifier; delegated tokens are cached under it. Zero without a token.
+	SubjectTokenHash [32]byte
+	// Headers are the inbound request headers (lower-case names), read-only.
+	// Only a delegated server taking the actor token from the caller reads
+	// them.
+	Headers map[string]string
 }
 
 // Header is one header to set on the upstream request. Name is lower-case
@@ -109,9 +122,11 @@ type Credential struct {
 	Mode    Mode
 	Headers []Header // headers to set upstream; values are secrets
 
-	// Subject and Audience say whom the credential represents and for which
-	// upstream, for decision logs. They are not secret.
+	// Subject, Actor and Audience say whom the credential represents,
+	// through which agent, and for which upstream, for decision logs. They
+	// are not secret.
 	Subject  string
+	Actor    string
 	Audience string
 	Scopes   []string
 	// ExpiresAt is when the credential stops being valid; zero for
@@ -129,6 +144,9 @@ func (c *Credential) LogValue() slog.Value {
 	attrs = append(attrs, slog.String("mode", string(c.Mode)))
 	if c.Subject != "" {
 		attrs = append(attrs, slog.String("subject", c.Subject))
+	}
+	if c.Actor != "" {
+		attrs = append(attrs, slog.String("actor", c.Actor))
 	}
 	if c.Audience != "" {
 		attrs = append(attrs, slog.String("audience", c.Audience))
@@ -167,6 +185,9 @@ func (c *Credential) String() string {
 	b.WriteString(string(c.Mode))
 	if c.Subject != "" {
 		b.WriteString(" subject=" + c.Subject)
+	}
+	if c.Actor != "" {
+		b.WriteString(" actor=" + c.Actor)
 	}
 	if c.Audience != "" {
 		b.WriteString(" audience=" + c.Audience)

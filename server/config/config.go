@@ -110,8 +110,12 @@ type Server struct {
 	// AllowAnonymous lets requests without credentials reach the policy
 	// (which still decides); by default they get 401 before policy runs.
 	AllowAnonymous bool `yaml:"allow_anonymous"`
-	// Credential is what the upstream receives.
+	// Credential is what the upstream receives by default.
 	Credential outbound.Config `yaml:"credential"`
+	// CredentialOptions are further modes the policy may choose per call
+	// (decision.credential names the mode), e.g. delegated tokens for
+	// agents acting for users and a service account for agents alone.
+	CredentialOptions []outbound.Config `yaml:"credential_options"`
 	// Labels are free-form values for policy (input.server.labels).
 	Labels map[string]string `yaml:"labels"`
 }
@@ -339,6 +343,15 @@ func (c *Config) Validate() error {
 			}
 		}
 		errs = append(errs, prefixErr(p+".credential", s.Credential.Validate()))
+		modes := map[outbound.Mode]string{s.Credential.Mode: p + ".credential"}
+		for j, o := range s.CredentialOptions {
+			op := fmt.Sprintf("%s.credential_options[%d]", p, j)
+			errs = append(errs, prefixErr(op, o.Validate()))
+			if prev, dup := modes[o.Mode]; dup && o.Mode != "" {
+				add("%s.mode: %q is already offered by %s (one configuration per mode)", op, o.Mode, prev)
+			}
+			modes[o.Mode] = op
+		}
 	}
 	return errors.Join(errs...)
 }
