@@ -129,11 +129,14 @@ type Actor struct {
 
 // Server describes the protected MCP server (from the route's context extensions).
 type Server struct {
-	ID             string            `json:"id"`
-	Resource       string            `json:"resource"`
-	Scopes         []string          `json:"scopes"`
-	CredentialMode string            `json:"credential_mode"`
-	Labels         map[string]string `json:"labels"`
+	ID             string   `json:"id"`
+	Resource       string   `json:"resource"`
+	Scopes         []string `json:"scopes"`
+	CredentialMode string   `json:"credential_mode"`
+	// CredentialModes lists every mode the policy may choose
+	// (decision.credential), the default first.
+	CredentialModes []string          `json:"credential_modes"`
+	Labels          map[string]string `json:"labels"`
 }
 
 // Object keys are immutable terms shared by all conversions.
@@ -180,9 +183,10 @@ var (
 	kSub           = ast.StringTerm("sub")
 	kIss           = ast.StringTerm("iss")
 
-	kResource       = ast.StringTerm("resource")
-	kCredentialMode = ast.StringTerm("credential_mode")
-	kLabels         = ast.StringTerm("labels")
+	kResource        = ast.StringTerm("resource")
+	kCredentialMode  = ast.StringTerm("credential_mode")
+	kCredentialModes = ast.StringTerm("credential_modes")
+	kLabels          = ast.StringTerm("labels")
 
 	nullTerm = ast.NullTerm()
 )
@@ -338,6 +342,7 @@ func (s *termSlab) server(sv *Server, use inputUse) *ast.Term {
 		[2]*ast.Term{kResource, s.str(sv.Resource)},
 		[2]*ast.Term{kScopes, s.strArray(sv.Scopes)},
 		[2]*ast.Term{kCredentialMode, s.str(sv.CredentialMode)},
+		[2]*ast.Term{kCredentialModes, s.strArray(sv.CredentialModes)},
 		[2]*ast.Term{kLabels, s.strMapIf(use.labels, sv.Labels)},
 	)
 }

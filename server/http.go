@@ -3,10 +3,13 @@ package server
 import (
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/mcpauthz/mcpauthz/credentials/mint"
 )
 
 // protectedResourceMetadata is the RFC 9728 document of one MCP server.
@@ -30,6 +33,20 @@ func (s *Service) Handler() http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/.well-known/oauth-protected-resource/", s.serveMetadata)
 	mux.HandleFunc("/.well-known/oauth-protected-resource", s.serveMetadata)
+	if s.issuer != nil {
+		// The built-in issuer's discovery and JWKS, below its URL's path.
+		base := ""
+		if u, err := url.Parse(s.issuer.URL()); err == nil {
+			base = strings.TrimSuffix(u.EscapedPath(), "/")
+		}
+		h := s.issuer.Handler()
+		for _, p := range []string{mint.OpenIDConfigurationPath, mint.OAuthMetadataPath, mint.JWKSPath} {
+			mux.Handle(base+p, h)
+		}
+		if base != "" {
+			mux.Handle(mint.OAuthMetadataPath+base, h)
+		}
+	}
 	return mux
 }
 

@@ -25,6 +25,7 @@ type preparedEntry struct {
 	p     *identity.Principal
 	pp    *policy.PreparedPrincipal // nil when the principal cannot be prepared
 	owner string                    // principalKey(p), the session owner
+	attr  signedAttributions        // headers.sign: per-server signed attribution
 }
 
 func newPreparedPrincipals(size int64, now func() time.Time) (*preparedPrincipals, error) {

@@ -86,6 +86,10 @@ func (s *Server) Start(ctx context.Context) {
 		s.wg.Add(1)
 		go func() { defer s.wg.Done(); r.Run(ctx) }()
 	}
+	if is := s.svc.issuer; is != nil {
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); is.Run(ctx) }()
+	}
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	s.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	go func() { s.errc <- s.grpc.Serve(s.grpcLis) }()

@@ -24,6 +24,7 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
 	"github.com/mcpauthz/mcpauthz/credentials/identity"
+	"github.com/mcpauthz/mcpauthz/credentials/mint"
 	"github.com/mcpauthz/mcpauthz/credentials/outbound"
 	"github.com/mcpauthz/mcpauthz/envoy"
 	"github.com/mcpauthz/mcpauthz/policy"
@@ -65,6 +66,7 @@ type Service struct {
 	prepared *preparedPrincipals
 	audit    *auditLog
 	metrics  *metrics
+	issuer   *mint.Issuer // built-in token issuer; nil unless configured
 	strip    map[string]bool // client headers never forwarded (lower-case)
 	prefix   string
 	hdr      attributionHeaders
@@ -106,7 +108,14 @@ func NewService(ctx context.Context, cfg *config.Config, deps Deps) (*Service, e
 			return nil, fmt.Errorf("server: policy: %w", err)
 		}
 	}
-	s.catalog, err = newCatalog(ctx, cfg, outbound.Options{HTTPClient: deps.HTTPClient, Logger: s.log, Now: deps.Now})
+	oopts := outbound.Options{HTTPClient: deps.HTTPClient, Logger: s.log, Now: deps.Now}
+	if cfg.Issuer != nil {
+		if s.issuer, err = mint.New(ctx, *cfg.Issuer, mint.Options{Now: deps.Now, Logger: s.log}); err != nil {
+			return nil, fmt.Errorf("server: issuer: %w", err)
+		}
+		oopts.Minter = s.issuer
+	}
+	s.catalog, err = newCatalog(ctx, cfg, oopts)
 	if err != nil {
 		return nil, err
 	}
@@ -167,7 +176,7 @@ func (s *Service) check(ctx context.Context, req *authv3.CheckRequest, rec *reco
 	if (r.Method == http.MethodGet || r.Method == http.MethodHead) && r.Path == srv.metadataPath {
 		// RFC 9728 metadata is the one thing reachable without a token.
 		rec.Kind, rec.Reason = string(identity.KindAnonymous), "metadata"
-		return s.allow(rec, srv, r, nil, nil, nil)
+		return s.allow(rec, srv, r, nil, nil, nil, "")
 	}
 	if r.Partial {
 		return s.deny(rec, &denial{status: http.StatusRequestEntityTooLarge, reason: "partial_body", message: "request body was truncated before authorization; refusing to guess"})
@@ -230,8 +239,12 @@ func (s *Service) check(ctx context.Context, req *authv3.CheckRequest, rec *reco
 	if sid != "" && p != nil {
 		rec.Session = shortHash(sid)
 		if !s.sessions.bind(srv.id+"\x00"+sid, derived.owner, s.now()) {
-			return s.deny(rec, &denial{status: http.StatusForbidden, reason: "session_bound_to_other_principal",
-				message: "this MCP session belongs to another principal; start a new session"})
+			d := &denial{status: http.StatusForbidden, reason: "session_bound_to_other_principal",
+				message: "this MCP session belongs to another principal; start a new session"}
+			if len(call.Messages) == 1 {
+				d.id = call.Messages[0].ID // keep the client's request correlatable
+			}
+			return s.deny(rec, d)
 		}
 	}
 
@@ -252,7 +265,15 @@ func (s *Service) check(ctx context.Context, req *authv3.CheckRequest, rec *reco
 		return s.deny(rec, credentialDenial(err))
 	}
 	rec.Credential = &credLog{Mode: string(cred.Mode), Subject: cred.Subject, Actor: cred.Actor, Audience: cred.Audience, Scopes: cred.Scopes}
-	return s.allow(rec, srv, r, p, &dec, cred)
+	var attr string
+	if s.cfg.Headers.Sign && p != nil {
+		if attr, err = s.attribution(ctx, derived, srv, p); err != nil {
+			s.log.ErrorContext(ctx, "attribution signing failed", "decision_id", rec.ID, "err", err)
+			return s.deny(rec, &denial{status: http.StatusServiceUnavailable, reason: "attribution_unavailable",
+				message: "the signed attribution could not be produced right now; try again"})
+		}
+	}
+	return s.allow(rec, srv, r, p, &dec, cred, attr)
 }
 
 // authenticate turns the bearer token or mTLS peer into a Principal. A nil
@@ -430,7 +451,7 @@ func (s *Service) evaluate(ctx context.Context, srv *mcpServer, in *policy.Input
 // allow builds the OK response: credential and attribution headers set with
 // OVERWRITE_IF_EXISTS_OR_ADD; the client's Authorization and every
 // client-sent identity header removed.
-func (s *Service) allow(rec *record, srv *mcpServer, r *envoy.Request, p *identity.Principal, dec *policy.Decision, cred *outbound.Credential) *authv3.CheckResponse {
+func (s *Service) allow(rec *record, srv *mcpServer, r *envoy.Request, p *identity.Principal, dec *policy.Decision, cred *outbound.Credential, attr string) *authv3.CheckResponse {
 	rec.Allow, rec.Status = true, http.StatusOK
 	set := make([]envoy.Header, 0, 12)
 	isSet := func(name string) bool {
@@ -452,6 +473,9 @@ func (s *Service) allow(rec *record, srv *mcpServer, r *envoy.Request, p *identi
 		}
 	}
 	pre := s.prefix
+	if attr != "" {
+		add(s.hdr.attribution, attr)
+	}
 	add(s.hdr.decisionID, rec.ID)
 	add(s.hdr.server, srv.id)
 	add(s.hdr.kind, orDefault(rec.Kind, string(identity.KindAnonymous)))
@@ -677,7 +701,7 @@ func unionStrings(a, b []string) []string {
 // attributionHeaders are the names of the headers carrying the verified
 // identity upstream, built once from the configured prefix.
 type attributionHeaders struct {
-	decisionID, server, kind, subject, user, org, clientID, actor, actorChain string
+	decisionID, server, kind, subject, user, org, clientID, actor, actorChain, attribution string
 }
 
 func newAttributionHeaders(prefix string) attributionHeaders {
@@ -685,6 +709,7 @@ func newAttributionHeaders(prefix string) attributionHeaders {
 		decisionID: prefix + "decision-id", server: prefix + "server", kind: prefix + "kind",
 		subject: prefix + "subject", user: prefix + "user", org: prefix + "org",
 		clientID: prefix + "client-id", actor: prefix + "actor", actorChain: prefix + "actor-chain",
+		attribution: prefix + "attribution",
 	}
 }
 

@@ -33,6 +33,7 @@ type Config struct {
 	Mode           Mode                  `yaml:"mode"`
 	Static         *StaticConfig         `yaml:"static"`
 	ServiceAccount *ServiceAccountConfig `yaml:"service_account"`
+	Delegated      *DelegatedConfig      `yaml:"delegated"`
 }
 
 // StaticConfig lists fixed headers sent on every upstream call.
@@ -96,12 +97,14 @@ func (c Config) Validate() error {
 	var v validator
 	switch c.Mode {
 	case "":
-		v.add("mode", "required (one of public, static, service_account)")
+		v.add("mode", "required (one of public, static, service_account, delegated)")
 	case ModePublic:
 		v.forbid(c.Static != nil, "static", c.Mode)
 		v.forbid(c.ServiceAccount != nil, "service_account", c.Mode)
+		v.forbid(c.Delegated != nil, "delegated", c.Mode)
 	case ModeStatic:
 		v.forbid(c.ServiceAccount != nil, "service_account", c.Mode)
+		v.forbid(c.Delegated != nil, "delegated", c.Mode)
 		if c.Static == nil {
 			v.add("static", "required with mode static")
 		} else {
@@ -109,15 +112,24 @@ func (c Config) Validate() error {
 		}
 	case ModeServiceAccount:
 		v.forbid(c.Static != nil, "static", c.Mode)
+		v.forbid(c.Delegated != nil, "delegated", c.Mode)
 		if c.ServiceAccount == nil {
 			v.add("service_account", "required with mode service_account")
 		} else {
 			c.ServiceAccount.validate(&v, "service_account")
 		}
-	case ModeDelegated, ModeIndividual:
+	case ModeDelegated:
+		v.forbid(c.Static != nil, "static", c.Mode)
+		v.forbid(c.ServiceAccount != nil, "service_account", c.Mode)
+		if c.Delegated == nil {
+			v.add("delegated", "required with mode delegated")
+		} else {
+			c.Delegated.validate(&v, "delegated")
+		}
+	case ModeIndividual:
 		v.add("mode", fmt.Sprintf("%q is not supported yet", c.Mode))
 	default:
-		v.add("mode", fmt.Sprintf("unknown mode %q (want public, static or service_account)", truncate(string(c.Mode), 32)))
+		v.add("mode", fmt.Sprintf("unknown mode %q (want public, static, service_account or delegated)", truncate(string(c.Mode), 32)))
 	}
 	return v.err()
 }
@@ -303,6 +315,17 @@ func (v *validator) ref(path string, r secret.Ref) {
 	if err := r.Validate(); err != nil {
 		v.add(path, strings.TrimPrefix(err.Error(), "secret: "))
 	}
+}
+
+// addErr adds each error joined in err, prefixed with path.
+func (v *validator) addErr(path string, err error) {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			v.errs = append(v.errs, errors.New(path+"."+e.Error()))
+		}
+		return
+	}
+	v.errs = append(v.errs, errors.New(path+"."+err.Error()))
 }
 
 func (v *validator) err() error { return errors.Join(v.errs...) }

@@ -1,10 +1,13 @@
 package outbound
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
 
+	"github.com/mcpauthz/mcpauthz/credentials/exchange"
 	"github.com/mcpauthz/mcpauthz/credentials/secret"
 )
 
@@ -39,6 +42,8 @@ const (
 //	  default_scopes: [docs:read]       # when the policy grants none
 type DelegatedConfig struct {
 	Issuer string `yaml:"issuer"`
+	// STS configures the external token service (issuer sts).
+	STS *exchange.Config `yaml:"sts"`
 	// Audience of the issued token; default: the server's resource URL.
 	Audience string `yaml:"audience"`
 	// Scopes is the maximum: scopes the policy grants beyond it are dropped.
@@ -48,6 +53,12 @@ type DelegatedConfig struct {
 	DefaultScopes []string `yaml:"default_scopes"`
 	// ActorToken configures the RFC 8693 actor_token (sts only).
 	ActorToken *ActorTokenConfig `yaml:"actor_token"`
+	// RequireActor (sts only, default true): when an agent acts for the
+	// user, the issued token's act.sub must name that agent. Set false only
+	// for token services that cannot express the actor (Entra on-behalf-of,
+	// Keycloak standard token exchange); the agent then travels only in the
+	// attribution headers (consider headers.sign).
+	RequireActor *bool `yaml:"require_actor"`
 	// Header is the upstream header (default Authorization, "Bearer " prefix).
 	Header string `yaml:"header"`
 	// CacheSize bounds cached tokens (default 100000).
@@ -73,7 +84,16 @@ func (c *DelegatedConfig) validate(v *validator, path string) {
 		if c.ActorToken != nil && c.ActorToken.Source != "" && c.ActorToken.Source != ActorNone {
 			v.add(path+".actor_token", "only used with issuer sts (the built-in issuer writes act from the verified caller)")
 		}
+		v.forbidWith(c.STS != nil, path+".sts")
+		v.forbidWith(c.RequireActor != nil, path+".require_actor")
 	case IssuerSTS:
+		if c.STS == nil {
+			v.add(path+".sts", "required with issuer sts")
+		} else if err := c.STS.Validate(); err != nil {
+			v.addErr(path+".sts", err)
+		} else if c.STS.Flavor == exchange.FlavorEntraOBO && (c.RequireActor == nil || *c.RequireActor) {
+			v.add(path+".require_actor", "Entra on-behalf-of tokens carry no act claim: set require_actor: false explicitly (and consider headers.sign)")
+		}
 	case "":
 		v.add(path+".issuer", "required (builtin or sts)")
 	default:
@@ -123,4 +143,33 @@ func (c *DelegatedConfig) validate(v *validator, path string) {
 			v.add(path+".actor_token.source", fmt.Sprintf("unknown source %q (want none, config or caller)", truncate(a.Source, 32)))
 		}
 	}
+}
+
+// newDelegated builds the delegated Provider for cfg.
+func newDelegated(ctx context.Context, cfg *DelegatedConfig, opts Options) (Provider, error) {
+	var src delegationSource
+	c := *cfg
+	switch cfg.Issuer {
+	case IssuerBuiltin:
+		if opts.Minter == nil {
+			return nil, errors.New("delegated.issuer: builtin needs the top-level issuer block (mcpauthz's own token issuer)")
+		}
+		src = builtinSource{m: opts.Minter}
+	case IssuerSTS:
+		sts := *cfg.STS
+		if sts.Timeout == 0 && cfg.Timeout != 0 {
+			sts.Timeout = cfg.Timeout
+		}
+		client, err := exchange.New(ctx, sts, exchange.Options{HTTPClient: opts.HTTPClient, Now: opts.Now, Logger: opts.Logger})
+		if err != nil {
+			return nil, fmt.Errorf("delegated.sts: %w", err)
+		}
+		src = stsSource{c: client, requireActor: cfg.RequireActor == nil || *cfg.RequireActor}
+		if c.Audience == "" {
+			c.Audience = sts.Audience
+		}
+	default:
+		return nil, fmt.Errorf("delegated.issuer: unknown issuer %q", cfg.Issuer)
+	}
+	return newDelegatedCore(src, &c, opts)
 }

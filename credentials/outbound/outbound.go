@@ -10,9 +10,16 @@
 //     secret sent as a header or an OAuth 2.0 client-credentials access token
 //     (RFC 6749 section 4.4) that is cached, refreshed in the background
 //     before it expires, and fetched at most once at a time (singleflight).
-//   - delegated, individual: reserved for later (RFC 8693 token exchange and
-//     per-user stored OAuth tokens); [Config.Validate] reports them as not
-//     supported yet.
+//   - delegated: a short-lived token for this upstream only, naming the user
+//     (sub) and the agent acting for them (act), limited to the scopes the
+//     policy granted for the call. It is minted by mcpauthz's built-in
+//     issuer (package mint) or obtained from an external security token
+//     service by RFC 8693 token exchange or Entra on-behalf-of (package
+//     exchange). Tokens are cached per (subject token, actor, audience,
+//     scopes) until shortly before they expire; concurrent misses collapse
+//     into one issuance. No path ever forwards the caller's own token.
+//   - individual: reserved for later (per-user stored OAuth tokens);
+//     [Config.Validate] reports it as not supported yet.
 //
 // [New] turns a validated [Config] into a [Provider]. Callers only ever see
 // the Provider interface and a [Request] made of plain values, so new modes
@@ -224,6 +231,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock used for token expiry. Default: time.Now.
 	Now func() time.Time
+	// Minter is mcpauthz's built-in token issuer, needed by delegated
+	// servers with issuer builtin.
+	Minter Minter
 }
 
 // New validates cfg, resolves its secrets and returns the Provider for
@@ -236,7 +246,6 @@ type Options struct {
 // Provider and a Request and do not change. There is deliberately no global
 // registry.
 func New(ctx context.Context, cfg Config, opts Options) (Provider, error) {
-	_ = ctx
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("outbound: invalid config: %w", err)
 	}
@@ -257,6 +266,8 @@ func New(ctx context.Context, cfg Config, opts Options) (Provider, error) {
 		p, err = newStatic(cfg.Static)
 	case ModeServiceAccount:
 		p, err = newServiceAccount(cfg.ServiceAccount, opts)
+	case ModeDelegated:
+		p, err = newDelegated(ctx, cfg.Delegated, opts)
 	default: // unreachable after Validate
 		err = fmt.Errorf("mode %q is not supported", cfg.Mode)
 	}

@@ -141,7 +141,7 @@ func TestNewResolveErrors(t *testing.T) {
 		{
 			name: "invalid config",
 			cfg:  Config{Mode: ModeDelegated},
-			want: []string{"outbound: invalid config", `mode: "delegated" is not supported yet`},
+			want: []string{"outbound: invalid config", `delegated: required with mode delegated`},
 		},
 	}
 	for _, tt := range tests {

@@ -1,6 +1,7 @@
 package outbound
 
 import (
+	"github.com/mcpauthz/mcpauthz/credentials/exchange"
 	"strings"
 	"testing"
 	"time"
@@ -38,9 +39,24 @@ func TestValidate(t *testing.T) {
 			s.RefreshBefore, s.Timeout = time.Minute, 10*time.Second
 		}), nil},
 
-		{"empty mode", Config{}, []string{"mode: required (one of public, static, service_account)"}},
-		{"unknown mode", Config{Mode: "oauth"}, []string{`mode: unknown mode "oauth" (want public, static or service_account)`}},
-		{"delegated", Config{Mode: ModeDelegated}, []string{`mode: "delegated" is not supported yet`}},
+		{"empty mode", Config{}, []string{"mode: required (one of public, static, service_account, delegated)"}},
+		{"unknown mode", Config{Mode: "oauth"}, []string{`mode: unknown mode "oauth" (want public, static, service_account or delegated)`}},
+		{"delegated without block", Config{Mode: ModeDelegated}, []string{`delegated: required with mode delegated`}},
+		{"delegated without issuer", Config{Mode: ModeDelegated, Delegated: &DelegatedConfig{}}, []string{`delegated.issuer: required (builtin or sts)`}},
+		{"delegated sts without block", Config{Mode: ModeDelegated, Delegated: &DelegatedConfig{Issuer: IssuerSTS}}, []string{`delegated.sts: required with issuer sts`}},
+		{"delegated defaults beyond max", Config{Mode: ModeDelegated, Delegated: &DelegatedConfig{Issuer: IssuerBuiltin,
+			Scopes: []string{"a"}, DefaultScopes: []string{"b"}}}, []string{`delegated.default_scopes[0]: "b" is not within scopes (the maximum)`}},
+		{"delegated builtin with actor token", Config{Mode: ModeDelegated, Delegated: &DelegatedConfig{Issuer: IssuerBuiltin,
+			ActorToken: &ActorTokenConfig{Source: ActorFromCaller}}}, []string{`delegated.actor_token: only used with issuer sts (the built-in issuer writes act from the verified caller)`}},
+		{"delegated entra without require_actor", Config{Mode: ModeDelegated, Delegated: &DelegatedConfig{Issuer: IssuerSTS,
+			STS: &exchange.Config{Flavor: exchange.FlavorEntraOBO, TokenURL: "https://login.example.com/t/oauth2/v2.0/token", ClientID: "app",
+				ClientAuth: exchange.AuthClientSecretPost, ClientSecret: &secret.Ref{Env: "X"}, ExpectedAudience: "api://docs"}}},
+			[]string{`delegated.require_actor: Entra on-behalf-of tokens carry no act claim: set require_actor: false explicitly (and consider headers.sign)`}},
+		{"delegated sts config error prefixed", Config{Mode: ModeDelegated, Delegated: &DelegatedConfig{Issuer: IssuerSTS,
+			STS: &exchange.Config{TokenURL: "ftp://x"}}}, []string{
+			"delegated.sts.token_url: must be https (or http on loopback)",
+			"delegated.sts.client_id: required with client_auth client_secret_basic",
+			"delegated.sts.client_secret: required with client_auth client_secret_basic"}},
 		{"individual", Config{Mode: ModeIndividual}, []string{`mode: "individual" is not supported yet`}},
 		{"public with blocks", Config{Mode: ModePublic, Static: &StaticConfig{}, ServiceAccount: &ServiceAccountConfig{}},
 			[]string{"static: not allowed with mode public", "service_account: not allowed with mode public"}},

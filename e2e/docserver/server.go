@@ -52,6 +52,7 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -86,6 +87,9 @@ type Invocation struct {
 	Tool      string
 	Header    http.Header
 	Arguments json.RawMessage
+	// Token is what Options.Verifier returned for this call's bearer token
+	// (nil without a Verifier).
+	Token *auth.TokenInfo
 }
 
 // Document is a stored document.
@@ -103,6 +107,11 @@ type Options struct {
 	Stateless bool
 	// JSONResponse makes POST responses application/json instead of SSE.
 	JSONResponse bool
+	// Verifier, when set, makes the server a protected resource: every
+	// request must carry a bearer token the verifier accepts (the SDK's
+	// auth.RequireBearerToken middleware), or it is refused with 401
+	// before reaching MCP. Tool handlers record the verified TokenInfo.
+	Verifier auth.TokenVerifier
 }
 
 // Server is an MCP document server that records what it receives.
@@ -140,6 +149,9 @@ func NewWithOptions(o Options) *Server {
 		JSONResponse:               o.JSONResponse,
 		DisableLocalhostProtection: true,
 	})
+	if o.Verifier != nil {
+		s.handler = auth.RequireBearerToken(o.Verifier, nil)(s.handler)
+	}
 	return s
 }
 
@@ -260,6 +272,9 @@ func (s *Server) record(req *mcp.CallToolRequest) {
 	}
 	if req != nil && req.Extra != nil && req.Extra.Header != nil {
 		inv.Header = req.Extra.Header.Clone()
+	}
+	if req != nil && req.Extra != nil {
+		inv.Token = req.Extra.TokenInfo
 	}
 	s.mu.Lock()
 	s.invocations = append(s.invocations, inv)

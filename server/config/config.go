@@ -25,6 +25,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/mcpauthz/mcpauthz/credentials/identity"
+	"github.com/mcpauthz/mcpauthz/credentials/mint"
 	"github.com/mcpauthz/mcpauthz/credentials/outbound"
 	"github.com/mcpauthz/mcpauthz/policy"
 )
@@ -39,7 +40,12 @@ type Config struct {
 	MCP      MCP             `yaml:"mcp"`
 	Headers  Headers         `yaml:"headers"`
 	Audit    Audit           `yaml:"audit"`
-	Servers  []Server        `yaml:"servers"`
+	// Issuer enables mcpauthz's built-in token issuer: delegated
+	// credentials with issuer builtin, and signed attribution headers. Its
+	// discovery document and JWKS are served on the HTTP listener below
+	// the issuer URL's path.
+	Issuer  *mint.Config `yaml:"issuer"`
+	Servers []Server     `yaml:"servers"`
 }
 
 // Listen names the addresses mcpauthz serves.
@@ -72,6 +78,11 @@ type Headers struct {
 	// Strip lists further client-sent headers that must never reach an
 	// upstream (for example x-user-id or x-forwarded-user).
 	Strip []string `yaml:"strip"`
+	// Sign adds <prefix>attribution: a JWT signed by the built-in issuer
+	// (typ mcpauthz-attribution+jwt, aud = the server's resource) carrying
+	// the same attribution, so an upstream can trust it without trusting
+	// the network. Needs the issuer block.
+	Sign bool `yaml:"sign"`
 }
 
 // Audit configures the decision log.
@@ -277,6 +288,12 @@ func (c *Config) Validate() error {
 			add("headers.strip[%d]: %q is not a valid header name", i, h)
 		}
 	}
+	if c.Issuer != nil {
+		errs = append(errs, prefixErr("issuer", c.Issuer.Validate()))
+	}
+	if c.Headers.Sign && c.Issuer == nil {
+		add("headers.sign: needs the top-level issuer block (the attribution is signed with its keys)")
+	}
 	if c.Audit.Buffer < 1 {
 		add("audit.buffer: must be positive")
 	}
@@ -343,10 +360,16 @@ func (c *Config) Validate() error {
 			}
 		}
 		errs = append(errs, prefixErr(p+".credential", s.Credential.Validate()))
+		if needsIssuer(s.Credential) && c.Issuer == nil {
+			add("%s.credential.delegated.issuer: builtin needs the top-level issuer block", p)
+		}
 		modes := map[outbound.Mode]string{s.Credential.Mode: p + ".credential"}
 		for j, o := range s.CredentialOptions {
 			op := fmt.Sprintf("%s.credential_options[%d]", p, j)
 			errs = append(errs, prefixErr(op, o.Validate()))
+			if needsIssuer(o) && c.Issuer == nil {
+				add("%s.delegated.issuer: builtin needs the top-level issuer block", op)
+			}
 			if prev, dup := modes[o.Mode]; dup && o.Mode != "" {
 				add("%s.mode: %q is already offered by %s (one configuration per mode)", op, o.Mode, prev)
 			}
@@ -354,6 +377,10 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+func needsIssuer(c outbound.Config) bool {
+	return c.Mode == outbound.ModeDelegated && c.Delegated != nil && c.Delegated.Issuer == outbound.IssuerBuiltin
 }
 
 func validAddr(a string) error {
