@@ -232,8 +232,15 @@ func (d *demo) startAuthz(ctx context.Context) error {
 		return fmt.Errorf("set %s: %w", demoSecretEnv, err)
 	}
 	logPath := filepath.Join(d.dir, "decisions.log")
+	// The built-in issuer's URL names the HTTP listener, so its port is
+	// chosen before the config is rendered.
+	httpAddr, err := freeLoopbackAddr()
+	if err != nil {
+		return fmt.Errorf("pick an HTTP port: %w", err)
+	}
 	doc, err := renderDemoConfig(demoConfigParams{
 		IssuerURL: d.idpURL, BundleDir: bundleDir, DecisionLog: logPath, Resource: d.resource, SecretEnv: demoSecretEnv,
+		HTTPAddr: httpAddr, MintIssuer: "http://" + httpAddr + "/issuer",
 	})
 	if err != nil {
 		return err
@@ -254,6 +261,18 @@ func (d *demo) startAuthz(ctx context.Context) error {
 // demoConfigParams fill demo.yaml.
 type demoConfigParams struct {
 	IssuerURL, BundleDir, DecisionLog, Resource, SecretEnv string
+	HTTPAddr, MintIssuer                                   string
+}
+
+// freeLoopbackAddr returns a loopback address with a port that was free a
+// moment ago.
+func freeLoopbackAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	addr := l.Addr().String()
+	return addr, l.Close()
 }
 
 // renderDemoConfig renders demo.yaml; every value is emitted as a quoted

@@ -45,6 +45,10 @@ func TestDemoTranscript(t *testing.T) {
 		"policy bundle rbac (revision rbac-1)",
 		"document server, 5 tools",
 		"all outcomes as expected",
+		// The delegated token the upstream received names the user, the
+		// agent acting for them and only the scope this tool needs.
+		`sub="bob" act={"sub":"docs-assistant"} scope="docs:write"`,
+		`sub="alice" scope="docs:read"`,
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("transcript lacks %q", want)
@@ -55,10 +59,10 @@ func TestDemoTranscript(t *testing.T) {
 		who, op string
 		want    *regexp.Regexp
 	}{
-		{"alice (human, viewer)", "tools/list", regexp.MustCompile(`ALLOW  5 tools; upstream got Authorization: Bearer [0-9a-f]{6}… \(64 bytes\) — service account credential`)},
-		{"alice (human, viewer)", "tools/call readDocument", regexp.MustCompile(`ALLOW  upstream got Authorization: Bearer [0-9a-f]{6}… \(64 bytes\) — service account credential, not the caller's token`)},
+		{"alice (human, viewer)", "tools/list", regexp.MustCompile(`ALLOW  5 tools; upstream got Authorization: Bearer eyJ[\w-]{3}… \(\d+ bytes\) — delegated credential`)},
+		{"alice (human, viewer)", "tools/call readDocument", regexp.MustCompile(`ALLOW  upstream got Authorization: Bearer eyJ[\w-]{3}… \(\d+ bytes\) — delegated credential, not the caller's token`)},
 		{"alice (human, viewer)", "tools/call deleteDocument", regexp.MustCompile(`DENY 403 role_not_allowed: "access denied: role viewer may not call deleteDocument"`)},
-		{"assistant for bob (agent→editor)", "tools/call updateDocument", regexp.MustCompile(`ALLOW  upstream got Authorization: Bearer [0-9a-f]{6}…`)},
+		{"assistant for bob (agent→editor)", "tools/call updateDocument", regexp.MustCompile(`ALLOW  upstream got Authorization: Bearer eyJ[\w-]{3}… \(\d+ bytes\) — delegated credential`)},
 		{"assistant for root (agent→admin)", "tools/call deleteDocument", regexp.MustCompile(`DENY 403 agent_destructive_tool: ".*deleteDocument"`)},
 		{"batch-bot (agent alone)", "tools/call readDocument", regexp.MustCompile(`ALLOW  upstream got Authorization: Bearer`)},
 		{"batch-bot (agent alone)", "tools/call createDocument", regexp.MustCompile(`DENY 403 agent_tool_not_allowed: ".*createDocument"`)},
@@ -243,6 +247,8 @@ func TestRenderDemoConfigQuotesValues(t *testing.T) {
 		DecisionLog: "/tmp/x/decisions.log",
 		Resource:    "http://127.0.0.1:5678/docs/mcp",
 		SecretEnv:   demoSecretEnv,
+		HTTPAddr:    "127.0.0.1:8181",
+		MintIssuer:  "http://127.0.0.1:8181/issuer",
 	}
 	b, err := renderDemoConfig(p)
 	if err != nil {
@@ -262,14 +268,20 @@ func TestRenderDemoConfigQuotesValues(t *testing.T) {
 		Audit struct {
 			Output string `yaml:"output"`
 		} `yaml:"audit"`
+		Issuer struct {
+			Issuer string `yaml:"issuer"`
+		} `yaml:"issuer"`
 		Servers []struct {
 			Resource   string `yaml:"resource"`
 			Credential struct {
+				Mode string `yaml:"mode"`
+			} `yaml:"credential"`
+			Options []struct {
 				Mode           string `yaml:"mode"`
 				ServiceAccount struct {
 					Secret map[string]string `yaml:"secret"`
 				} `yaml:"service_account"`
-			} `yaml:"credential"`
+			} `yaml:"credential_options"`
 		} `yaml:"servers"`
 	}
 	if err := yaml.Unmarshal(b, &doc); err != nil {
@@ -277,7 +289,8 @@ func TestRenderDemoConfigQuotesValues(t *testing.T) {
 	}
 	if doc.Identity.Issuers[0].Issuer != p.IssuerURL || doc.Policy.Bundles[0].Path != p.BundleDir ||
 		doc.Audit.Output != p.DecisionLog || doc.Servers[0].Resource != p.Resource ||
-		doc.Servers[0].Credential.Mode != "service_account" || doc.Servers[0].Credential.ServiceAccount.Secret["env"] != demoSecretEnv {
+		doc.Issuer.Issuer != p.MintIssuer || doc.Servers[0].Credential.Mode != "delegated" ||
+		doc.Servers[0].Options[0].ServiceAccount.Secret["env"] != demoSecretEnv {
 		t.Errorf("round trip = %+v", doc)
 	}
 }
