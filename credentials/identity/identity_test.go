@@ -2,6 +2,7 @@ package identity
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"io"
 	"log/slog"
@@ -396,6 +397,9 @@ func TestCache(t *testing.T) {
 	}
 	if p1 != p2 {
 		t.Fatal("second verify was not served from the cache")
+	}
+	if p1.TokenHash != sha256.Sum256([]byte(tok)) {
+		t.Fatal("TokenHash is not SHA-256 of the verified token")
 	}
 	if m := v.Metrics(); m.Hits != 1 || m.Misses != 1 || m.Ratio() != 0.5 {
 		t.Fatalf("metrics = %+v", m)
