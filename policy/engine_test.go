@@ -696,6 +696,7 @@ func TestInputDocumentMatchesJSON(t *testing.T) {
 	in := toolCall("agent_for_user", []any{"editor", 3.5, true, nil, map[string]any{"x": []any{"y"}}}, []string{"docs:read"}, "updateDocument")
 	in.MCP.Batch, in.MCP.BatchSize = true, 3
 	in.Request.Origin = "https://app.example.com"
+	in.Server.CredentialModes = []string{"delegated", "passthrough"}
 	in.Principal.Actor = &Actor{Subject: "agent-1", ClientID: "claude", Issuer: "https://idp.example.com"}
 	in.Principal.Chain = []Actor{{Subject: "agent-1", ClientID: "claude"}, {Subject: "agent-0", Issuer: "https://idp"}}
 	in.Principal.SPIFFEID = "spiffe://example.com/agent"
@@ -729,7 +730,7 @@ func TestInputDocumentEmptyValues(t *testing.T) {
 		"request": {"id": "", "time": "", "method": "", "scheme": "", "host": "", "path": "", "headers": {}, "source_principal": "", "origin": ""},
 		"mcp": {"protocol_version": "", "transport": "", "session_id": "", "batch": false, "batch_size": 0, "kind": "", "method": "", "tool": "", "prompt": "", "uri": "", "arguments": null},
 		"principal": {"authenticated": false, "kind": "", "subject": "", "user_id": "", "user_key": "", "org": "", "issuer": "", "client_id": "", "scopes": [], "actor": null, "chain": [], "spiffe_id": "", "method": "", "claims": null},
-		"server": {"id": "", "resource": "", "scopes": [], "credential_mode": "", "labels": {}}
+		"server": {"id": "", "resource": "", "scopes": [], "credential_mode": "", "credential_modes": [], "labels": {}}
 	}`).Value
 	if got.Compare(want) != 0 {
 		t.Fatalf("got %v\nwant %v", got, want)

@@ -63,17 +63,14 @@ var skipIrrelevant filter.LoaderFilter = func(abspath string, info fs.FileInfo, 
 }
 
 // readSource reads a directory or .tar.gz bundle into memory through OPA's
-// directory/tarball loaders.
-func readSource(ctx context.Context, src string) (*rawBundle, error) {
+// directory/tarball loaders. With vc, every file is read and the bundle
+// signature is verified before the files are filtered.
+func readSource(ctx context.Context, src string, vc *bundle.VerificationConfig) (*rawBundle, error) {
 	info, err := os.Stat(src)
 	if err != nil {
 		return nil, fmt.Errorf("bundle %s: %w", src, err)
 	}
-	var loader bundle.DirectoryLoader
-	if info.IsDir() {
-		// Follow symlinks: Kubernetes ConfigMap volumes are symlinks into ..data.
-		loader = bundle.NewDirectoryLoader(src).WithFollowSymlinks(true)
-	} else {
+	if !info.IsDir() {
 		if info.Size() > maxFileBytes {
 			return nil, fmt.Errorf("bundle %s: file is larger than %d bytes", src, maxFileBytes)
 		}
@@ -81,11 +78,27 @@ func readSource(ctx context.Context, src string) (*rawBundle, error) {
 		if err != nil {
 			return nil, fmt.Errorf("bundle %s: %w", src, err)
 		}
-		loader = bundle.NewTarballLoaderWithBaseURL(bytes.NewReader(raw), src)
+		return readTarball(ctx, src, raw, vc)
 	}
-	loader = loader.WithFilter(skipIrrelevant).WithSizeLimitBytes(maxFileBytes)
+	// Follow symlinks: Kubernetes ConfigMap volumes are symlinks into ..data.
+	return readLoader(ctx, src, bundle.NewDirectoryLoader(src).WithFollowSymlinks(true), vc)
+}
 
-	rb := &rawBundle{source: src}
+// readTarball reads an in-memory .tar.gz bundle; src names it in errors.
+func readTarball(ctx context.Context, src string, raw []byte, vc *bundle.VerificationConfig) (*rawBundle, error) {
+	if len(raw) < 2 || raw[0] != 0x1f || raw[1] != 0x8b {
+		return nil, fmt.Errorf("bundle %s: not a gzip tarball", src)
+	}
+	return readLoader(ctx, src, bundle.NewTarballLoaderWithBaseURL(bytes.NewReader(raw), src), vc)
+}
+
+func readLoader(ctx context.Context, src string, loader bundle.DirectoryLoader, vc *bundle.VerificationConfig) (*rawBundle, error) {
+	if vc == nil {
+		loader = loader.WithFilter(skipIrrelevant)
+	}
+	loader = loader.WithSizeLimitBytes(maxFileBytes)
+
+	var files []rawFile
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -106,17 +119,31 @@ func readSource(ctx context.Context, src string) (*rawBundle, error) {
 		if buf.Len() > maxFileBytes {
 			return nil, fmt.Errorf("bundle %s: %s is larger than %d bytes", src, d.Path(), maxFileBytes)
 		}
-		if !relevant(d.Path()) { // the tarball loader filters files, not paths under skipped dirs
+		// The tarball loader filters files, not paths under skipped dirs.
+		if vc == nil && !relevant(d.Path()) {
 			continue
 		}
-		rb.files = append(rb.files, rawFile{path: path.Clean("/" + filepath.ToSlash(d.Path())), data: buf.Bytes()})
+		files = append(files, rawFile{path: path.Clean("/" + filepath.ToSlash(d.Path())), data: buf.Bytes()})
 	}
-	sort.Slice(rb.files, func(i, j int) bool { return rb.files[i].path < rb.files[j].path })
-	for i := 1; i < len(rb.files); i++ {
-		if rb.files[i].path == rb.files[i-1].path {
-			return nil, fmt.Errorf("bundle %s: duplicate file %s", src, rb.files[i].path)
+	sort.Slice(files, func(i, j int) bool { return files[i].path < files[j].path })
+	for i := 1; i < len(files); i++ {
+		if files[i].path == files[i-1].path {
+			return nil, fmt.Errorf("bundle %s: duplicate file %s", src, files[i].path)
 		}
 	}
+	if vc != nil {
+		if err := verifyFiles(files, vc); err != nil {
+			return nil, fmt.Errorf("bundle %s: %w", src, err)
+		}
+		kept := files[:0:0]
+		for _, f := range files {
+			if relevant(f.path) {
+				kept = append(kept, f)
+			}
+		}
+		files = kept
+	}
+	rb := &rawBundle{source: src, files: files}
 	h := sha256.New()
 	var n [8]byte
 	for _, f := range rb.files {

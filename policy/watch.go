@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -17,9 +18,26 @@ import (
 const debounce = 100 * time.Millisecond
 
 // Run watches the bundle sources and reloads on change until ctx is done.
-// It uses fsnotify when possible and polls every PollInterval otherwise.
-// Reload errors are recorded in Status and logged; the old policy keeps serving.
+// Path sources are watched with fsnotify when possible and re-read every
+// PollInterval otherwise; url sources are polled (see BundleSource). Errors
+// are recorded in Status and logged; the old policy keeps serving. Run
+// returns when ctx is done and all its goroutines have stopped.
 func (e *Engine) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, s := range e.remotes {
+		wg.Add(1)
+		go func() { defer wg.Done(); e.pollRemote(ctx, s) }()
+	}
+	if len(e.remotes) < len(e.sources) {
+		e.watchPaths(ctx)
+	} else {
+		<-ctx.Done()
+	}
+	wg.Wait()
+}
+
+// watchPaths reloads on changes of the path sources until ctx is done.
+func (e *Engine) watchPaths(ctx context.Context) {
 	w, err := e.newWatcher()
 	if err != nil {
 		e.log.Warn("policy: file watching unavailable, polling instead",
@@ -92,6 +110,9 @@ func (e *Engine) newWatcher() (*fsnotify.Watcher, error) {
 		return nil, err
 	}
 	for _, src := range e.cfg.Bundles {
+		if src.Path == "" {
+			continue
+		}
 		info, err := os.Stat(src.Path)
 		if err == nil && info.IsDir() {
 			err = addTree(w, src.Path)
@@ -120,6 +141,9 @@ func addTree(w *fsnotify.Watcher, root string) error {
 
 func (e *Engine) inDirBundle(name string) bool {
 	for _, src := range e.cfg.Bundles {
+		if src.Path == "" {
+			continue
+		}
 		if rel, err := filepath.Rel(src.Path, name); err == nil && !startsWithDotDot(rel) {
 			return true
 		}
@@ -132,6 +156,9 @@ func (e *Engine) inDirBundle(name string) bool {
 func (e *Engine) relevantEvent(name string) bool {
 	clean := filepath.Clean(name)
 	for _, src := range e.cfg.Bundles {
+		if src.Path == "" {
+			continue
+		}
 		p := filepath.Clean(src.Path)
 		if clean == p {
 			return true
