@@ -63,6 +63,22 @@ type policyStatus struct {
 	LastAttempt time.Time `json:"last_attempt"`
 	Loads       uint64    `json:"loads"`
 	Failures    uint64    `json:"failures"`
+	// Sources reports each bundle source (path or bundle server).
+	Sources []sourceStatus `json:"sources,omitempty"`
+}
+
+type sourceStatus struct {
+	Name          string    `json:"name"`
+	URL           string    `json:"url,omitempty"`
+	Path          string    `json:"path,omitempty"`
+	Revision      string    `json:"revision"`
+	ETag          string    `json:"etag,omitempty"`
+	ActivatedFrom string    `json:"activated_from,omitempty"`
+	Persisted     bool      `json:"persisted"`
+	LastSuccess   time.Time `json:"last_success"`
+	LastAttempt   time.Time `json:"last_attempt"`
+	LastError     string    `json:"last_error,omitempty"`
+	PersistError  string    `json:"persist_error,omitempty"`
 }
 
 // serveReady is 200 while a policy is serving. A failed reload (the
@@ -73,6 +89,13 @@ func (s *Service) serveReady(w http.ResponseWriter, _ *http.Request) {
 		Ready: st.Ready, Revision: st.Revision, LastError: st.LastError, LastLoad: st.LastLoad,
 		LastAttempt: st.LastAttempt, Loads: st.Loads, Failures: st.Failures,
 	}}
+	for _, src := range st.Sources {
+		body.Policy.Sources = append(body.Policy.Sources, sourceStatus{
+			Name: src.Name, URL: src.URL, Path: src.Path, Revision: src.Revision, ETag: src.ETag,
+			ActivatedFrom: src.ActivatedFrom, Persisted: src.Persisted, LastSuccess: src.LastSuccess,
+			LastAttempt: src.LastAttempt, LastError: src.LastError, PersistError: src.PersistError,
+		})
+	}
 	w.Header().Set("Content-Type", "application/json")
 	if !st.Ready {
 		w.WriteHeader(http.StatusServiceUnavailable)

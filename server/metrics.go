@@ -81,8 +81,39 @@ func newMetrics(s *Service) *metrics {
 		counter("decision_log_dropped_total", "Decision log entries dropped because the queue was full.", func() float64 { return float64(s.audit.dropped.Load()) }),
 		counter("decision_log_written_total", "Decision log entries written.", func() float64 { return float64(s.audit.written.Load()) }),
 		gauge("sessions_bound", "MCP session ids bound to a principal.", func() float64 { return float64(s.sessions.len()) }),
+		sourceCollector{s.policy},
 	)
 	return m
+}
+
+// sourceCollector exports per-bundle-source health at scrape time.
+type sourceCollector struct{ p policyEvaluator }
+
+var (
+	sourceOKDesc = prometheus.NewDesc("mcpauthz_policy_source_ok",
+		"1 when the bundle source's last load or download succeeded (0: the previous bundle keeps serving).",
+		[]string{"source", "activated_from"}, nil)
+	sourceSuccessDesc = prometheus.NewDesc("mcpauthz_policy_source_last_success_timestamp_seconds",
+		"Unix time of the bundle source's last successful load or download.", []string{"source"}, nil)
+)
+
+func (sourceCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- sourceOKDesc
+	ch <- sourceSuccessDesc
+}
+
+func (c sourceCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, src := range c.p.Status().Sources {
+		ok := 1.0
+		if src.LastError != "" {
+			ok = 0
+		}
+		ch <- prometheus.MustNewConstMetric(sourceOKDesc, prometheus.GaugeValue, ok, src.Name, src.ActivatedFrom)
+		if !src.LastSuccess.IsZero() {
+			ch <- prometheus.MustNewConstMetric(sourceSuccessDesc, prometheus.GaugeValue,
+				float64(src.LastSuccess.UnixNano())/1e9, src.Name)
+		}
+	}
 }
 
 type counterKey struct {

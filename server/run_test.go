@@ -125,12 +125,18 @@ func TestHTTPEndpoints(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &ready); err != nil || code != 200 || !ready.Ready || ready.Policy.Revision != "rbac-1" {
 		t.Errorf("/readyz = %d %s", code, body)
 	}
+	if src := ready.Policy.Sources; len(src) != 1 || src[0].Revision != "rbac-1" || src[0].Path == "" ||
+		src[0].ActivatedFrom != "path" || src[0].LastError != "" || src[0].LastSuccess.IsZero() {
+		t.Errorf("/readyz sources = %+v", src)
+	}
 	_, _, metrics := get("/metrics")
 	for _, want := range []string{
 		`mcpauthz_checks_total{decision="allow",reason="allowed",server="docs",status="200"} 1`,
 		`mcpauthz_checks_total{decision="deny",reason="role_not_allowed",server="docs",status="403"} 1`,
 		"mcpauthz_check_duration_seconds_bucket", "mcpauthz_token_cache_hit_ratio", "mcpauthz_policy_ready 1",
 		"mcpauthz_decision_log_dropped_total 0",
+		`mcpauthz_policy_source_ok{activated_from="path",source=`,
+		"mcpauthz_policy_source_last_success_timestamp_seconds{source=",
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %q", want)
