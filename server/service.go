@@ -66,7 +66,7 @@ type Service struct {
 	prepared *preparedPrincipals
 	audit    *auditLog
 	metrics  *metrics
-	issuer   *mint.Issuer // built-in token issuer; nil unless configured
+	issuer   *mint.Issuer    // built-in token issuer; nil unless configured
 	strip    map[string]bool // client headers never forwarded (lower-case)
 	prefix   string
 	hdr      attributionHeaders
