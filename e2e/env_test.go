@@ -54,6 +54,9 @@ type envOptions struct {
 	// the client certificate's URI SAN (a SPIFFE ID) reaches mcpauthz as
 	// Envoy's source principal.
 	mtls bool
+	// policy, when set, replaces the config's policy block (YAML, indented
+	// by two spaces), e.g. to load bundles from a bundle server.
+	policy string
 }
 
 func newEnvWith(t *testing.T, opts envOptions) *env {
@@ -95,6 +98,10 @@ func newEnvWith(t *testing.T, opts envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	policyBlock := "  bundles: [{path: " + bundle + "}]"
+	if opts.policy != "" {
+		policyBlock = opts.policy
+	}
 	saFile := filepath.Join(dir, "sa-secret")
 	if err := os.WriteFile(saFile, []byte(saSecret), 0o600); err != nil {
 		t.Fatal(err)
@@ -111,7 +118,7 @@ identity:
       agent: {client_ids: [summarizer-agent]}
   spiffe: {trust_domains: [agents.example.org]}
 policy:
-  bundles: [{path: %s}]
+%s
 headers:
   strip: [x-user-id]
 audit: {output: %s}
@@ -124,7 +131,7 @@ servers:
       mode: service_account
       service_account:
         secret: {file: %s}
-`, issuer, bundle, e.audit, e.resource, saFile)
+`, issuer, policyBlock, e.audit, e.resource, saFile)
 	if err := os.WriteFile(cfgPath, []byte(cfgDoc), 0o600); err != nil {
 		t.Fatal(err)
 	}
