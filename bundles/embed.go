@@ -5,7 +5,8 @@ package bundles
 
 import "embed"
 
-// FS holds every shipped bundle directory, dot files (.manifest) included.
+// FS holds every shipped bundle directory (rbac, abac, guardrails, scopes),
+// dot files (.manifest) included.
 //
-//go:embed all:rbac
+//go:embed all:rbac all:abac all:guardrails all:scopes
 var FS embed.FS

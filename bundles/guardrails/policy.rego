@@ -1,0 +1,105 @@
+# Guardrails for AI agents in front of a document MCP server.
+#
+#   - an agent alone (kind agent) may call only the tools listed for it, per
+#     server, in data.mcpauthz.guardrails.agents[server][agent];
+#   - an agent acting for a user (kind agent_for_user) never gets more than
+#     the user: the user's role-derived tools intersected with the agent's
+#     allow-list, and never a destructive tool;
+#   - some tools need a human present in person (kind human only);
+#   - delegation chains (nested `act` claims) are limited in depth.
+#
+# Input: mcpauthz.input/v1. Output: data.mcpauthz.decision
+# (mcpauthz.decision/v1). All facts live in data.mcpauthz.guardrails.
+package mcpauthz
+
+cfg := data.mcpauthz.guardrails
+
+principal := input.principal
+
+tool := input.mcp.tool
+
+# --- the decision -----------------------------------------------------------
+
+decision := gr_deny("unauthenticated", "authentication is required", 401) if {
+	not gr_authenticated
+} else := gr_allow("housekeeping") if {
+	gr_housekeeping
+} else := gr_tool_decision if {
+	input.mcp.method == "tools/call"
+} else := gr_deny("method_not_allowed", sprintf("method %q is not allowed on this server", [input.mcp.method]), 403)
+
+gr_authenticated if principal.authenticated == true
+
+gr_housekeeping if input.mcp.kind in cfg.housekeeping_kinds
+
+gr_housekeeping if input.mcp.method in cfg.housekeeping_methods
+
+gr_housekeeping if startswith(input.mcp.method, "notifications/")
+
+# Rule order is the order of this chain: the first guardrail that trips
+# gives the reason.
+gr_tool_decision := gr_deny("unknown_tool", sprintf("tool %q is not known", [tool]), 403) if {
+	not tool in cfg.tools
+} else := gr_deny("unknown_principal_kind", sprintf("principal kind %q may not call tools", [principal.kind]), 403) if {
+	not principal.kind in {"human", "agent_for_user", "agent"}
+} else := gr_deny("delegation_chain_too_deep", sprintf("%d actors in the delegation chain, at most %d allowed", [actor_count, cfg.max_actors]), 403) if {
+	actor_count > cfg.max_actors
+} else := gr_deny("human_required", sprintf("%s requires a human present; agents may not call it", [tool]), 403) if {
+	tool in cfg.human_only_tools
+	principal.kind != "human"
+} else := gr_deny("agent_destructive_tool", sprintf("an agent acting for a user may not call destructive tool %s", [tool]), 403) if {
+	principal.kind == "agent_for_user"
+	tool in cfg.destructive_tools
+} else := gr_deny("agent_not_registered", sprintf("agent %q has no allow-list for server %q", [agent_id, input.server.id]), 403) if {
+	principal.kind != "human"
+	not agent_tools
+} else := gr_deny("agent_tool_not_allowed", sprintf("agent %q may not call %s", [agent_id, tool]), 403) if {
+	principal.kind != "human"
+	not tool in agent_tools
+} else := gr_deny("role_not_allowed", role_message, 403) if {
+	principal.kind != "agent"
+	not tool in user_tools
+} else := gr_allow("allowed")
+
+# The agent is the current actor when acting for a user, the subject
+# (falling back to the client id) when acting alone.
+agent_id := principal.actor.sub if {
+	principal.kind == "agent_for_user"
+	principal.actor.sub != ""
+} else := principal.actor.client_id if {
+	principal.kind == "agent_for_user"
+} else := principal.subject if {
+	principal.subject != ""
+} else := principal.client_id
+
+agent_tools := cfg.agents[input.server.id][agent_id]
+
+# The current actor plus every prior actor of nested `act` claims.
+actor_count := 1 + count(prior_actors) if {
+	is_object(principal.actor)
+} else := 0
+
+prior_actors := principal.chain if {
+	is_array(principal.chain)
+} else := []
+
+# Roles come from the token's `roles` claim; non-strings are ignored.
+roles := [r | some r in principal.claims.roles; is_string(r)]
+
+user_tools contains t if {
+	some r in roles
+	some t in cfg.roles[r]
+}
+
+role_message := sprintf("the user has no role that may call %s", [tool]) if {
+	count(roles) == 0
+} else := sprintf("the user's roles (%s) do not allow %s", [concat(", ", roles), tool])
+
+gr_allow(reason) := {"allow": true, "reason": reason, "http_status": 200}
+
+gr_deny(reason, message, status) := {
+	"allow": false,
+	"reason": reason,
+	"message": message,
+	"http_status": status,
+}
