@@ -7,15 +7,18 @@ GO ?= go
 FUZZTIME ?= 10s
 PKGS := ./...
 
-.PHONY: run test build lint unit fuzz bench loadtest e2e clean
+.PHONY: run demo test build lint unit policy-test fuzz bench loadtest e2e clean
 
 run:
 	$(GO) run ./cmd/mcpauthz serve
 
+demo:
+	$(GO) run ./cmd/mcpauthz demo
+
 build:
 	$(GO) build -o bin/mcpauthz ./cmd/mcpauthz
 
-test: lint unit fuzz
+test: lint unit policy-test fuzz
 
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -24,6 +27,14 @@ lint:
 
 unit:
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+# Every shipped bundle's Rego tests, with coverage (>= 90% per bundle).
+policy-test:
+	$(GO) build -o bin/mcpauthz ./cmd/mcpauthz
+	@for b in bundles/*/; do \
+	  out=$$(bin/mcpauthz test --coverage --threshold 90 $$b 2>&1) || { echo "$$out"; exit 1; }; \
+	  echo "$$b: $$(echo "$$out" | grep -E '^PASS') coverage $$(echo "$$out" | grep -E 'total' | awk '{print $$4}')"; \
+	done
 
 # Each fuzz target runs briefly on top of its committed seed corpus.
 fuzz:
