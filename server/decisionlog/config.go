@@ -1,0 +1,244 @@
+package decisionlog
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/mcpauthz/mcpauthz/credentials/secret"
+)
+
+// Output kinds.
+const (
+	OutputFile = "file"
+	OutputHTTP = "http"
+)
+
+// Defaults applied by New when the corresponding Config field is zero.
+const (
+	DefaultTimeout        = 10 * time.Second
+	DefaultFlushInterval  = time.Second
+	DefaultMaxBatchEvents = 1000
+	DefaultMaxBatchBytes  = 1 << 20 // uncompressed
+	DefaultBufferEvents   = 10000
+)
+
+// Config configures a Logger. It is the audit.opa section of the mcpauthz
+// configuration file:
+//
+//	audit:
+//	  opa:
+//	    output: http                       # or file
+//	    url: https://logs.example.com/logs # POSTed gzip'd JSON arrays
+//	    bearer_token: {env: DECISION_LOG_TOKEN}
+//	    timeout: 10s
+//	    flush_interval: 1s
+//	    max_batch_events: 1000
+//	    max_batch_bytes: 1048576
+//	    buffer_events: 10000
+//	    mask:
+//	      - /input/mcp/arguments
+//	      - /input/request/headers/x-api-key
+//	    labels: {env: prod}
+//
+// The zero values of the numeric fields mean "use the default".
+type Config struct {
+	// Output is "file" or "http".
+	Output string `yaml:"output"`
+	// File is the path events are appended to (output file): JSON lines,
+	// or, with Gzip, a gzip stream of one member per batch (itself JSON
+	// lines once decompressed).
+	File string `yaml:"file"`
+	Gzip bool   `yaml:"gzip"`
+	// URL receives each batch as an OPA-compatible upload: a POST of a
+	// gzip'd JSON array (output http). https, or http on loopback.
+	URL string `yaml:"url"`
+	// BearerToken, if set, is sent as "Authorization: Bearer ..." on
+	// uploads. It is never logged.
+	BearerToken *secret.Ref `yaml:"bearer_token"`
+	// Timeout bounds one upload (default 10s).
+	Timeout time.Duration `yaml:"timeout"`
+	// FlushInterval is the longest an event waits in a batch (default 1s).
+	// A batch is also sent as soon as it holds MaxBatchEvents events or
+	// MaxBatchBytes bytes of uncompressed JSON.
+	FlushInterval  time.Duration `yaml:"flush_interval"`
+	MaxBatchEvents int           `yaml:"max_batch_events"`
+	MaxBatchBytes  int           `yaml:"max_batch_bytes"`
+	// BufferEvents bounds the queue between Log and the writer; when it is
+	// full (for example while an endpoint is down) new events are dropped
+	// and counted.
+	BufferEvents int `yaml:"buffer_events"`
+	// Mask lists JSON pointers (RFC 6901, rooted at /input or /result) of
+	// values erased before an event is written, e.g. /input/mcp/arguments.
+	// Erased paths are listed in the event's "erased" field; a path that
+	// does not exist in an event is ignored. Array elements are addressed
+	// by index and removed from the array.
+	Mask []string `yaml:"mask"`
+	// Labels are added to every event's labels, next to "id" and
+	// "version" (from Options).
+	Labels map[string]string `yaml:"labels"`
+}
+
+// Validate checks the configuration without any I/O. All problems are
+// reported at once (errors.Join), each prefixed with its field path relative
+// to this Config. Errors never contain a secret.
+func (c Config) Validate() error {
+	var errs []error
+	add := func(path, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", path, fmt.Sprintf(format, args...)))
+	}
+	switch c.Output {
+	case "":
+		add("output", "required (file or http)")
+	case OutputFile:
+		if strings.TrimSpace(c.File) == "" {
+			add("file", "required with output file")
+		} else if strings.ContainsFunc(c.File, isControl) {
+			add("file", "contains control characters")
+		}
+		if c.URL != "" {
+			add("url", "not allowed with output file")
+		}
+		if c.BearerToken != nil {
+			add("bearer_token", "not allowed with output file")
+		}
+	case OutputHTTP:
+		if c.URL == "" {
+			add("url", "required with output http")
+		} else if msg := checkURL(c.URL); msg != "" {
+			add("url", "%s", msg)
+		}
+		if c.File != "" {
+			add("file", "not allowed with output http")
+		}
+		if c.Gzip {
+			add("gzip", "not allowed with output http (uploads are always gzip'd)")
+		}
+		if c.BearerToken != nil {
+			if c.BearerToken.IsZero() {
+				add("bearer_token", "empty secret reference: use {env: NAME} or {file: PATH}")
+			} else if err := c.BearerToken.Validate(); err != nil {
+				add("bearer_token", "%s", strings.TrimPrefix(err.Error(), "secret: "))
+			}
+		}
+	default:
+		add("output", "unknown output %q (want file or http)", truncate(c.Output, 32))
+	}
+	switch {
+	case c.Timeout < 0:
+		add("timeout", "must not be negative, got %s", c.Timeout)
+	case c.Timeout > 5*time.Minute:
+		add("timeout", "must be at most 5m, got %s", c.Timeout)
+	}
+	switch {
+	case c.FlushInterval < 0:
+		add("flush_interval", "must not be negative, got %s", c.FlushInterval)
+	case c.FlushInterval > 0 && c.FlushInterval < 10*time.Millisecond:
+		add("flush_interval", "must be at least 10ms, got %s", c.FlushInterval)
+	case c.FlushInterval > time.Hour:
+		add("flush_interval", "must be at most 1h, got %s", c.FlushInterval)
+	}
+	for _, f := range []struct {
+		path string
+		v    int
+	}{{"max_batch_events", c.MaxBatchEvents}, {"max_batch_bytes", c.MaxBatchBytes}, {"buffer_events", c.BufferEvents}} {
+		if f.v < 0 {
+			add(f.path, "must not be negative, got %d", f.v)
+		}
+	}
+	if c.MaxBatchBytes > 0 && c.MaxBatchBytes < 1024 {
+		add("max_batch_bytes", "must be at least 1024, got %d", c.MaxBatchBytes)
+	}
+	if c.BufferEvents > 10_000_000 {
+		add("buffer_events", "must be at most 10000000, got %d", c.BufferEvents)
+	}
+	seen := make(map[string]int, len(c.Mask))
+	for i, m := range c.Mask {
+		p := fmt.Sprintf("mask[%d]", i)
+		if _, err := parsePointer(m); err != nil {
+			add(p, "%v", err)
+			continue
+		}
+		if j, dup := seen[m]; dup {
+			add(p, "duplicates mask[%d]", j)
+			continue
+		}
+		seen[m] = i
+	}
+	for k, v := range c.Labels {
+		p := "labels." + truncate(k, 64)
+		switch {
+		case k == "":
+			add("labels", "label names must not be empty")
+		case k == "id" || k == "version":
+			add(p, "reserved (set by mcpauthz)")
+		case strings.ContainsFunc(k, isControl) || strings.ContainsFunc(v, isControl):
+			add(p, "contains control characters")
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// withDefaults returns c with zero values replaced by defaults.
+func (c Config) withDefaults() Config {
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.FlushInterval == 0 {
+		c.FlushInterval = DefaultFlushInterval
+	}
+	if c.MaxBatchEvents == 0 {
+		c.MaxBatchEvents = DefaultMaxBatchEvents
+	}
+	if c.MaxBatchBytes == 0 {
+		c.MaxBatchBytes = DefaultMaxBatchBytes
+	}
+	if c.BufferEvents == 0 {
+		c.BufferEvents = DefaultBufferEvents
+	}
+	return c
+}
+
+// checkURL returns a problem with raw or "". It never echoes raw.
+func checkURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || u.Opaque != "" {
+		return "must be an absolute URL"
+	}
+	if u.User != nil {
+		return "must not contain credentials (use bearer_token)"
+	}
+	if u.Fragment != "" || strings.Contains(raw, "#") {
+		return "must not contain a fragment"
+	}
+	switch u.Scheme {
+	case "https":
+	case "http":
+		if !isLoopback(u.Hostname()) {
+			return "must be https (or http on loopback)"
+		}
+	default:
+		return "must be https (or http on loopback)"
+	}
+	return ""
+}
+
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
