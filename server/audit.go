@@ -9,6 +9,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/mcpauthz/mcpauthz/credentials/identity"
+	"github.com/mcpauthz/mcpauthz/policy"
 )
 
 // record is one Check's decision log entry. It never holds a token, a
@@ -43,6 +46,10 @@ type record struct {
 	// obtained (never a token or secret).
 	CredentialError string `json:"credential_error,omitempty"`
 	LatencyUS       int64  `json:"latency_us"`
+
+	// For the OPA-format decision log only (set when it is on).
+	principal *identity.Principal
+	input     *policy.Input
 }
 
 // credLog describes the upstream credential used, without its value.

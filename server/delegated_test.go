@@ -1,6 +1,7 @@
 package server
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/mcpauthz/mcpauthz/credentials/outbound"
 	"github.com/mcpauthz/mcpauthz/credentials/secret"
 	"github.com/mcpauthz/mcpauthz/server/config"
+	"github.com/mcpauthz/mcpauthz/server/decisionlog"
 )
 
 // steeringPolicy grants per-tool downstream scopes (updateDocument asks for
@@ -233,5 +235,68 @@ servers: [{id: docs, resource: "https://mcp.example.com/docs", credential: {mode
 				t.Fatalf("err = %v, want %q", err, tc.wantErr)
 			}
 		})
+	}
+}
+
+func TestOPADecisionLog(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "opa-decisions.jsonl")
+	f := newFixtureWith(t, func(c *config.Config) {
+		c.Audit.OPA = &decisionlog.Config{Output: decisionlog.OutputFile, File: path,
+			Mask: []string{"/input/mcp/arguments", "/input/principal/claims"}, Labels: map[string]string{"env": "test"}}
+		if err := c.Validate(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	tok := f.token(t, map[string]any{"sub": "vera", "roles": []string{"viewer"}, "scope": "docs:read"})
+	allow := f.do(t, req{body: toolCall("readDocument"), headers: bearer(tok)})
+	deny := f.do(t, req{body: toolCall("deleteDocument"), headers: bearer(tok)})
+	if !allow.allowed || deny.allowed {
+		t.Fatalf("allow=%v deny=%v", allow.allowed, deny.allowed)
+	}
+	f.svc.Close()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(raw), tok) || strings.Contains(string(raw), `"d1"`) {
+		t.Fatal("OPA decision log holds the token or masked arguments")
+	}
+	var events []map[string]any
+	for line := range strings.Lines(string(raw)) {
+		var ev map[string]any
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatalf("not JSON: %v: %s", err, line)
+		}
+		events = append(events, ev)
+	}
+	if len(events) != 2 {
+		t.Fatalf("%d events, want 2", len(events))
+	}
+	for i, want := range []struct {
+		allowed bool
+		tool    string
+	}{{true, "readDocument"}, {false, "deleteDocument"}} {
+		ev := events[i]
+		in, _ := ev["input"].(map[string]any)
+		mcpIn, _ := in["mcp"].(map[string]any)
+		principal, _ := in["principal"].(map[string]any)
+		result, _ := ev["result"].(map[string]any)
+		bundles, _ := ev["bundles"].(map[string]any)
+		labels, _ := ev["labels"].(map[string]any)
+		if ev["path"] != "mcpauthz/decision" || ev["decision_id"] == "" || result["allowed"] != want.allowed ||
+			mcpIn["tool"] != want.tool || principal["subject"] != "vera" || labels["env"] != "test" || len(bundles) != 1 {
+			t.Errorf("event %d = %v", i, ev)
+		}
+		for _, b := range bundles {
+			if b.(map[string]any)["revision"] != "rbac-1" {
+				t.Errorf("bundles = %v", bundles)
+			}
+		}
+		if _, present := mcpIn["arguments"]; present {
+			t.Errorf("masked arguments present: %v", mcpIn)
+		}
+		if erased, _ := ev["erased"].([]any); len(erased) != 2 {
+			t.Errorf("erased = %v", ev["erased"])
+		}
 	}
 }

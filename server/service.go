@@ -29,6 +29,7 @@ import (
 	"github.com/mcpauthz/mcpauthz/envoy"
 	"github.com/mcpauthz/mcpauthz/policy"
 	"github.com/mcpauthz/mcpauthz/server/config"
+	"github.com/mcpauthz/mcpauthz/server/decisionlog"
 	"github.com/mcpauthz/mcpauthz/server/mcp"
 )
 
@@ -66,10 +67,15 @@ type Service struct {
 	prepared *preparedPrincipals
 	audit    *auditLog
 	metrics  *metrics
-	issuer   *mint.Issuer    // built-in token issuer; nil unless configured
-	strip    map[string]bool // client headers never forwarded (lower-case)
-	prefix   string
-	hdr      attributionHeaders
+	issuer   *mint.Issuer // built-in token issuer; nil unless configured
+	opa      opaLogger    // OPA-format decision log; nil unless configured
+	opaPath  string
+	// bundleNames name the policy sources in config order (decision-log
+	// bundles map).
+	bundleNames []string
+	strip       map[string]bool // client headers never forwarded (lower-case)
+	prefix      string
+	hdr         attributionHeaders
 	// keepHeaderFn is s.keepHeader bound once (a method value allocates).
 	keepHeaderFn func(string) bool
 	now          func() time.Time
@@ -127,6 +133,17 @@ func NewService(ctx context.Context, cfg *config.Config, deps Deps) (*Service, e
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Audit.OPA != nil {
+		l, err := decisionlog.New(ctx, *cfg.Audit.OPA, decisionlog.Options{Logger: s.log, HTTPClient: deps.HTTPClient, Now: deps.Now})
+		if err != nil {
+			s.audit.close()
+			return nil, fmt.Errorf("server: audit.opa: %w", err)
+		}
+		s.opa, s.opaPath = l, opaPath(cfg.Policy.Query)
+		for _, src := range s.policy.Status().Sources {
+			s.bundleNames = append(s.bundleNames, src.Name)
+		}
+	}
 	s.prefix = cfg.Headers.Prefix
 	s.hdr = newAttributionHeaders(s.prefix)
 	s.keepHeaderFn = s.keepHeader
@@ -146,6 +163,13 @@ func NewService(ctx context.Context, cfg *config.Config, deps Deps) (*Service, e
 // Close flushes the decision log. Call it after the gRPC server stopped.
 func (s *Service) Close() {
 	s.audit.close()
+	if s.opa != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := s.opa.Close(ctx); err != nil {
+			s.log.Warn("OPA decision log not fully delivered at shutdown", "err", err)
+		}
+		cancel()
+	}
 	s.prepared.close()
 }
 
@@ -159,6 +183,9 @@ func (s *Service) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.
 	rec.LatencyUS = s.now().Sub(start).Microseconds()
 	s.metrics.observe(rec)
 	s.audit.log(rec)
+	if s.opa != nil {
+		s.opa.Log(s.opaEvent(rec, rec.input))
+	}
 	return resp, nil
 }
 
@@ -405,6 +432,9 @@ func (s *Service) decide(ctx context.Context, r *envoy.Request, srv *mcpServer, 
 }
 
 func (s *Service) evaluate(ctx context.Context, srv *mcpServer, in *policy.Input, m *mcp.Message, rec *record) (policy.Decision, *denial) {
+	if s.opa != nil {
+		rec.input = s.opaInput(in, srv, rec.principal, rec)
+	}
 	dec, err := s.policy.Evaluate(ctx, in)
 	rec.Revision = dec.Revision
 	if err != nil {
@@ -586,6 +616,7 @@ func credentialRequest(srv *mcpServer, p *identity.Principal, r *envoy.Request, 
 }
 
 func notePrincipal(rec *record, p *identity.Principal) {
+	rec.principal = p
 	if p == nil {
 		rec.Kind = string(identity.KindAnonymous)
 		return

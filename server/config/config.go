@@ -28,6 +28,7 @@ import (
 	"github.com/mcpauthz/mcpauthz/credentials/mint"
 	"github.com/mcpauthz/mcpauthz/credentials/outbound"
 	"github.com/mcpauthz/mcpauthz/policy"
+	"github.com/mcpauthz/mcpauthz/server/decisionlog"
 )
 
 // Config is the whole mcpauthz configuration file.
@@ -92,6 +93,10 @@ type Audit struct {
 	// Buffer is the queue length between Check and the writer; when full,
 	// entries are dropped and counted rather than slowing Checks.
 	Buffer int `yaml:"buffer"`
+	// OPA additionally writes OPA-format decision logs (EventV1: decision
+	// id, path, masked input, result, bundle revisions, timestamp,
+	// metrics) to a file or an HTTP endpoint, batched and gzipped.
+	OPA *decisionlog.Config `yaml:"opa"`
 }
 
 // Server is one MCP server behind Envoy.
@@ -293,6 +298,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Headers.Sign && c.Issuer == nil {
 		add("headers.sign: needs the top-level issuer block (the attribution is signed with its keys)")
+	}
+	if c.Audit.OPA != nil {
+		errs = append(errs, prefixErr("audit.opa", c.Audit.OPA.Validate()))
 	}
 	if c.Audit.Buffer < 1 {
 		add("audit.buffer: must be positive")
