@@ -18,8 +18,7 @@ import (
 var bootstrapTemplate string
 
 var bootstrapTmpl = template.Must(template.New("bootstrap").Funcs(template.FuncMap{
-	"quote":   func(s string) string { b, _ := json.Marshal(s); return string(b) },
-	"cluster": func(name string) string { return "upstream_" + name },
+	"quote": func(s string) string { b, _ := json.Marshal(s); return string(b) },
 	"discovery": func(host string) string {
 		if _, err := netip.ParseAddr(host); err == nil {
 			return "STATIC"
@@ -35,17 +34,68 @@ var bootstrapTmpl = template.Must(template.New("bootstrap").Funcs(template.FuncM
 const (
 	DefaultMaxRequestBytes = 1 << 20
 	DefaultAuthzTimeout    = time.Second
+	// DefaultStreamIdleTimeout closes an SSE stream (or any stream) that
+	// carried no bytes for this long. MCP servers that keep streams open
+	// longer should send SSE comments as keep-alives.
+	DefaultStreamIdleTimeout = time.Hour
+	// DefaultUpstreamCAFile is the CA bundle for TLS to upstream MCP
+	// servers; the path exists in the official Envoy images.
+	DefaultUpstreamCAFile = "/etc/ssl/certs/ca-certificates.crt"
 )
 
-// BootstrapRoute is one MCP server (or one unauthenticated path such as the
-// RFC 9728 metadata document) behind Envoy.
+// MetadataPathPrefix is the RFC 9728 protected resource metadata path; a
+// resource at https://host/docs/mcp publishes its metadata at
+// /.well-known/oauth-protected-resource/docs/mcp.
+const MetadataPathPrefix = "/.well-known/oauth-protected-resource"
+
+// IsMetadataPath reports whether p is an RFC 9728 metadata path: the
+// well-known path itself or a path below it.
+func IsMetadataPath(p string) bool {
+	return p == MetadataPathPrefix || strings.HasPrefix(p, MetadataPathPrefix+"/")
+}
+
+// BootstrapRoute is one MCP server (or one unauthenticated RFC 9728
+// metadata path) behind Envoy.
 type BootstrapRoute struct {
-	Name              string // route and cluster name suffix: [A-Za-z0-9_.-]+
-	PathPrefix        string // must start with "/"
-	UpstreamHost      string // IP (STATIC cluster) or DNS name (STRICT_DNS)
-	UpstreamPort      int
+	Name string // route name: [A-Za-z0-9_.-]+, unique
+	// Exactly one of PathPrefix and Path: a prefix match (MCP servers) or
+	// an exact path match (metadata documents).
+	PathPrefix string
+	Path       string
+	// PrefixRewrite, with PathPrefix, replaces the matched prefix before
+	// the request goes upstream (Envoy prefix_rewrite): PathPrefix
+	// "/docs/" and PrefixRewrite "/" send /docs/mcp to /mcp. ext_authz and
+	// mcpauthz see the original path.
+	PrefixRewrite string
+	// Host restricts the route to requests for this host (an Envoy virtual
+	// host with domains [Host, Host:*]); "" matches any host.
+	Host         string
+	UpstreamHost string // IP (STATIC cluster) or DNS name (STRICT_DNS)
+	UpstreamPort int
+	// Cluster names the upstream cluster (default "upstream_<Name>").
+	// Routes to the same upstream share one cluster either way.
+	Cluster string
+	// UpstreamTLS makes Envoy talk TLS to the upstream, verifying its
+	// certificate against BootstrapParams.UpstreamCAFile and the DNS name
+	// UpstreamSNI (default UpstreamHost).
+	UpstreamTLS       bool
+	UpstreamSNI       string
 	ContextExtensions map[string]string // e.g. {"mcp_server": "docs"}
-	DisableExtAuthz   bool              // ExtAuthzPerRoute{disabled: true}
+	// DisableExtAuthz turns ext_authz off for this route
+	// (ExtAuthzPerRoute{disabled: true}). Allowed only for exact RFC 9728
+	// metadata paths, which clients must fetch before they have a token.
+	DisableExtAuthz bool
+}
+
+// MTLS turns the listener into a TLS listener that requires client
+// certificates (agents and workloads with SPIFFE X.509 SVIDs).
+type MTLS struct {
+	CertChainFile  string // server certificate chain (PEM)
+	PrivateKeyFile string // server private key (PEM)
+	ClientCAFile   string // CA bundle client certificates must chain to
+	// TrustDomains, when set, additionally require a URI SAN
+	// spiffe://<domain>/... from one of them.
+	TrustDomains []string
 }
 
 // BootstrapParams parameterises RenderBootstrap.
@@ -58,9 +108,19 @@ type BootstrapParams struct {
 	Routes          []BootstrapRoute
 	MaxRequestBytes int           // default DefaultMaxRequestBytes
 	Timeout         time.Duration // ext_authz gRPC timeout, default DefaultAuthzTimeout
+	// StreamIdleTimeout, default DefaultStreamIdleTimeout.
+	StreamIdleTimeout time.Duration
+	// UpstreamCAFile, default DefaultUpstreamCAFile; used by UpstreamTLS routes.
+	UpstreamCAFile string
+	// MTLS, when set, requires client certificates on the listener.
+	MTLS *MTLS
 }
 
-var routeName = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
+var (
+	routeName   = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
+	hostPattern = regexp.MustCompile(`^(\*\.)?[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?$`)
+	tdPattern   = regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$`)
+)
 
 func validPort(p int) bool { return p > 0 && p < 65536 }
 
@@ -85,10 +145,26 @@ func (p BootstrapParams) Validate() error {
 	if p.Timeout < 0 {
 		errs = append(errs, errors.New("timeout: negative"))
 	}
+	if p.StreamIdleTimeout < 0 {
+		errs = append(errs, errors.New("stream_idle_timeout: negative"))
+	}
+	if m := p.MTLS; m != nil {
+		if m.CertChainFile == "" || m.PrivateKeyFile == "" || m.ClientCAFile == "" {
+			errs = append(errs, errors.New("mtls: cert_chain_file, private_key_file and client_ca_file are required"))
+		}
+		for i, td := range m.TrustDomains {
+			if !tdPattern.MatchString(td) {
+				errs = append(errs, fmt.Errorf("mtls.trust_domains[%d]: %q is not a SPIFFE trust domain", i, td))
+			}
+		}
+	}
 	if len(p.Routes) == 0 {
 		errs = append(errs, errors.New("routes: at least one route required"))
 	}
 	seen := map[string]bool{}
+	type match struct{ host, kind, path string }
+	seenMatch := map[match]string{}
+	clusterUp := map[string]string{}
 	for i, r := range p.Routes {
 		f := fmt.Sprintf("routes[%d]", i)
 		if !routeName.MatchString(r.Name) {
@@ -97,8 +173,28 @@ func (p BootstrapParams) Validate() error {
 			errs = append(errs, fmt.Errorf("%s.name: duplicate %q", f, r.Name))
 		}
 		seen[r.Name] = true
-		if !strings.HasPrefix(r.PathPrefix, "/") {
+		switch {
+		case (r.Path == "") == (r.PathPrefix == ""):
+			errs = append(errs, fmt.Errorf("%s: exactly one of path and path_prefix is required", f))
+		case r.PathPrefix != "" && !strings.HasPrefix(r.PathPrefix, "/"):
 			errs = append(errs, fmt.Errorf("%s.path_prefix: %q must start with /", f, r.PathPrefix))
+		case r.Path != "" && !strings.HasPrefix(r.Path, "/"):
+			errs = append(errs, fmt.Errorf("%s.path: %q must start with /", f, r.Path))
+		default:
+			m := match{r.Host, "prefix", r.PathPrefix}
+			if r.Path != "" {
+				m = match{r.Host, "path", r.Path}
+			}
+			if prev, dup := seenMatch[m]; dup {
+				errs = append(errs, fmt.Errorf("%s: same host and %s %q as route %q (it would never match)", f, m.kind, m.path, prev))
+			}
+			seenMatch[m] = r.Name
+		}
+		if r.PrefixRewrite != "" && (r.PathPrefix == "" || !strings.HasPrefix(r.PrefixRewrite, "/")) {
+			errs = append(errs, fmt.Errorf("%s.prefix_rewrite: %q needs path_prefix and must start with /", f, r.PrefixRewrite))
+		}
+		if r.Host != "" && !hostPattern.MatchString(r.Host) {
+			errs = append(errs, fmt.Errorf("%s.host: %q is not a lower-case host[:port]", f, r.Host))
 		}
 		if r.UpstreamHost == "" {
 			errs = append(errs, fmt.Errorf("%s.upstream_host: required", f))
@@ -106,8 +202,22 @@ func (p BootstrapParams) Validate() error {
 		if !validPort(r.UpstreamPort) {
 			errs = append(errs, fmt.Errorf("%s.upstream_port: %d out of range", f, r.UpstreamPort))
 		}
-		if r.DisableExtAuthz && len(r.ContextExtensions) > 0 {
-			errs = append(errs, fmt.Errorf("%s.context_extensions: unused when ext_authz is disabled", f))
+		if r.Cluster != "" {
+			up := fmt.Sprintf("%s:%d tls=%v sni=%s", r.UpstreamHost, r.UpstreamPort, r.UpstreamTLS, r.UpstreamSNI)
+			if !routeName.MatchString(r.Cluster) || r.Cluster == "mcpauthz" {
+				errs = append(errs, fmt.Errorf("%s.cluster: %q must match %s and not be \"mcpauthz\"", f, r.Cluster, routeName))
+			} else if prev, ok := clusterUp[r.Cluster]; ok && prev != up {
+				errs = append(errs, fmt.Errorf("%s.cluster: %q already names upstream %s", f, r.Cluster, prev))
+			}
+			clusterUp[r.Cluster] = up
+		}
+		if r.DisableExtAuthz {
+			if r.Path == "" || !IsMetadataPath(r.Path) {
+				errs = append(errs, fmt.Errorf("%s.disable_ext_authz: only allowed on an exact path under %s (RFC 9728 metadata)", f, MetadataPathPrefix))
+			}
+			if len(r.ContextExtensions) > 0 {
+				errs = append(errs, fmt.Errorf("%s.context_extensions: unused when ext_authz is disabled", f))
+			}
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -116,10 +226,86 @@ func (p BootstrapParams) Validate() error {
 	return nil
 }
 
-// RenderBootstrap renders a static Envoy v3 bootstrap (YAML) with one
-// listener whose HTTP connection manager runs ext_authz (gRPC, cluster
-// "mcpauthz") and the router, one route and upstream cluster per
-// BootstrapRoute, and an admin listener on 127.0.0.1:AdminPort.
+// Template data derived from BootstrapParams.
+type (
+	renderData struct {
+		BootstrapParams
+		VirtualHosts []vhostData
+		Clusters     []clusterData
+	}
+	vhostData struct {
+		Name    string
+		Domains []string
+		Routes  []routeData
+	}
+	routeData struct {
+		BootstrapRoute
+		Cluster string
+	}
+	clusterData struct {
+		Name string
+		Host string
+		Port int
+		TLS  bool
+		SNI  string
+	}
+)
+
+func buildRenderData(p BootstrapParams) renderData {
+	d := renderData{BootstrapParams: p}
+	type ckey struct {
+		host string
+		port int
+		tls  bool
+		sni  string
+	}
+	clusters := map[ckey]string{}
+	vhosts := map[string]int{}
+	for _, r := range p.Routes {
+		sni := ""
+		if r.UpstreamTLS {
+			sni = r.UpstreamSNI
+			if sni == "" {
+				sni = r.UpstreamHost
+			}
+		}
+		k := ckey{r.UpstreamHost, r.UpstreamPort, r.UpstreamTLS, sni}
+		name, ok := clusters[k]
+		if !ok {
+			name = r.Cluster
+			if name == "" {
+				name = "upstream_" + r.Name
+			}
+			clusters[k] = name
+			d.Clusters = append(d.Clusters, clusterData{Name: name, Host: r.UpstreamHost, Port: r.UpstreamPort, TLS: r.UpstreamTLS, SNI: sni})
+		}
+		vi, ok := vhosts[r.Host]
+		if !ok {
+			vh := vhostData{Name: "mcp", Domains: []string{"*"}}
+			if r.Host != "" {
+				vh.Name = "mcp_" + strings.NewReplacer(":", "_", "*", "wildcard").Replace(r.Host)
+				vh.Domains = []string{r.Host}
+				if !strings.Contains(r.Host, ":") {
+					vh.Domains = append(vh.Domains, r.Host+":*")
+				}
+			}
+			vi = len(d.VirtualHosts)
+			vhosts[r.Host] = vi
+			d.VirtualHosts = append(d.VirtualHosts, vh)
+		}
+		d.VirtualHosts[vi].Routes = append(d.VirtualHosts[vi].Routes, routeData{BootstrapRoute: r, Cluster: name})
+	}
+	return d
+}
+
+// RenderBootstrap renders a static Envoy v3 bootstrap (YAML): one listener
+// (TLS with required client certificates when p.MTLS is set) whose HTTP
+// connection manager runs ext_authz (gRPC, cluster "mcpauthz") and the
+// router; one virtual host per distinct route Host; one upstream cluster
+// per distinct upstream; an admin listener on 127.0.0.1:AdminPort.
+// Routes keep their order within a virtual host (Envoy takes the first
+// match). The output is not re-validated here: see GenerateFromCatalog and
+// ValidateBootstrapYAML.
 func RenderBootstrap(p BootstrapParams) ([]byte, error) {
 	if p.ListenAddr == "" {
 		p.ListenAddr = "0.0.0.0"
@@ -130,32 +316,63 @@ func RenderBootstrap(p BootstrapParams) ([]byte, error) {
 	if p.Timeout == 0 {
 		p.Timeout = DefaultAuthzTimeout
 	}
+	if p.StreamIdleTimeout == 0 {
+		p.StreamIdleTimeout = DefaultStreamIdleTimeout
+	}
+	if p.UpstreamCAFile == "" {
+		p.UpstreamCAFile = DefaultUpstreamCAFile
+	}
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
 	var buf bytes.Buffer
-	if err := bootstrapTmpl.Execute(&buf, p); err != nil {
+	if err := bootstrapTmpl.Execute(&buf, buildRenderData(p)); err != nil {
 		return nil, fmt.Errorf("envoy: render bootstrap: %w", err)
 	}
 	return buf.Bytes(), nil
 }
 
+// exampleCatalog is the two-server catalog the shipped examples use.
+func exampleCatalog() ([]CatalogServer, map[string]string) {
+	return []CatalogServer{
+			{ID: "docs", Resource: "https://mcp.example.com/docs/mcp", PathPrefix: "/docs/"},
+			{ID: "tickets", Resource: "https://mcp.example.com/tickets/mcp", PathPrefix: "/tickets/"},
+		}, map[string]string{
+			"docs":    "docs-mcp:8000",
+			"tickets": "tickets-mcp:8000",
+		}
+}
+
 // ExampleParams returns the parameters envoy.yaml (the commented example in
 // this directory) is rendered from: Envoy on :10000 in front of two MCP
-// servers, "docs" and "tickets", with mcpauthz on mcpauthz:9191 (ext_authz)
-// and mcpauthz:8181 (RFC 9728 protected resource metadata, no ext_authz).
+// servers, "docs" (https://mcp.example.com/docs/mcp) and "tickets", with
+// mcpauthz on mcpauthz:9191 (ext_authz) and mcpauthz:8181 (RFC 9728
+// protected resource metadata, the only paths without ext_authz).
 func ExampleParams() BootstrapParams {
-	return BootstrapParams{
-		ListenAddr: "0.0.0.0", ListenPort: 10000, AdminPort: 9901,
-		AuthzHost: "mcpauthz", AuthzPort: 9191,
-		MaxRequestBytes: DefaultMaxRequestBytes, Timeout: DefaultAuthzTimeout,
-		Routes: []BootstrapRoute{
-			{Name: "protected_resource_metadata", PathPrefix: "/.well-known/oauth-protected-resource",
-				UpstreamHost: "mcpauthz", UpstreamPort: 8181, DisableExtAuthz: true},
-			{Name: "docs", PathPrefix: "/docs/", UpstreamHost: "docs-mcp", UpstreamPort: 8000,
-				ContextExtensions: map[string]string{"mcp_server": "docs"}},
-			{Name: "tickets", PathPrefix: "/tickets/", UpstreamHost: "tickets-mcp", UpstreamPort: 8000,
-				ContextExtensions: map[string]string{"mcp_server": "tickets"}},
-		},
+	servers, ups := exampleCatalog()
+	p, err := CatalogParams(servers, GenerateOptions{
+		ListenPort: 10000, AdminPort: 9901,
+		AuthzHost: "mcpauthz", AuthzPort: 9191, MetadataHost: "mcpauthz", MetadataPort: 8181,
+		Upstreams: ups, MaxRequestBytes: DefaultMaxRequestBytes, Timeout: DefaultAuthzTimeout,
+	})
+	if err != nil {
+		panic(err) // static input; covered by tests
 	}
+	p.ListenAddr = "0.0.0.0"
+	return p
+}
+
+// ExampleMTLSParams is ExampleParams with a TLS listener that requires
+// client certificates from the SPIFFE trust domain agents.example.org
+// (envoy-mtls.yaml).
+func ExampleMTLSParams() BootstrapParams {
+	p := ExampleParams()
+	p.ListenPort = 10443
+	p.MTLS = &MTLS{
+		CertChainFile:  "/etc/envoy/tls/server.crt",
+		PrivateKeyFile: "/etc/envoy/tls/server.key",
+		ClientCAFile:   "/etc/envoy/tls/client-ca.crt",
+		TrustDomains:   []string{"agents.example.org"},
+	}
+	return p
 }

@@ -1,0 +1,230 @@
+package envoy
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// CatalogServer is the part of an mcpauthz servers[] entry Envoy needs.
+// (Package envoy does not import server/config; callers copy the fields.)
+type CatalogServer struct {
+	ID         string // context_extensions mcp_server value
+	Resource   string // public URL, e.g. https://mcp.example.com/docs/mcp
+	Host       string // match.host ("" = any host)
+	PathPrefix string // match.path_prefix ("" = the resource URL's path)
+}
+
+// Upstream is where Envoy sends one MCP server's traffic.
+type Upstream struct {
+	Host string
+	Port int
+	TLS  bool
+	// Path, when set, replaces the route's path prefix upstream
+	// (BootstrapRoute.PrefixRewrite).
+	Path string
+}
+
+// ParseUpstream parses "HOST:PORT", "http://HOST[:PORT][/PATH]" or
+// "https://HOST[:PORT][/PATH]" (TLS). Default ports are 80 and 443; a PATH
+// replaces the route's prefix upstream.
+func ParseUpstream(s string) (Upstream, error) {
+	var up Upstream
+	hostport := s
+	if strings.HasPrefix(s, "http://") || strings.HasPrefix(s, "https://") {
+		u, err := url.Parse(s)
+		if err != nil || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+			return Upstream{}, fmt.Errorf("envoy: upstream %q: want HOST:PORT or http(s)://HOST[:PORT][/PATH]", s)
+		}
+		up.TLS = u.Scheme == "https"
+		up.Path = u.EscapedPath()
+		hostport = u.Host
+		if u.Port() == "" {
+			port := "80"
+			if up.TLS {
+				port = "443"
+			}
+			hostport = net.JoinHostPort(u.Hostname(), port)
+		}
+	}
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return Upstream{}, fmt.Errorf("envoy: upstream %q: want HOST:PORT or http(s)://HOST[:PORT][/PATH]", s)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || !validPort(p) || host == "" {
+		return Upstream{}, fmt.Errorf("envoy: upstream %q: want HOST:PORT with a port in 1-65535", s)
+	}
+	up.Host, up.Port = host, p
+	return up, nil
+}
+
+// GenerateOptions parameterises CatalogParams and GenerateFromCatalog.
+type GenerateOptions struct {
+	ListenAddr string // default "0.0.0.0"
+	ListenPort int    // default 10000
+	AdminPort  int    // default 9901
+	// AuthzHost/AuthzPort: mcpauthz's gRPC (ext_authz) listener.
+	AuthzHost string
+	AuthzPort int
+	// MetadataHost/MetadataPort: mcpauthz's HTTP listener, which serves
+	// RFC 9728 metadata. MetadataHost defaults to AuthzHost.
+	MetadataHost string
+	MetadataPort int
+	// Upstreams overrides the upstream per server ID
+	// (ParseUpstream syntax). Without an entry, a server's upstream is its
+	// resource URL's host and port (TLS for https). Unknown IDs are errors.
+	Upstreams       map[string]string
+	MaxRequestBytes int
+	Timeout         time.Duration
+	MTLS            *MTLS
+}
+
+// CatalogParams derives bootstrap parameters from an mcpauthz server
+// catalog: for every server a prefix route (match.path_prefix, else the
+// resource path) carrying context_extensions {mcp_server: ID}, and exact
+// routes without ext_authz for its RFC 9728 metadata path and the bare
+// well-known path, sent to mcpauthz's HTTP listener. Routes are grouped by
+// host; within a host, metadata routes come first, then MCP routes by
+// descending prefix length, so the most specific prefix wins.
+func CatalogParams(servers []CatalogServer, o GenerateOptions) (BootstrapParams, error) {
+	if o.ListenPort == 0 {
+		o.ListenPort = 10000
+	}
+	if o.AdminPort == 0 {
+		o.AdminPort = 9901
+	}
+	if o.MetadataHost == "" {
+		o.MetadataHost = o.AuthzHost
+	}
+	p := BootstrapParams{
+		ListenAddr: o.ListenAddr, ListenPort: o.ListenPort, AdminPort: o.AdminPort,
+		AuthzHost: o.AuthzHost, AuthzPort: o.AuthzPort,
+		MaxRequestBytes: o.MaxRequestBytes, Timeout: o.Timeout, MTLS: o.MTLS,
+	}
+	var errs []error
+	if len(servers) == 0 {
+		errs = append(errs, errors.New("no servers in the catalog"))
+	}
+	known := map[string]bool{}
+	for _, s := range servers {
+		known[s.ID] = true
+	}
+	var unknown []string
+	for id := range o.Upstreams {
+		if !known[id] {
+			unknown = append(unknown, id)
+		}
+	}
+	if len(unknown) > 0 {
+		sort.Strings(unknown)
+		ids := make([]string, 0, len(servers))
+		for _, s := range servers {
+			ids = append(ids, s.ID)
+		}
+		errs = append(errs, fmt.Errorf("upstream for unknown server id(s) %s (servers: %s)", strings.Join(unknown, ", "), strings.Join(ids, ", ")))
+	}
+
+	type hostRoutes struct {
+		meta []BootstrapRoute
+		mcp  []BootstrapRoute
+		seen map[string]bool // metadata paths
+	}
+	var hosts []string
+	byHost := map[string]*hostRoutes{}
+	group := func(h string) *hostRoutes {
+		g, ok := byHost[h]
+		if !ok {
+			g = &hostRoutes{seen: map[string]bool{}}
+			byHost[h] = g
+			hosts = append(hosts, h)
+		}
+		return g
+	}
+	metaRoute := func(name, host, path string) BootstrapRoute {
+		return BootstrapRoute{Name: name, Path: path, Host: host, UpstreamHost: o.MetadataHost, UpstreamPort: o.MetadataPort, Cluster: "mcpauthz_http", DisableExtAuthz: true}
+	}
+	for i, s := range servers {
+		u, err := url.Parse(s.Resource)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("servers[%d] (%s): resource %q is not an absolute http(s) URL", i, s.ID, s.Resource))
+			continue
+		}
+		host := strings.ToLower(s.Host)
+		g := group(host)
+		resPath := strings.TrimSuffix(u.EscapedPath(), "/")
+		prefix := s.PathPrefix
+		if prefix == "" {
+			prefix = resPath
+			if prefix == "" {
+				prefix = "/"
+			}
+		}
+		var up Upstream
+		if raw, ok := o.Upstreams[s.ID]; ok {
+			up, err = ParseUpstream(raw)
+		} else {
+			up, err = ParseUpstream(u.Scheme + "://" + u.Host)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("servers[%d] (%s): %w", i, s.ID, err))
+			continue
+		}
+		g.mcp = append(g.mcp, BootstrapRoute{
+			Name: s.ID, PathPrefix: prefix, Host: host,
+			UpstreamHost: up.Host, UpstreamPort: up.Port, UpstreamTLS: up.TLS, PrefixRewrite: up.Path,
+			ContextExtensions: map[string]string{"mcp_server": s.ID},
+		})
+		mp := MetadataPathPrefix + resPath
+		if !g.seen[mp] {
+			g.seen[mp] = true
+			g.meta = append(g.meta, metaRoute("metadata."+s.ID, host, mp))
+		}
+	}
+	for _, h := range hosts {
+		g := byHost[h]
+		if !g.seen[MetadataPathPrefix] {
+			// Route names use "." so they cannot clash with server IDs.
+			name := "metadata.well-known"
+			if h != "" {
+				name += "." + strings.NewReplacer(":", "_", "*", "wildcard").Replace(h)
+			}
+			g.meta = slices.Insert(g.meta, 0, metaRoute(name, h, MetadataPathPrefix))
+		}
+		sort.SliceStable(g.mcp, func(i, j int) bool { return len(g.mcp[i].PathPrefix) > len(g.mcp[j].PathPrefix) })
+		p.Routes = append(p.Routes, g.meta...)
+		p.Routes = append(p.Routes, g.mcp...)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return BootstrapParams{}, fmt.Errorf("envoy: catalog: %w", err)
+	}
+	if err := p.Validate(); err != nil {
+		return BootstrapParams{}, err
+	}
+	return p, nil
+}
+
+// GenerateFromCatalog renders the bootstrap for a server catalog
+// (CatalogParams) and validates the result with ValidateBootstrapYAML
+// before returning it, so a caller never prints a config Envoy would
+// refuse for a schema reason.
+func GenerateFromCatalog(servers []CatalogServer, o GenerateOptions) ([]byte, error) {
+	p, err := CatalogParams(servers, o)
+	if err != nil {
+		return nil, err
+	}
+	y, err := RenderBootstrap(p)
+	if err != nil {
+		return nil, err
+	}
+	if err := ValidateBootstrapYAML(y); err != nil {
+		return nil, fmt.Errorf("envoy: generated bootstrap does not validate (a bug): %w", err)
+	}
+	return y, nil
+}
