@@ -7,7 +7,7 @@ GO ?= go
 FUZZTIME ?= 10s
 PKGS := ./...
 
-.PHONY: run demo test build lint unit policy-test fuzz bench loadtest e2e clean
+.PHONY: run demo test build lint unit policy-test envoy-check fuzz bench loadtest e2e clean
 
 run:
 	$(GO) run ./cmd/mcpauthz serve
@@ -18,7 +18,7 @@ demo:
 build:
 	$(GO) build -o bin/mcpauthz ./cmd/mcpauthz
 
-test: lint unit policy-test fuzz
+test: lint unit policy-test envoy-check fuzz
 
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -36,11 +36,24 @@ policy-test:
 	  echo "$$b: $$(echo "$$out" | grep -E '^PASS') coverage $$(echo "$$out" | grep -E 'total' | awk '{print $$4}')"; \
 	done
 
+# Every shipped Envoy bootstrap, and one generated from the example config,
+# through go-control-plane's proto validation plus mcpauthz's security checks.
+envoy-check:
+	$(GO) build -o bin/mcpauthz ./cmd/mcpauthz
+	bin/mcpauthz envoy validate --strict envoy/envoy.yaml envoy/envoy-mtls.yaml deploy/compose/envoy.yaml
+	bin/mcpauthz envoy generate --config cmd/mcpauthz/config.example.yaml -o bin/envoy-generated.yaml
+	bin/mcpauthz envoy validate --strict bin/envoy-generated.yaml
+
 # Each fuzz target runs briefly on top of its committed seed corpus.
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./server/mcp
 	$(GO) test -run '^$$' -fuzz '^FuzzFromCheckRequest$$' -fuzztime $(FUZZTIME) ./envoy
+	$(GO) test -run '^$$' -fuzz '^FuzzValidateBootstrapYAML$$' -fuzztime $(FUZZTIME) ./envoy
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./server/config
+	$(GO) test -run '^$$' -fuzz '^FuzzMask$$' -fuzztime $(FUZZTIME) ./server/decisionlog
+	$(GO) test -run '^$$' -fuzz '^FuzzSanitize$$' -fuzztime $(FUZZTIME) ./credentials/exchange
+	$(GO) test -run '^$$' -fuzz '^FuzzMint$$' -fuzztime $(FUZZTIME) ./credentials/mint
+	$(GO) test -run '^$$' -fuzz '^FuzzBuildPrincipal$$' -fuzztime $(FUZZTIME) ./credentials/identity
 
 e2e:
 	$(GO) test -race -count=1 -v ./e2e/...
