@@ -52,7 +52,6 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./server/config
 	$(GO) test -run '^$$' -fuzz '^FuzzMask$$' -fuzztime $(FUZZTIME) ./server/decisionlog
 	$(GO) test -run '^$$' -fuzz '^FuzzSanitize$$' -fuzztime $(FUZZTIME) ./credentials/exchange
-	$(GO) test -run '^$$' -fuzz '^FuzzMint$$' -fuzztime $(FUZZTIME) ./credentials/mint
 	$(GO) test -run '^$$' -fuzz '^FuzzBuildPrincipal$$' -fuzztime $(FUZZTIME) ./credentials/identity
 
 e2e:
