@@ -5,7 +5,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"path"
 	"path/filepath"
@@ -17,6 +16,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/mcpauthz/mcpauthz/credentials/secret"
+	"github.com/mcpauthz/mcpauthz/internal/urlcheck"
 )
 
 // Defaults applied by New when the corresponding Config field is zero.
@@ -306,7 +306,7 @@ func (b BundleSource) validateRemote(f string) []error {
 			if s := b.Credentials.Bearer.Scheme; s != "" && strings.ContainsAny(s, " \t\r\n") {
 				add(f+".credentials.bearer.scheme", "must be a single token, got %q", s)
 			}
-			if err == nil && u.Scheme == "http" && !isLoopback(u.Hostname()) {
+			if err == nil && u.Scheme == "http" && !urlcheck.IsLoopback(u.Hostname()) {
 				add(f+".credentials", "a bearer token requires an https url (or a loopback host)")
 			}
 		}
@@ -395,14 +395,6 @@ func parsePublicKey(data []byte) (any, error) {
 		return c.PublicKey, nil
 	}
 	return nil, fmt.Errorf("PEM block %q is not a public key (want PUBLIC KEY, RSA PUBLIC KEY or CERTIFICATE)", block.Type)
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // derivedName is the default source name: the base name of Path or URL

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/mcpauthz/mcpauthz/internal/urlcheck"
 )
 
 // assertionLifetime is the exp of RFC 7523 client assertions.
@@ -41,7 +43,7 @@ func ParsePrivateKey(pemData []byte) (crypto.Signer, error) {
 	case "RSA PRIVATE KEY":
 		key, err = x509.ParsePKCS1PrivateKey(block.Bytes)
 	default:
-		return nil, fmt.Errorf("unsupported PEM block type %q", truncate(block.Type, 32))
+		return nil, fmt.Errorf("unsupported PEM block type %q", urlcheck.Truncate(block.Type, 32))
 	}
 	if err != nil {
 		return nil, errors.New("malformed private key")

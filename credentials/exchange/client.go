@@ -47,6 +47,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/mcpauthz/mcpauthz/credentials/secret"
+	"github.com/mcpauthz/mcpauthz/internal/urlcheck"
 )
 
 // Options are the runtime dependencies of a Client. All are optional.
@@ -176,7 +177,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Client, error) {
 		if rt == nil {
 			rt = http.DefaultTransport
 		}
-		jc.Transport = &limitTransport{base: rt, max: maxResponseBytes}
+		jc.Transport = &urlcheck.LimitTransport{Base: rt, Max: maxResponseBytes, TooLarge: errTooLarge}
 		ks := oidc.NewRemoteKeySet(oidc.ClientContext(ctx, jc), cfg.JWKSURL)
 		c.verifier = oidc.NewVerifier(cfg.IssuedIssuer, ks, &oidc.Config{
 			SkipClientIDCheck: true, // aud is checked against the expected audience
@@ -245,7 +246,7 @@ func (c *Client) prepare(req Request) (*call, error) {
 		return nil, badRequest("actor token type without actor token")
 	}
 	for _, s := range req.Scopes {
-		if !validScopeToken(s) {
+		if !urlcheck.ScopeToken(s) {
 			return nil, badRequest("invalid scope token")
 		}
 	}
@@ -288,7 +289,7 @@ func (c *Client) prepare(req Request) (*call, error) {
 			cl.secrets = append(cl.secrets, req.ActorToken)
 		}
 		aud := orDefault(req.Audience, c.audience)
-		if strings.ContainsFunc(aud, isControl) {
+		if strings.ContainsFunc(aud, urlcheck.IsControl) {
 			return nil, badRequest("audience contains control characters")
 		}
 		res := c.resource
@@ -296,7 +297,7 @@ func (c *Client) prepare(req Request) (*call, error) {
 			res = req.Resource
 		}
 		for _, r := range res {
-			if !absoluteURI(r) {
+			if !urlcheck.AbsoluteURI(r) {
 				return nil, badRequest("resource is not an absolute URI")
 			}
 		}
@@ -384,7 +385,7 @@ func (c *Client) do(ctx context.Context, cl *call) (*Token, error) {
 	if err != nil {
 		return nil, transportError(ctx, err)
 	}
-	body, rerr := readLimited(resp, maxResponseBytes)
+	body, rerr := urlcheck.ReadLimited(resp, maxResponseBytes, errTooLarge)
 	switch {
 	case resp.StatusCode >= 300 && resp.StatusCode < 400:
 		return nil, &Error{Status: resp.StatusCode, Reason: ReasonRedirect, Description: "redirects are not followed"}
@@ -517,11 +518,11 @@ func (c *Client) parse(ctx context.Context, body []byte, cl *call) (*Token, erro
 	}
 	if cl.expAud != "" && !audContains(claims["aud"], cl.expAud) {
 		return nil, &Error{Status: http.StatusOK, Reason: ReasonIssuedWrongAudience,
-			Description: "issued token's aud does not contain " + strconv.Quote(truncate(cl.expAud, 100))}
+			Description: "issued token's aud does not contain " + strconv.Quote(urlcheck.Truncate(cl.expAud, 100))}
 	}
 	if act := tok.Actor(); cl.expActor != "" && act != cl.expActor {
 		return nil, &Error{Status: http.StatusOK, Reason: ReasonIssuedWrongActor,
-			Description: fmt.Sprintf("issued token's act.sub is %q, want %q", truncate(act, 100), truncate(cl.expActor, 100))}
+			Description: fmt.Sprintf("issued token's act.sub is %q, want %q", urlcheck.Truncate(act, 100), urlcheck.Truncate(cl.expActor, 100))}
 	} else if cl.expActor == "" && cl.actorSent && act == "" {
 		return nil, &Error{Status: http.StatusOK, Reason: ReasonIssuedWrongActor,
 			Description: "an actor token was sent but the issued token has no act.sub"}

@@ -3,12 +3,11 @@ package exchange
 import (
 	"errors"
 	"fmt"
-	"net"
-	"net/url"
 	"strings"
 	"time"
 
 	"github.com/mcpauthz/mcpauthz/credentials/secret"
+	"github.com/mcpauthz/mcpauthz/internal/urlcheck"
 )
 
 // Client authentication methods (RFC 6749 2.3, RFC 7523 2.2).
@@ -154,19 +153,19 @@ func (c Config) Validate() error {
 	var v validator
 	if c.TokenURL == "" {
 		v.add("token_url", "required")
-	} else if msg := checkURL(c.TokenURL); msg != "" {
+	} else if msg := urlcheck.Endpoint(c.TokenURL); msg != "" {
 		v.add("token_url", msg)
 	}
 	auth := c.clientAuth()
 	switch auth {
 	case AuthClientSecretBasic, AuthClientSecretPost, AuthPrivateKeyJWT, AuthNone:
 	default:
-		v.add("client_auth", fmt.Sprintf("unknown method %q (want client_secret_basic, client_secret_post, private_key_jwt or none)", truncate(c.ClientAuth, 32)))
+		v.add("client_auth", fmt.Sprintf("unknown method %q (want client_secret_basic, client_secret_post, private_key_jwt or none)", urlcheck.Truncate(c.ClientAuth, 32)))
 	}
 	switch {
 	case c.ClientID == "" && auth != AuthNone:
 		v.add("client_id", "required with client_auth "+auth)
-	case strings.ContainsFunc(c.ClientID, isControl):
+	case strings.ContainsFunc(c.ClientID, urlcheck.IsControl):
 		v.add("client_id", "contains control characters")
 	}
 	needSecret := auth == AuthClientSecretBasic || auth == AuthClientSecretPost
@@ -185,9 +184,9 @@ func (c Config) Validate() error {
 			v.ref("private_key", *c.PrivateKey)
 		}
 		if c.SigningAlg != "" && !signingAlgs[c.SigningAlg] {
-			v.add("signing_alg", fmt.Sprintf("unsupported algorithm %q", truncate(c.SigningAlg, 16)))
+			v.add("signing_alg", fmt.Sprintf("unsupported algorithm %q", urlcheck.Truncate(c.SigningAlg, 16)))
 		}
-		if strings.ContainsFunc(c.KeyID, isControl) {
+		if strings.ContainsFunc(c.KeyID, urlcheck.IsControl) {
 			v.add("key_id", "contains control characters")
 		}
 	} else {
@@ -214,17 +213,17 @@ func (c Config) Validate() error {
 			v.add("expected_audience", "required with flavor entra_obo (the aud of the tokens Entra issues)")
 		}
 	default:
-		v.add("flavor", fmt.Sprintf("unknown flavor %q (want rfc8693 or entra_obo)", truncate(c.Flavor, 32)))
+		v.add("flavor", fmt.Sprintf("unknown flavor %q (want rfc8693 or entra_obo)", urlcheck.Truncate(c.Flavor, 32)))
 	}
-	if strings.ContainsFunc(c.Audience, isControl) {
+	if strings.ContainsFunc(c.Audience, urlcheck.IsControl) {
 		v.add("audience", "contains control characters")
 	}
 	for i, r := range c.Resource {
-		if !absoluteURI(r) {
+		if !urlcheck.AbsoluteURI(r) {
 			v.add(fmt.Sprintf("resource[%d]", i), "must be an absolute URI without fragment")
 		}
 	}
-	if strings.ContainsFunc(c.ExpectedAudience, isControl) {
+	if strings.ContainsFunc(c.ExpectedAudience, urlcheck.IsControl) {
 		v.add("expected_audience", "contains control characters")
 	}
 	if c.Timeout < 0 || c.Timeout > MaxTimeout {
@@ -236,66 +235,14 @@ func (c Config) Validate() error {
 	case c.IssuedIssuer == "" && c.JWKSURL != "":
 		v.add("issued_issuer", "required with jwks_url")
 	case c.IssuedIssuer != "":
-		if !absoluteURI(c.IssuedIssuer) {
+		if !urlcheck.AbsoluteURI(c.IssuedIssuer) {
 			v.add("issued_issuer", "must be an absolute URI")
 		}
-		if msg := checkURL(c.JWKSURL); msg != "" {
+		if msg := urlcheck.Endpoint(c.JWKSURL); msg != "" {
 			v.add("jwks_url", msg)
 		}
 	}
 	return v.err()
-}
-
-// checkURL returns a problem with raw or "". It never echoes raw.
-func checkURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" || u.Opaque != "" {
-		return "must be an absolute URL"
-	}
-	if u.User != nil {
-		return "must not contain credentials"
-	}
-	if u.Fragment != "" || strings.Contains(raw, "#") {
-		return "must not contain a fragment"
-	}
-	switch u.Scheme {
-	case "https":
-	case "http":
-		if !isLoopback(u.Hostname()) {
-			return "must be https (or http on loopback)"
-		}
-	default:
-		return "must be https (or http on loopback)"
-	}
-	return ""
-}
-
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
-// absoluteURI reports whether s is an absolute URI without fragment (RFC 8707).
-func absoluteURI(s string) bool {
-	u, err := url.Parse(s)
-	return err == nil && u.Scheme != "" && !strings.Contains(s, "#") && !strings.ContainsFunc(s, isControl)
-}
-
-// validScopeToken: RFC 6749 3.3 scope-token = 1*( %x21 / %x23-5B / %x5D-7E ).
-func validScopeToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < 0x21 || c == 0x22 || c == 0x5c || c > 0x7e {
-			return false
-		}
-	}
-	return true
 }
 
 type validator struct{ errs []error }
@@ -319,12 +266,3 @@ func (v *validator) ref(path string, r secret.Ref) {
 }
 
 func (v *validator) err() error { return errors.Join(v.errs...) }
-
-func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
-}

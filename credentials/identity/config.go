@@ -3,11 +3,12 @@ package identity
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/mcpauthz/mcpauthz/internal/urlcheck"
 )
 
 // Defaults applied by NewVerifier to zero-valued configuration fields.
@@ -205,21 +206,13 @@ func checkFetchURL(raw string) error {
 	case "https":
 		return nil
 	case "http":
-		if isLoopback(u.Hostname()) {
+		if urlcheck.IsLoopback(u.Hostname()) {
 			return nil
 		}
 		return fmt.Errorf("http is allowed only for loopback hosts")
 	default:
 		return fmt.Errorf("scheme must be https")
 	}
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // withDefaults returns a copy of c with defaults filled in. Slices are copied

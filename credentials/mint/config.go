@@ -3,12 +3,12 @@ package mint
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"strings"
 	"time"
 
 	"github.com/mcpauthz/mcpauthz/credentials/secret"
+	"github.com/mcpauthz/mcpauthz/internal/urlcheck"
 )
 
 // Signature algorithms an Issuer signs with.
@@ -94,7 +94,7 @@ func (c Config) Validate() error {
 	switch c.Algorithm {
 	case "", ES256, RS256, EdDSA:
 	default:
-		add("algorithm", fmt.Sprintf("unknown algorithm %q (want ES256, RS256 or EdDSA)", truncate(c.Algorithm, 16)))
+		add("algorithm", fmt.Sprintf("unknown algorithm %q (want ES256, RS256 or EdDSA)", urlcheck.Truncate(c.Algorithm, 16)))
 	}
 	d := c.withDefaults()
 	ttlOK := d.TokenTTL >= MinTokenTTL && d.TokenTTL <= MaxTokenTTL
@@ -145,7 +145,7 @@ func checkIssuerURL(raw string, allowHTTP bool) string {
 	switch u.Scheme {
 	case "https":
 	case "http":
-		if !allowHTTP && !isLoopback(u.Hostname()) {
+		if !allowHTTP && !urlcheck.IsLoopback(u.Hostname()) {
 			return "must be https (or http on loopback, or set allow_insecure_http)"
 		}
 	default:
@@ -178,21 +178,4 @@ func unreserved(s string) bool {
 	return true
 }
 
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
-func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
-
-func isControlOrSpace(r rune) bool { return isControl(r) || r == ' ' }
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
-}
+func isControlOrSpace(r rune) bool { return urlcheck.IsControl(r) || r == ' ' }

@@ -52,6 +52,8 @@ import (
 	"unicode/utf8"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/mcpauthz/mcpauthz/internal/urlcheck"
 )
 
 // Paths served by Handler, relative to the issuer URL's path.
@@ -626,7 +628,7 @@ func (c Claims) validate() (string, error) {
 			return "", errors.New("extra claim with an empty name")
 		case reserved(k):
 			return "", fmt.Errorf("extra claim %q is reserved", k)
-		case len(k) > 256 || !utf8.ValidString(k) || strings.ContainsFunc(k, isControl):
+		case len(k) > 256 || !utf8.ValidString(k) || strings.ContainsFunc(k, urlcheck.IsControl):
 			return "", errors.New("extra claim name is too long, not valid UTF-8 or contains control characters")
 		}
 	}
@@ -643,7 +645,7 @@ func checkValue(name, v string, required bool) error {
 		return fmt.Errorf("%s is longer than %d bytes", name, maxClaimLen)
 	case !utf8.ValidString(v):
 		return fmt.Errorf("%s is not valid UTF-8", name)
-	case strings.ContainsFunc(v, isControl):
+	case strings.ContainsFunc(v, urlcheck.IsControl):
 		return fmt.Errorf("%s contains control characters", name)
 	}
 	return nil

@@ -3,14 +3,13 @@ package outbound
 import (
 	"errors"
 	"fmt"
-	"net"
-	"net/url"
 	"strings"
 	"time"
 
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/mcpauthz/mcpauthz/credentials/secret"
+	"github.com/mcpauthz/mcpauthz/internal/urlcheck"
 )
 
 // Defaults and limits for ServiceAccountConfig.
@@ -129,7 +128,7 @@ func (c Config) Validate() error {
 	case ModeIndividual:
 		v.add("mode", fmt.Sprintf("%q is not supported yet", c.Mode))
 	default:
-		v.add("mode", fmt.Sprintf("unknown mode %q (want public, static, service_account or delegated)", truncate(string(c.Mode), 32)))
+		v.add("mode", fmt.Sprintf("unknown mode %q (want public, static, service_account or delegated)", urlcheck.Truncate(string(c.Mode), 32)))
 	}
 	return v.err()
 }
@@ -182,12 +181,12 @@ func (s *ServiceAccountConfig) validate(v *validator, path string) {
 	}
 	if s.TokenURL == "" {
 		v.add(path+".token_url", "required for client credentials")
-	} else if msg := checkTokenURL(s.TokenURL); msg != "" {
+	} else if msg := urlcheck.Endpoint(s.TokenURL); msg != "" {
 		v.add(path+".token_url", msg)
 	}
 	if s.ClientID == "" {
 		v.add(path+".client_id", "required for client credentials")
-	} else if strings.ContainsFunc(s.ClientID, isControl) {
+	} else if strings.ContainsFunc(s.ClientID, urlcheck.IsControl) {
 		v.add(path+".client_id", "contains control characters")
 	}
 	if s.ClientSecret == nil {
@@ -199,73 +198,21 @@ func (s *ServiceAccountConfig) validate(v *validator, path string) {
 	for i, sc := range s.Scopes {
 		p := fmt.Sprintf("%s.scopes[%d]", path, i)
 		switch {
-		case !validScopeToken(sc):
+		case !urlcheck.ScopeToken(sc):
 			v.add(p, "not a valid scope token (RFC 6749 section 3.3)")
 		case seen[sc]:
 			v.add(p, fmt.Sprintf("duplicate scope %q", sc))
 		}
 		seen[sc] = true
 	}
-	if s.Audience != "" && strings.ContainsFunc(s.Audience, isControl) {
+	if s.Audience != "" && strings.ContainsFunc(s.Audience, urlcheck.IsControl) {
 		v.add(path+".audience", "contains control characters")
 	}
 	switch s.AuthStyle {
 	case "", "basic", "post":
 	default:
-		v.add(path+".auth_style", fmt.Sprintf("unknown auth style %q (want basic or post)", truncate(s.AuthStyle, 32)))
+		v.add(path+".auth_style", fmt.Sprintf("unknown auth style %q (want basic or post)", urlcheck.Truncate(s.AuthStyle, 32)))
 	}
-}
-
-// checkTokenURL returns a problem with raw or "". It never echoes raw.
-func checkTokenURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" || u.Opaque != "" {
-		return "must be an absolute URL"
-	}
-	if u.User != nil {
-		return "must not contain credentials"
-	}
-	if u.Fragment != "" || strings.Contains(raw, "#") {
-		return "must not contain a fragment"
-	}
-	switch u.Scheme {
-	case "https":
-	case "http":
-		if !isLoopback(u.Hostname()) {
-			return "must be https (or http on loopback)"
-		}
-	default:
-		return "must be https (or http on loopback)"
-	}
-	return ""
-}
-
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
-// absoluteURI reports whether s can be sent as an RFC 8707 resource.
-func absoluteURI(s string) bool {
-	u, err := url.Parse(s)
-	return err == nil && u.Scheme != "" && u.Fragment == "" && !strings.Contains(s, "#")
-}
-
-// RFC 6749 3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
-func validScopeToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < 0x21 || c == 0x22 || c == 0x5c || c > 0x7e {
-			return false
-		}
-	}
-	return true
 }
 
 // forbiddenHeaders may not be set by configuration: they are hop-by-hop,
@@ -329,12 +276,3 @@ func (v *validator) addErr(path string, err error) {
 }
 
 func (v *validator) err() error { return errors.Join(v.errs...) }
-
-func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
-}

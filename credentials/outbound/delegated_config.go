@@ -9,6 +9,7 @@ import (
 
 	"github.com/mcpauthz/mcpauthz/credentials/exchange"
 	"github.com/mcpauthz/mcpauthz/credentials/secret"
+	"github.com/mcpauthz/mcpauthz/internal/urlcheck"
 )
 
 // Where a delegated token comes from.
@@ -97,19 +98,19 @@ func (c *DelegatedConfig) validate(v *validator, path string) {
 	case "":
 		v.add(path+".issuer", "required (builtin or sts)")
 	default:
-		v.add(path+".issuer", fmt.Sprintf("unknown issuer %q (want builtin or sts)", truncate(c.Issuer, 32)))
+		v.add(path+".issuer", fmt.Sprintf("unknown issuer %q (want builtin or sts)", urlcheck.Truncate(c.Issuer, 32)))
 	}
-	if c.Audience != "" && !absoluteURI(c.Audience) {
+	if c.Audience != "" && !urlcheck.AbsoluteURI(c.Audience) {
 		v.add(path+".audience", "must be an absolute URI")
 	}
 	for i, s := range c.Scopes {
-		if !validScopeToken(s) {
+		if !urlcheck.ScopeToken(s) {
 			v.add(fmt.Sprintf("%s.scopes[%d]", path, i), "invalid scope token")
 		}
 	}
 	for i, s := range c.DefaultScopes {
 		switch {
-		case !validScopeToken(s):
+		case !urlcheck.ScopeToken(s):
 			v.add(fmt.Sprintf("%s.default_scopes[%d]", path, i), "invalid scope token")
 		case len(c.Scopes) > 0 && !slices.Contains(c.Scopes, s):
 			v.add(fmt.Sprintf("%s.default_scopes[%d]", path, i), fmt.Sprintf("%q is not within scopes (the maximum)", s))
@@ -140,7 +141,7 @@ func (c *DelegatedConfig) validate(v *validator, path string) {
 				v.headerName(path+".actor_token.header", a.Header)
 			}
 		default:
-			v.add(path+".actor_token.source", fmt.Sprintf("unknown source %q (want none, config or caller)", truncate(a.Source, 32)))
+			v.add(path+".actor_token.source", fmt.Sprintf("unknown source %q (want none, config or caller)", urlcheck.Truncate(a.Source, 32)))
 		}
 	}
 }

@@ -1,10 +1,10 @@
 package outbound
 
 import (
-	"bytes"
-	"io"
 	"net/http"
 	"time"
+
+	"github.com/mcpauthz/mcpauthz/internal/urlcheck"
 )
 
 // maxResponseBytes bounds a token endpoint response body.
@@ -21,40 +21,10 @@ func newHTTPClient(base *http.Client, timeout time.Duration) *http.Client {
 	if rt == nil {
 		rt = http.DefaultTransport
 	}
-	c.Transport = &limitTransport{base: rt, max: maxResponseBytes}
+	c.Transport = &urlcheck.LimitTransport{Base: rt, Max: maxResponseBytes, TooLarge: ErrResponseTooLarge}
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return ErrRedirect }
 	if c.Timeout <= 0 || c.Timeout > timeout {
 		c.Timeout = timeout
 	}
 	return &c
-}
-
-// limitTransport buffers response bodies up to max bytes and fails the
-// round trip with ErrResponseTooLarge beyond that, so the failure is typed
-// (the oauth2 library would otherwise truncate silently or stringify).
-type limitTransport struct {
-	base http.RoundTripper
-	max  int64
-}
-
-func (t *limitTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	resp, err := t.base.RoundTrip(req)
-	if err != nil {
-		return nil, err
-	}
-	if resp.ContentLength > t.max {
-		resp.Body.Close()
-		return nil, ErrResponseTooLarge
-	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, t.max+1))
-	resp.Body.Close()
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > t.max {
-		return nil, ErrResponseTooLarge
-	}
-	resp.Body = io.NopCloser(bytes.NewReader(b))
-	resp.ContentLength = int64(len(b))
-	return resp, nil
 }

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/mcpauthz/mcpauthz/credentials/secret"
+	"github.com/mcpauthz/mcpauthz/internal/urlcheck"
 )
 
 const (
@@ -72,7 +73,7 @@ func newServiceAccount(cfg *ServiceAccountConfig, opts Options) (Provider, error
 	params := url.Values{}
 	if cfg.Audience != "" {
 		params.Set("audience", cfg.Audience)
-		if absoluteURI(cfg.Audience) {
+		if urlcheck.AbsoluteURI(cfg.Audience) {
 			params.Set("resource", cfg.Audience)
 		}
 	}

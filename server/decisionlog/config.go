@@ -3,12 +3,11 @@ package decisionlog
 import (
 	"errors"
 	"fmt"
-	"net"
-	"net/url"
 	"strings"
 	"time"
 
 	"github.com/mcpauthz/mcpauthz/credentials/secret"
+	"github.com/mcpauthz/mcpauthz/internal/urlcheck"
 )
 
 // Output kinds.
@@ -96,7 +95,7 @@ func (c Config) Validate() error {
 	case OutputFile:
 		if strings.TrimSpace(c.File) == "" {
 			add("file", "required with output file")
-		} else if strings.ContainsFunc(c.File, isControl) {
+		} else if strings.ContainsFunc(c.File, urlcheck.IsControl) {
 			add("file", "contains control characters")
 		}
 		if c.URL != "" {
@@ -125,7 +124,7 @@ func (c Config) Validate() error {
 			}
 		}
 	default:
-		add("output", "unknown output %q (want file or http)", truncate(c.Output, 32))
+		add("output", "unknown output %q (want file or http)", urlcheck.Truncate(c.Output, 32))
 	}
 	switch {
 	case c.Timeout < 0:
@@ -169,13 +168,13 @@ func (c Config) Validate() error {
 		seen[m] = i
 	}
 	for k, v := range c.Labels {
-		p := "labels." + truncate(k, 64)
+		p := "labels." + urlcheck.Truncate(k, 64)
 		switch {
 		case k == "":
 			add("labels", "label names must not be empty")
 		case k == "id" || k == "version":
 			add(p, "reserved (set by mcpauthz)")
-		case strings.ContainsFunc(k, isControl) || strings.ContainsFunc(v, isControl):
+		case strings.ContainsFunc(k, urlcheck.IsControl) || strings.ContainsFunc(v, urlcheck.IsControl):
 			add(p, "contains control characters")
 		}
 	}
@@ -204,41 +203,9 @@ func (c Config) withDefaults() Config {
 
 // checkURL returns a problem with raw or "". It never echoes raw.
 func checkURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" || u.Opaque != "" {
-		return "must be an absolute URL"
+	msg := urlcheck.Endpoint(raw)
+	if msg == "must not contain credentials" {
+		msg += " (use bearer_token)"
 	}
-	if u.User != nil {
-		return "must not contain credentials (use bearer_token)"
-	}
-	if u.Fragment != "" || strings.Contains(raw, "#") {
-		return "must not contain a fragment"
-	}
-	switch u.Scheme {
-	case "https":
-	case "http":
-		if !isLoopback(u.Hostname()) {
-			return "must be https (or http on loopback)"
-		}
-	default:
-		return "must be https (or http on loopback)"
-	}
-	return ""
-}
-
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
-func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
+	return msg
 }

@@ -32,6 +32,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/mcpauthz/mcpauthz/internal/urlcheck"
 )
 
 // Retry defaults used when the Options fields are zero.
@@ -470,7 +472,7 @@ func (l *Logger) encode(ev *Event, now time.Time) ([]byte, error) {
 	l.masker.apply(&e)
 	l.w.scratch.Reset()
 	if err := l.w.enc.Encode(&e); err != nil {
-		return nil, fmt.Errorf("decisionlog: encode event %q: %w", truncate(ev.DecisionID, 64), err)
+		return nil, fmt.Errorf("decisionlog: encode event %q: %w", urlcheck.Truncate(ev.DecisionID, 64), err)
 	}
 	return l.w.scratch.Bytes(), nil
 }

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/mcpauthz/mcpauthz/internal/urlcheck"
 )
 
 // masker erases configured JSON pointers from events. It is built once and
@@ -44,7 +46,7 @@ func parsePointer(p string) ([]string, error) {
 				return nil, errors.New(`"~" must be escaped as "~0" ("/" as "~1")`)
 			}
 		}
-		if strings.ContainsFunc(s, isControl) {
+		if strings.ContainsFunc(s, urlcheck.IsControl) {
 			return nil, errors.New("must not contain control characters")
 		}
 		parts[i] = strings.ReplaceAll(strings.ReplaceAll(s, "~1", "/"), "~0", "~")

@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/mcpauthz/mcpauthz/credentials/secret"
+	"github.com/mcpauthz/mcpauthz/internal/urlcheck"
 )
 
 // maxErrorBody is how much of an error response is quoted in errors.
@@ -194,7 +195,7 @@ func (s *httpSink) sanitize(body []byte) string {
 		t = strings.ReplaceAll(t, tok, secret.Redacted)
 	}
 	t = strings.Map(func(r rune) rune {
-		if isControl(r) {
+		if urlcheck.IsControl(r) {
 			return ' '
 		}
 		return r
