@@ -651,19 +651,8 @@ func checkValue(name, v string, required bool) error {
 	return nil
 }
 
-// RFC 6749 3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
-func validScopeToken(s string) bool {
-	if s == "" || len(s) > maxClaimLen {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < 0x21 || c == 0x22 || c == 0x5c || c > 0x7e {
-			return false
-		}
-	}
-	return true
-}
+// validScopeToken: an RFC 6749 scope-token of at most maxClaimLen bytes.
+func validScopeToken(s string) bool { return len(s) <= maxClaimLen && urlcheck.ScopeToken(s) }
 
 func validTyp(s string) bool {
 	if s == "" || len(s) > 64 {
