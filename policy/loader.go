@@ -59,8 +59,14 @@ var skipIrrelevant filter.LoaderFilter = func(abspath string, info fs.FileInfo, 
 	if info.IsDir() {
 		return false
 	}
-	return !relevant(abspath)
+	return !relevant(abspath) && path.Base(filepath.ToSlash(abspath)) != signaturesFile
 }
+
+// signaturesFile is where `opa build --signing-key` puts the bundle's
+// signature. A bundle carrying one is refused unless the source configures
+// the keys to verify it (as OPA does): a signature nobody checks would
+// only look like protection.
+const signaturesFile = ".signatures.json"
 
 // readSource reads a directory or .tar.gz bundle into memory through OPA's
 // directory/tarball loaders. With vc, every file is read and the bundle
@@ -118,6 +124,9 @@ func readLoader(ctx context.Context, src string, loader bundle.DirectoryLoader, 
 		}
 		if buf.Len() > maxFileBytes {
 			return nil, fmt.Errorf("bundle %s: %s is larger than %d bytes", src, d.Path(), maxFileBytes)
+		}
+		if vc == nil && path.Base(filepath.ToSlash(d.Path())) == signaturesFile && path.Dir(path.Clean("/"+filepath.ToSlash(d.Path()))) == "/" {
+			return nil, fmt.Errorf("bundle %s: the bundle is signed (%s) but this source configures no signing keys; add signing.keys to verify it", src, signaturesFile)
 		}
 		// The tarball loader filters files, not paths under skipped dirs.
 		if vc == nil && !relevant(d.Path()) {

@@ -483,6 +483,18 @@ func TestRemoteSignedBundles(t *testing.T) {
 	})
 }
 
+func TestSignedBundleWithoutKeysRefused(t *testing.T) {
+	k := newTestKey(t, "k1", "ES256")
+	_, err := readTarball(context.Background(), "x", signedBundle(t, k, "", "A", nil), nil)
+	if err == nil || !strings.Contains(err.Error(), "the bundle is signed (.signatures.json) but this source configures no signing keys") {
+		t.Fatalf("err = %v", err)
+	}
+	// Unsigned bundles load as before.
+	if _, err := readTarball(context.Background(), "x", tarGz(t, policyAB("A")), nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestSignedPathSources(t *testing.T) {
 	k := newTestKey(t, "k1", "ES256")
 	signed := signedBundle(t, k, "", "A", nil)
@@ -498,7 +510,11 @@ func TestSignedPathSources(t *testing.T) {
 	// The same bundle unpacked into a directory, plus a README (signed
 	// bundles must verify every file, so it has to be excluded).
 	dir := filepath.Join(tmp, "dir")
-	rb, err := readTarball(context.Background(), "x", signed, nil)
+	vc, err := verificationConfig(&Signing{Keys: []VerificationKey{{ID: "k1", Algorithm: "ES256", PublicKey: KeySource{PEM: k.public}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb, err := readTarball(context.Background(), "x", signed, vc)
 	if err != nil {
 		t.Fatal(err)
 	}
