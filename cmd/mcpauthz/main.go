@@ -1,7 +1,10 @@
 // Command mcpauthz is the MCP-aware Envoy ext_authz service.
 //
+//	mcpauthz demo                      the main job end to end, in one process
 //	mcpauthz serve [--config FILE]     run the service (embedded defaults without --config)
-//	mcpauthz validate --config FILE    check a config file and exit
+//	mcpauthz validate --config FILE    check a config file and exit (--deep: secrets, bundles)
+//	mcpauthz test DIR / eval ...       policy authoring: Rego tests, offline evaluation
+//	mcpauthz envoy generate|validate   Envoy bootstraps from the catalog; validation
 //	mcpauthz loadtest [flags]          drive the gRPC service with concurrent Checks
 //	mcpauthz version
 package main
@@ -27,15 +30,28 @@ func main() {
 const usage = `mcpauthz — MCP-aware authorization for Envoy ext_authz
 
 Usage:
+  mcpauthz demo [--verbose] [--keep-running]
+        Everything in one process (development IdP, mcpauthz, an MCP server and
+        a development stand-in for Envoy); prints who called what and why.
   mcpauthz serve [--config FILE] [--log-level LEVEL]
         Run the ext_authz gRPC service and the HTTP endpoints. Without --config
         it runs on embedded defaults: an example config, the example RBAC
         bundle and a built-in development identity provider on loopback.
-  mcpauthz validate --config FILE
-        Decode and validate a config file (strict: unknown keys are errors).
+  mcpauthz validate --config FILE [--deep]
+        Decode and validate a config file (strict: unknown keys are errors);
+        --deep also resolves every secret reference and compiles local bundles.
+  mcpauthz test [--coverage] [--threshold N] [--run REGEX] [-v] DIR...
+        Run a policy bundle's Rego tests (OPA's tester), with coverage.
+  mcpauthz eval --bundle DIR --request FILE [--config FILE] [--explain] [--format text|json]
+        Send one request through the Check pipeline offline; print the input,
+        the decision, the trace and what Envoy would do.
+  mcpauthz envoy generate --config FILE [flags] | envoy validate [--strict] FILE...
+        Render an Envoy bootstrap from the server catalog; validate Envoy YAML.
   mcpauthz loadtest [--duration 5s] [--concurrency 32]
         Measure the gRPC Check path against an empty ext_authz handler in the
         same run; prints throughput, p50 and p99 of both.
+  mcpauthz dev-idp --listen ADDR --issuer URL     development identity provider
+  mcpauthz demo-mcp --listen ADDR                 demo MCP document server
   mcpauthz version
 `
 
@@ -49,7 +65,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "serve":
 		err = cmdServe(ctx, args[1:], stdout, stderr)
 	case "validate":
-		err = cmdValidate(args[1:], stdout, stderr)
+		err = cmdValidate(ctx, args[1:], stdout, stderr)
 	case "loadtest":
 		err = cmdLoadtest(ctx, args[1:], stdout, stderr)
 	case "demo":

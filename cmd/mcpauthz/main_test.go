@@ -151,3 +151,72 @@ servers:
 		t.Errorf("no shutdown log:\n%s", stderr.String())
 	}
 }
+
+func TestValidateDeep(t *testing.T) {
+	dir := t.TempDir()
+	bundle, _ := filepath.Abs("../../bundles/rbac")
+	broken := filepath.Join(dir, "broken")
+	if err := os.MkdirAll(broken, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(broken, "policy.rego"), []byte("package mcpauthz\ndecision := {\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const value = "s3cr3t-value-never-printed"
+	t.Setenv("VALIDATE_DEEP_KEY", value)
+	doc := func(bundles string) string {
+		return `version: 1
+identity: {issuers: [{name: a, issuer: "https://idp.example.com"}]}
+policy: {bundles: [` + bundles + `]}
+servers:
+  - id: docs
+    resource: https://mcp.example.com/docs/mcp
+    credential: {mode: static, static: {headers: [{name: X-Api-Key, value: {env: VALIDATE_DEEP_KEY}}]}}
+  - id: search
+    resource: https://mcp.example.com/search/mcp
+    credential: {mode: static, static: {headers: [{name: X-Api-Key, value: {file: ` + filepath.Join(dir, "missing") + `}}]}}
+`
+	}
+	tests := []struct {
+		name    string
+		bundles string
+		code    int
+		out     []string
+		errOut  []string
+	}{
+		{"missing secret and broken bundle", "{path: " + bundle + "}, {path: " + broken + "}", 1,
+			[]string{"secrets: 1 of 2 references resolve", "policy.bundles[0]: " + bundle + " compiles (revision rbac-1)"},
+			[]string{"servers[1].credential.static.headers[0].value: secret: file", "policy.bundles[1] (" + broken + ")", "policy.rego:3: rego_parse_error", "2 problem(s) found with --deep"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := filepath.Join(dir, "c.yaml")
+			if err := os.WriteFile(cfg, []byte(doc(tc.bundles)), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var out, errOut bytes.Buffer
+			if code := run(context.Background(), []string{"validate", "--deep", "--config", cfg}, &out, &errOut); code != tc.code {
+				t.Fatalf("exit %d, want %d\n%s%s", code, tc.code, out.String(), errOut.String())
+			}
+			for _, w := range tc.out {
+				if !strings.Contains(out.String(), w) {
+					t.Errorf("stdout lacks %q:\n%s", w, out.String())
+				}
+			}
+			for _, w := range tc.errOut {
+				if !strings.Contains(errOut.String(), w) {
+					t.Errorf("stderr lacks %q:\n%s", w, errOut.String())
+				}
+			}
+			if strings.Contains(out.String()+errOut.String(), value) {
+				t.Fatal("a secret value was printed")
+			}
+		})
+	}
+	// Without --deep nothing is resolved or compiled.
+	var out, errOut bytes.Buffer
+	cfg := filepath.Join(dir, "c.yaml")
+	if code := run(context.Background(), []string{"validate", "--config", cfg}, &out, &errOut); code != 0 || strings.Contains(out.String(), "secrets:") {
+		t.Fatalf("plain validate: exit %d %s %s", code, out.String(), errOut.String())
+	}
+}

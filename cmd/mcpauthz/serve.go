@@ -61,25 +61,6 @@ func cmdServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	return srv.Run(ctx)
 }
 
-func cmdValidate(args []string, stdout, stderr io.Writer) error {
-	fl := flag.NewFlagSet("validate", flag.ContinueOnError)
-	fl.SetOutput(stderr)
-	cfgPath := fl.String("config", "", "config file (YAML)")
-	if err := fl.Parse(args); err != nil {
-		return err
-	}
-	if *cfgPath == "" {
-		return fmt.Errorf("--config is required")
-	}
-	cfg, err := config.Load(*cfgPath)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "%s: valid (%d MCP servers, %d issuers, %d policy bundles)\n",
-		*cfgPath, len(cfg.Servers), len(cfg.Identity.Issuers), len(cfg.Policy.Bundles))
-	return nil
-}
-
 // devEnv is the embedded development environment: the development
 // identity provider on loopback, the example bundle unpacked to a temporary
 // directory, and the embedded config rendered around them.
