@@ -82,6 +82,12 @@ type IssuerConfig struct {
 	Algorithms []string `yaml:"algorithms"`
 	// Leeway is the clock skew tolerated on exp, nbf and iat. Default 30s, max 5m.
 	Leeway time.Duration `yaml:"leeway"`
+	// TokenTypes, when set, is the allow-list of the JWS "typ" header
+	// (compared case-insensitively, an "application/" prefix ignored), e.g.
+	// [at+jwt] for issuers that follow RFC 9068, so that ID tokens signed by
+	// the same keys are not accepted as access tokens. Empty accepts any typ
+	// (many IdPs write "JWT").
+	TokenTypes []string `yaml:"token_types"`
 	// UserNamespace groups issuers that share a user directory: the same
 	// user id and org from two issuers with the same namespace is one user.
 	// Default Name.
@@ -161,6 +167,11 @@ func (c Config) Validate() error {
 				add(ap, "%s not allowed", alg)
 			case !slices.Contains(asymmetricAlgorithms, alg):
 				add(ap, "unknown algorithm %q", alg)
+			}
+		}
+		for j, tt := range is.TokenTypes {
+			if tt == "" || strings.ContainsFunc(tt, func(r rune) bool { return r <= ' ' || r > '~' }) {
+				add(fmt.Sprintf("%s.token_types[%d]", p, j), "must be a non-empty token of visible ASCII")
 			}
 		}
 		if is.Leeway < 0 {

@@ -15,6 +15,7 @@ const (
 	ReasonMalformed       = "malformed"
 	ReasonUnknownIssuer   = "unknown_issuer"
 	ReasonAlgNotAllowed   = "alg_not_allowed"
+	ReasonTypNotAllowed   = "typ_not_allowed"
 	ReasonBadSignature    = "bad_signature"
 	ReasonExpired         = "expired"
 	ReasonNotYetValid     = "not_yet_valid"

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -757,5 +758,38 @@ func TestPrincipalFromClaims(t *testing.T) {
 				t.Fatalf("actor = %+v", p.Actor)
 			}
 		})
+	}
+}
+
+func TestTokenTypes(t *testing.T) {
+	clk := newClock()
+	idp := startIdP(t, clk)
+	v := newVerifier(t, clk, Config{Issuers: []IssuerConfig{{Name: "i", Issuer: idp.URL(), TokenTypes: []string{"at+jwt"}}}})
+	tests := []struct {
+		typ    any // nil: no typ header
+		reason string
+	}{
+		{"at+jwt", ""},
+		{"application/AT+JWT", ""},
+		{nil, ""}, // devidp writes at+jwt
+		{"JWT", ReasonTypNotAllowed},
+		{"", ReasonTypNotAllowed},
+	}
+	for _, tc := range tests {
+		t.Run(fmt.Sprint(tc.typ), func(t *testing.T) {
+			opts := []devidp.MintOption{}
+			if tc.typ != nil {
+				opts = append(opts, devidp.WithHeader("typ", tc.typ))
+			}
+			tok := idp.MustMint(map[string]any{"sub": "a"}, opts...)
+			_, err := v.VerifyToken(context.Background(), tok)
+			if got := reason(err); got != tc.reason {
+				t.Fatalf("typ %v: reason %q (err %v), want %q", tc.typ, got, err, tc.reason)
+			}
+		})
+	}
+	if err := (Config{Issuers: []IssuerConfig{{Name: "i", Issuer: "https://x", TokenTypes: []string{"at jwt"}}}}).Validate(); err == nil ||
+		!strings.Contains(err.Error(), "token_types[0]") {
+		t.Fatalf("Validate = %v", err)
 	}
 }

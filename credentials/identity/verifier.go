@@ -232,6 +232,9 @@ func (v *Verifier) verify(ctx context.Context, raw string, now time.Time) (*Prin
 	if !slices.Contains(is.cfg.Algorithms, hdr.Alg) {
 		return nil, tokenErr(ReasonAlgNotAllowed, "")
 	}
+	if len(is.cfg.TokenTypes) > 0 && !typAllowed(is.cfg.TokenTypes, hdr.Typ) {
+		return nil, tokenErr(ReasonTypNotAllowed, "")
+	}
 
 	st := &verifyState{}
 	vctx := context.WithValue(ctx, verifyStateKey{}, st)
@@ -293,6 +296,23 @@ func (v *Verifier) verify(ctx context.Context, raw string, now time.Time) (*Prin
 		}
 	}
 	return buildPrincipal(is.cfg, claims, exp)
+}
+
+// typAllowed compares a JWS typ with the allow-list as RFC 7515 section
+// 4.1.9 says media types compare: case-insensitively, "application/"
+// optional.
+func typAllowed(allowed []string, typ string) bool {
+	norm := func(s string) string {
+		s = strings.ToLower(s)
+		return strings.TrimPrefix(s, "application/")
+	}
+	t := norm(typ)
+	for _, a := range allowed {
+		if norm(a) == t {
+			return true
+		}
+	}
+	return false
 }
 
 func decodeSegment(seg string, v any) error {
