@@ -2,6 +2,8 @@ package server
 
 import (
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -252,6 +254,13 @@ func TestOPADecisionLog(t *testing.T) {
 	deny := f.do(t, req{body: toolCall("deleteDocument"), headers: bearer(tok)})
 	if !allow.allowed || deny.allowed {
 		t.Fatalf("allow=%v deny=%v", allow.allowed, deny.allowed)
+	}
+	rr := httptest.NewRecorder()
+	f.svc.Handler().ServeHTTP(rr, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	for _, want := range []string{"mcpauthz_opa_decision_log_logged_total 2", "mcpauthz_opa_decision_log_dropped_total 0"} {
+		if !strings.Contains(rr.Body.String(), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
 	}
 	f.svc.Close()
 	raw, err := os.ReadFile(path)

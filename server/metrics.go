@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/mcpauthz/mcpauthz/policy"
+	"github.com/mcpauthz/mcpauthz/server/decisionlog"
 )
 
 // metrics holds the Prometheus collectors of one Service on its own
@@ -83,6 +84,16 @@ func newMetrics(s *Service) *metrics {
 		gauge("sessions_bound", "MCP session ids bound to a principal.", func() float64 { return float64(s.sessions.len()) }),
 		sourceCollector{s.policy},
 	)
+	if s.opa != nil {
+		st := func() decisionlog.Stats { return s.opa.Stats() }
+		m.reg.MustRegister(
+			counter("opa_decision_log_logged_total", "OPA-format decision log events accepted.", func() float64 { return float64(st().Logged) }),
+			counter("opa_decision_log_uploaded_total", "OPA-format decision log events delivered (file or HTTP).", func() float64 { return float64(st().Uploaded) }),
+			counter("opa_decision_log_dropped_total", "OPA-format decision log events dropped (buffer full, refused batch, undelivered at shutdown).", func() float64 { return float64(st().Dropped) }),
+			counter("opa_decision_log_failed_uploads_total", "OPA-format decision log uploads that failed.", func() float64 { return float64(st().FailedUploads) }),
+			gauge("opa_decision_log_pending", "OPA-format decision log events waiting to be delivered.", func() float64 { return float64(st().Pending) }),
+		)
+	}
 	return m
 }
 
