@@ -483,6 +483,9 @@ func TestCheckSessionBinding(t *testing.T) {
 	if o.status != http.StatusForbidden || !strings.Contains(o.body, "another principal") {
 		t.Fatalf("mallory reused alice's session: %d %s", o.status, o.body)
 	}
+	if !strings.Contains(o.body, `"id":1`) {
+		t.Errorf("the denial does not echo the request id (MCP clients need it): %s", o.body)
+	}
 	// Legacy HTTP+SSE: the sessionId query parameter is bound the same way.
 	legacy := func(tok string) req {
 		return req{path: "/docs/messages?sessionId=legacy-1", body: toolCall("readDocument"),
