@@ -28,6 +28,10 @@ const (
 	// ReasonNoActorToken: the server takes the actor token from the caller
 	// and the caller sent none. Permanent.
 	ReasonNoActorToken = "actor_token_missing"
+	// ReasonActorMismatch: the caller's actor token names another agent
+	// than the verified token's act claim (the one the policy decided
+	// for). Permanent.
+	ReasonActorMismatch = "actor_token_mismatch"
 )
 
 // Actor is one delegation hop as the verified principal carries it.
@@ -254,8 +258,15 @@ func (a actorTokenSource) token(req *Request) (string, error) {
 			return "", &Error{Reason: ReasonNoActorToken,
 				Err: fmt.Errorf("the caller acts for a user but sent no actor token in %s", a.header)}
 		}
-		if _, t, ok := strings.Cut(v, " "); ok && strings.EqualFold(v[:len("Bearer")], "Bearer") {
-			v = t
+		if len(v) > len("bearer ") && strings.EqualFold(v[:len("bearer ")], "bearer ") {
+			v = v[len("bearer "):]
+		}
+		// The policy decided for the agent named by the verified token's
+		// act claim; an actor token for any other agent would make the STS
+		// issue a token naming someone the policy never saw.
+		if sub := unverifiedSubject(v); sub == "" || sub != req.Actor {
+			return "", &Error{Reason: ReasonActorMismatch,
+				Err: errors.New("the actor token does not name the agent in the caller's act claim")}
 		}
 		return v, nil
 	}

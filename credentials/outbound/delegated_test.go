@@ -3,6 +3,7 @@ package outbound
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"slices"
@@ -239,11 +240,20 @@ func TestDelegatedRefusals(t *testing.T) {
 		if !errors.As(err, &oe) || oe.Reason != ReasonNoActorToken {
 			t.Fatalf("err = %v", err)
 		}
-		r.Headers = map[string]string{DefaultActorTokenHeader: "Bearer actor.jwt.value"}
+		actorJWT := func(sub string) string {
+			return "eyJhbGciOiJFUzI1NiJ9." + base64.RawURLEncoding.EncodeToString([]byte(`{"sub":"`+sub+`"}`)) + ".sig"
+		}
+		for _, bad := range []string{"Bearer " + actorJWT("agent-2"), "x y", "Bearer opaque", "b"} {
+			r.Headers = map[string]string{DefaultActorTokenHeader: bad}
+			if _, err := p.Credential(ctx, r); !errors.As(err, &oe) || oe.Reason != ReasonActorMismatch {
+				t.Fatalf("actor token %q: err = %v, want %s", bad, err, ReasonActorMismatch)
+			}
+		}
+		r.Headers = map[string]string{DefaultActorTokenHeader: "Bearer " + actorJWT("agent-1")}
 		if _, err := p.Credential(ctx, r); err != nil {
 			t.Fatal(err)
 		}
-		if got := src.seen[0].actorToken; got != "actor.jwt.value" {
+		if got := src.seen[0].actorToken; got != actorJWT("agent-1") {
 			t.Fatalf("actor token = %q", got)
 		}
 		if strings.Join(p.ConsumedHeaders(), ",") != DefaultActorTokenHeader {
