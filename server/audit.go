@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/mcpauthz/mcpauthz/credentials/identity"
 	"github.com/mcpauthz/mcpauthz/policy"
 )
 
@@ -48,8 +47,7 @@ type record struct {
 	LatencyUS       int64  `json:"latency_us"`
 
 	// For the OPA-format decision log only (set when it is on).
-	principal *identity.Principal
-	input     *policy.Input
+	input *policy.Input
 }
 
 // credLog describes the upstream credential used, without its value.

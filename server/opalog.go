@@ -5,7 +5,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mcpauthz/mcpauthz/credentials/identity"
 	"github.com/mcpauthz/mcpauthz/policy"
 	"github.com/mcpauthz/mcpauthz/server/decisionlog"
 )
@@ -26,13 +25,21 @@ func opaPath(query string) string {
 	return strings.ReplaceAll(strings.TrimPrefix(query, "data."), ".", "/")
 }
 
-// opaInput keeps what the policy saw for the OPA decision log, as a plain
-// Input (no prepared terms). It is built only when that log is on.
-func (s *Service) opaInput(in *policy.Input, srv *mcpServer, p *identity.Principal, rec *record) *policy.Input {
+// noteInput keeps what the policy saw (for a batch: the element that
+// decided) for the OPA decision log, as a plain Input without prepared
+// terms. It does nothing unless that log is on.
+func (s *Service) noteInput(rec *record, in *policy.Input) {
+	if s.opa == nil {
+		return
+	}
 	c := *in
+	if c.PreparedPrincipal != nil {
+		c.Principal = c.PreparedPrincipal.Principal()
+	}
+	if c.PreparedServer != nil {
+		c.Server = c.PreparedServer.Server()
+	}
 	c.PreparedPrincipal, c.PreparedServer = nil, nil
-	c.Principal = policyPrincipal(p)
-	c.Server = srv.policy
 	c.MCP.SessionID = rec.Session // a hash prefix, never the id itself
 	if c.Request.Headers == nil {
 		c.Request.Headers = map[string]string{}
@@ -43,7 +50,7 @@ func (s *Service) opaInput(in *policy.Input, srv *mcpServer, p *identity.Princip
 		}
 	}
 	c.Request.RawHeaders, c.Request.KeepHeader = nil, nil
-	return &c
+	rec.input = &c
 }
 
 // opaEvent turns a finished record into an OPA EventV1.

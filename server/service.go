@@ -379,7 +379,9 @@ func (s *Service) decide(ctx context.Context, r *envoy.Request, srv *mcpServer, 
 		if r.Method == http.MethodDelete {
 			in.MCP.Kind = "end_session"
 		}
-		return s.evaluate(ctx, srv, &in, nil, rec)
+		dec, d := s.evaluate(ctx, srv, &in, nil, rec)
+		s.noteInput(rec, &in)
+		return dec, d
 	}
 	var merged policy.Decision
 	for i := range call.Messages {
@@ -398,6 +400,7 @@ func (s *Service) decide(ctx context.Context, r *envoy.Request, srv *mcpServer, 
 		}
 		dec, d := s.evaluate(ctx, srv, &in, m, rec)
 		if d != nil {
+			s.noteInput(rec, &in)
 			if call.Batch && len(call.Messages) > 1 {
 				rec.Method, rec.Tool, rec.URI, rec.Prompt = m.Method, in.MCP.Tool, m.URI, in.MCP.Prompt
 				d.message = fmt.Sprintf("batch element %d denied: %s", i, d.message)
@@ -424,17 +427,16 @@ func (s *Service) decide(ctx context.Context, r *envoy.Request, srv *mcpServer, 
 		if merged.Credential == "" {
 			merged.Credential = dec.Credential
 		} else if dec.Credential != "" && dec.Credential != merged.Credential {
+			s.noteInput(rec, &in)
 			return policy.Decision{}, &denial{status: http.StatusForbidden, reason: "conflicting_credential_choice",
 				message: "batch elements require different credential modes"}
 		}
 	}
+	s.noteInput(rec, &in)
 	return merged, nil
 }
 
 func (s *Service) evaluate(ctx context.Context, srv *mcpServer, in *policy.Input, m *mcp.Message, rec *record) (policy.Decision, *denial) {
-	if s.opa != nil {
-		rec.input = s.opaInput(in, srv, rec.principal, rec)
-	}
 	dec, err := s.policy.Evaluate(ctx, in)
 	rec.Revision = dec.Revision
 	if err != nil {
@@ -616,7 +618,6 @@ func credentialRequest(srv *mcpServer, p *identity.Principal, r *envoy.Request, 
 }
 
 func notePrincipal(rec *record, p *identity.Principal) {
-	rec.principal = p
 	if p == nil {
 		rec.Kind = string(identity.KindAnonymous)
 		return
