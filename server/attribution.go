@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/mcpauthz/mcpauthz/credentials/identity"
+	"github.com/mcpauthz/mcpauthz/credentials/mint"
 )
 
 // AttributionType is the typ header of the signed attribution JWT sent in
@@ -53,7 +54,11 @@ func (s *Service) attribution(ctx context.Context, e *preparedEntry, srv *mcpSer
 		claims["spiffe_id"] = p.SPIFFEID
 	}
 	if p.Actor != nil {
-		claims["act"] = actClaim(*p.Actor, p.Chain)
+		actors := make([]mint.Actor, 0, 1+len(p.Chain))
+		for _, a := range append([]identity.Actor{*p.Actor}, p.Chain...) {
+			actors = append(actors, mint.Actor{Subject: a.Subject, ClientID: a.ClientID, Issuer: a.Issuer})
+		}
+		claims["act"] = mint.ActorChain(actors)
 	}
 	tok, err := s.issuer.Sign(ctx, AttributionType, claims)
 	if err != nil {
@@ -67,20 +72,4 @@ func (s *Service) attribution(ctx context.Context, e *preparedEntry, srv *mcpSer
 	}
 	e.attr.m.Store(srv.id, &signedAttribution{jwt: tok, until: until})
 	return tok, nil
-}
-
-// actClaim renders an RFC 8693 act claim: the current actor outermost,
-// prior actors nested inside.
-func actClaim(a identity.Actor, chain []identity.Actor) map[string]any {
-	m := map[string]any{"sub": a.Subject}
-	if a.ClientID != "" {
-		m["client_id"] = a.ClientID
-	}
-	if a.Issuer != "" {
-		m["iss"] = a.Issuer
-	}
-	if len(chain) > 0 {
-		m["act"] = actClaim(chain[0], chain[1:])
-	}
-	return m
 }

@@ -3,8 +3,10 @@ package server
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 
@@ -129,18 +131,10 @@ func (s *mcpServer) provider(mode string) (outbound.Provider, bool) {
 // read (e.g. a caller's actor token); they never reach the upstream.
 func (s *mcpServer) consumedHeaders() []string {
 	var out []string
-	for _, p := range append([]outbound.Provider{s.cred}, mapsValues(s.credOptions)...) {
+	for _, p := range append([]outbound.Provider{s.cred}, slices.Collect(maps.Values(s.credOptions))...) {
 		if c, ok := p.(interface{ ConsumedHeaders() []string }); ok {
 			out = append(out, c.ConsumedHeaders()...)
 		}
-	}
-	return out
-}
-
-func mapsValues(m map[string]outbound.Provider) []outbound.Provider {
-	out := make([]outbound.Provider, 0, len(m))
-	for _, v := range m {
-		out = append(out, v)
 	}
 	return out
 }

@@ -106,6 +106,19 @@ type Actor struct {
 	Act      *Actor `json:"act,omitempty"`
 }
 
+// ActorChain nests actors, outermost (the current actor) first, into an
+// RFC 8693 act claim: each later actor is the Act of the one before. It
+// returns nil for no actors.
+func ActorChain(actors []Actor) *Actor {
+	var out *Actor
+	for i := len(actors) - 1; i >= 0; i-- {
+		a := actors[i]
+		a.Act = out
+		out = &a
+	}
+	return out
+}
+
 // Claims describes one access token.
 type Claims struct {
 	// Audience is the upstream the token is for (aud); required.

@@ -525,3 +525,18 @@ func TestConcurrentMintAndRotate(t *testing.T) {
 		}
 	}
 }
+
+func TestActorChain(t *testing.T) {
+	if ActorChain(nil) != nil {
+		t.Fatal("no actors must give no act claim")
+	}
+	in := []Actor{{Subject: "current", ClientID: "app"}, {Subject: "prior"}, {Subject: "first", Issuer: "https://idp"}}
+	got := ActorChain(in)
+	want := &Actor{Subject: "current", ClientID: "app", Act: &Actor{Subject: "prior", Act: &Actor{Subject: "first", Issuer: "https://idp"}}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("ActorChain = %+v, want %+v", got, want)
+	}
+	if in[0].Act != nil {
+		t.Fatal("ActorChain modified its input")
+	}
+}

@@ -37,12 +37,12 @@ func (b builtinSource) obtain(ctx context.Context, d *delegation) (string, time.
 	}
 	c := mint.Claims{Audience: d.audience, Subject: r.Subject, ClientID: clientID, Scopes: d.scopes}
 	if r.Actor != "" {
-		c.Actor = &mint.Actor{Subject: r.Actor, ClientID: r.ActorClientID, Issuer: r.ActorIssuer}
-		next := &c.Actor.Act
+		actors := make([]mint.Actor, 0, 1+len(r.Chain))
+		actors = append(actors, mint.Actor{Subject: r.Actor, ClientID: r.ActorClientID, Issuer: r.ActorIssuer})
 		for _, a := range r.Chain {
-			*next = &mint.Actor{Subject: a.Subject, ClientID: a.ClientID, Issuer: a.Issuer}
-			next = &(*next).Act
+			actors = append(actors, mint.Actor{Subject: a.Subject, ClientID: a.ClientID, Issuer: a.Issuer})
 		}
+		c.Actor = mint.ActorChain(actors)
 	}
 	// Attribution folded into the token: the upstream can trust it as far
 	// as it trusts mcpauthz's signature.
