@@ -7,6 +7,7 @@ import (
 	"github.com/dgraph-io/ristretto/v2"
 
 	"github.com/mcpauthz/mcpauthz/credentials/identity"
+	"github.com/mcpauthz/mcpauthz/credentials/outbound"
 	"github.com/mcpauthz/mcpauthz/policy"
 )
 
@@ -26,6 +27,7 @@ type preparedEntry struct {
 	pp    *policy.PreparedPrincipal // nil when the principal cannot be prepared
 	owner string                    // principalKey(p), the session owner
 	attr  signedAttributions        // headers.sign: per-server signed attribution
+	chain []outbound.Actor          // p.Chain for credential requests, converted once
 }
 
 func newPreparedPrincipals(size int64, now func() time.Time) (*preparedPrincipals, error) {
@@ -46,6 +48,9 @@ func (c *preparedPrincipals) get(p *identity.Principal) *preparedEntry {
 		return e
 	}
 	e := &preparedEntry{p: p, owner: principalKey(p)}
+	for _, a := range p.Chain {
+		e.chain = append(e.chain, outbound.Actor{Subject: a.Subject, ClientID: a.ClientID, Issuer: a.Issuer})
+	}
 	if pp, err := policy.PreparePrincipal(policyPrincipal(p)); err == nil {
 		e.pp = pp
 		if ttl := p.ExpiresAt.Sub(c.now()); ttl > 0 {

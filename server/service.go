@@ -286,7 +286,7 @@ func (s *Service) check(ctx context.Context, req *authv3.CheckRequest, rec *reco
 		return s.deny(rec, &denial{status: http.StatusForbidden, reason: "credential_mode_not_allowed",
 			message: fmt.Sprintf("policy chose credential mode %q, which server %s does not offer", dec.Credential, srv.id)})
 	}
-	cred, err := prov.Credential(ctx, credentialRequest(srv, p, r, dec.Scopes))
+	cred, err := prov.Credential(ctx, credentialRequest(srv, p, derived, r, dec.Scopes))
 	if err != nil {
 		rec.CredentialError = err.Error()
 		return s.deny(rec, credentialDenial(err))
@@ -595,18 +595,15 @@ func credentialDenial(err error) *denial {
 	return &denial{status: http.StatusForbidden, reason: reason, message: "the upstream credential could not be obtained"}
 }
 
-func credentialRequest(srv *mcpServer, p *identity.Principal, r *envoy.Request, scopes []string) *outbound.Request {
+func credentialRequest(srv *mcpServer, p *identity.Principal, e *preparedEntry, r *envoy.Request, scopes []string) *outbound.Request {
 	req := &outbound.Request{ServerID: srv.id, Audience: srv.cfg.Resource, Scopes: scopes, Kind: string(identity.KindAnonymous)}
 	if p != nil {
 		req.Subject, req.UserKey, req.Org, req.Kind, req.ClientID = p.Subject, p.UserKey, p.Org, string(p.Kind), p.ClientID
 		if p.Actor != nil {
 			req.Actor, req.ActorClientID, req.ActorIssuer = p.Actor.Subject, p.Actor.ClientID, p.Actor.Issuer
 		}
-		if len(p.Chain) > 0 {
-			req.Chain = make([]outbound.Actor, len(p.Chain))
-			for i, a := range p.Chain {
-				req.Chain[i] = outbound.Actor{Subject: a.Subject, ClientID: a.ClientID, Issuer: a.Issuer}
-			}
+		if e != nil {
+			req.Chain = e.chain
 		}
 		if p.Method == "jwt" {
 			_, req.SubjectToken, _ = strings.Cut(r.Headers["authorization"], " ")
