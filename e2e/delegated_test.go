@@ -10,8 +10,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -31,7 +29,6 @@ import (
 	"github.com/mcpauthz/mcpauthz/e2e/docserver"
 	"github.com/mcpauthz/mcpauthz/envoy/emulator"
 	"github.com/mcpauthz/mcpauthz/server"
-	"github.com/mcpauthz/mcpauthz/server/config"
 )
 
 // delegationPolicy allows every call, grants downstream scopes per tool
@@ -76,15 +73,8 @@ func newDelegEnv(t *testing.T) *delegEnv {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	d := &delegEnv{}
-	var err error
-	if d.idp, err = devidp.New(devidp.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	idpURL, err := d.idp.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(d.idp.Close)
+	var idpURL string
+	d.idp, idpURL = startIdP(t)
 
 	front, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -177,19 +167,7 @@ servers:
         service_account: {secret: {file: %s}}
 `, httpPort, idpURL, dir, d.issuer, d.docsURL, saFile, d.reportURL,
 		d.sts.TokenURL(), keyFile, d.reportURL, d.sts.URL(), d.sts.JWKSURL(), saFile)
-	cfgPath := filepath.Join(dir, "mcpauthz.yaml")
-	if err := os.WriteFile(cfgPath, []byte(cfgDoc), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		t.Fatalf("config: %v", err)
-	}
-	if d.srv, err = server.New(ctx, cfg, server.Deps{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}); err != nil {
-		t.Fatalf("server: %v", err)
-	}
-	d.srv.Start(ctx)
-	t.Cleanup(func() { _ = d.srv.Shutdown(context.Background()) })
+	d.srv = startMCPAuthz(ctx, t, filepath.Join(dir, "mcpauthz.yaml"), cfgDoc)
 
 	proxy, err := emulator.New(ctx, emulator.Config{
 		AuthzAddr: d.srv.GRPCAddr(),

@@ -64,15 +64,8 @@ func newEnvWith(t *testing.T, opts envOptions) *env {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	e := &env{}
-	var err error
-	if e.idp, err = devidp.New(devidp.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	issuer, err := e.idp.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.idp.Close)
+	var issuer string
+	e.idp, issuer = startIdP(t)
 
 	e.upstream = docserver.New()
 	up := httptest.NewServer(e.upstream.Handler())
@@ -132,19 +125,7 @@ servers:
       service_account:
         secret: {file: %s}
 `, issuer, policyBlock, e.audit, e.resource, saFile)
-	if err := os.WriteFile(cfgPath, []byte(cfgDoc), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		t.Fatalf("config: %v", err)
-	}
-	e.srv, err = server.New(ctx, cfg, server.Deps{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatalf("server: %v", err)
-	}
-	e.srv.Start(ctx)
-	t.Cleanup(func() { _ = e.srv.Shutdown(context.Background()) })
+	e.srv = startMCPAuthz(ctx, t, cfgPath, cfgDoc)
 
 	upHost, upPort := splitHostPort(t, strings.TrimPrefix(up.URL, "http://"))
 	mdHost, mdPort := splitHostPort(t, e.srv.HTTPAddr())
@@ -198,6 +179,41 @@ servers:
 	}
 	t.Cleanup(fs.Close)
 	return e
+}
+
+// startIdP starts a development OIDC issuer over HTTP for the test.
+func startIdP(t *testing.T) (*devidp.Issuer, string) {
+	t.Helper()
+	idp, err := devidp.New(devidp.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	url, err := idp.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(idp.Close)
+	return idp, url
+}
+
+// startMCPAuthz writes doc to path and starts mcpauthz from it, as in
+// production (config.Load), until the test ends.
+func startMCPAuthz(ctx context.Context, t *testing.T, path, doc string) *server.Server {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	srv, err := server.New(ctx, cfg, server.Deps{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatalf("server: %v", err)
+	}
+	srv.Start(ctx)
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	return srv
 }
 
 func splitHostPort(t *testing.T, hp string) (string, int) {
