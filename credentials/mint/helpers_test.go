@@ -18,30 +18,17 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/mcpauthz/mcpauthz/credentials/secret"
+
+	"github.com/mcpauthz/mcpauthz/internal/fakeclock"
 )
 
 // t0 is a whole second in the middle of a 24h epoch.
 var t0 = time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
 
 // fakeClock is a settable clock, safe for concurrent use.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+type fakeClock = fakeclock.Clock
 
-func newClock(t time.Time) *fakeClock { return &fakeClock{t: t} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+func newClock(t time.Time) *fakeClock { return fakeclock.New(t) }
 
 // syncBuffer collects log output from concurrent writers.
 type syncBuffer struct {

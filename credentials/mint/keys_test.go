@@ -181,7 +181,7 @@ func TestNoKeyMaterialInOutput(t *testing.T) {
 			ctx := context.Background()
 			mustMint(t, ti.Issuer, basicClaims)
 			ti.Rotate()
-			ti.clock.Add(48 * time.Hour)
+			ti.clock.Advance(48 * time.Hour)
 			_, _, mintErr := ti.Mint(ctx, Claims{Subject: "x"})
 			_, signErr := ti.Sign(ctx, "at+jwt", nil)
 			out := strings.Join([]string{

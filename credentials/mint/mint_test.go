@@ -123,7 +123,7 @@ func TestMintVerifiesWithOIDC(t *testing.T) {
 			}
 
 			// Expired once the clock passes exp.
-			ti.clock.Add(5*time.Minute + time.Second)
+			ti.clock.Advance(5*time.Minute + time.Second)
 			if _, err := verifier.Verify(ctx, tok); err == nil {
 				t.Error("expired token verified")
 			}
@@ -377,7 +377,7 @@ func TestRotationOverlap(t *testing.T) {
 		do   func(ti *testIssuer)
 	}{
 		{"Rotate", func(ti *testIssuer) { ti.Rotate() }},
-		{"clock", func(ti *testIssuer) { ti.clock.Add(24 * time.Hour) }},
+		{"clock", func(ti *testIssuer) { ti.clock.Advance(24 * time.Hour) }},
 	} {
 		t.Run(rotate.name, func(t *testing.T) {
 			ti := serve(t, Config{}, "")
@@ -434,12 +434,12 @@ func TestClockJumpAndEpochs(t *testing.T) {
 	ti := build(t, Config{RotationPeriod: time.Hour, TokenTTL: 10 * time.Minute})
 	startKid := ti.JWKS().Keys[0].KeyID
 	// Within the epoch: same key.
-	ti.clock.Add(59 * time.Minute)
+	ti.clock.Advance(59 * time.Minute)
 	if k := kidOf(t, mustMint(t, ti.Issuer, basicClaims)); k != startKid {
 		t.Fatalf("kid changed within the epoch: %s != %s", k, startKid)
 	}
 	// Three epochs later (nobody called meanwhile): fresh keys, 2 published.
-	ti.clock.Add(3 * time.Hour)
+	ti.clock.Advance(3 * time.Hour)
 	set := ti.JWKS()
 	if len(set.Keys) != 2 || set.Keys[0].KeyID == startKid {
 		t.Fatalf("after a jump: kids %v (start %s)", kids(set), startKid)
@@ -453,7 +453,7 @@ func TestClockJumpAndEpochs(t *testing.T) {
 	if got := ti.ring.Load().epoch; got != e+1 {
 		t.Fatalf("epoch after Rotate = %d, want %d", got, e+1)
 	}
-	ti.clock.Add(30 * time.Minute)
+	ti.clock.Advance(30 * time.Minute)
 	_ = ti.JWKS()
 	if got := ti.ring.Load().epoch; got != e+1 {
 		t.Fatalf("epoch = %d after the clock moved within the epoch, want %d", got, e+1)
@@ -487,7 +487,7 @@ func TestRun(t *testing.T) {
 	rotated := make(chan int64, 4)
 	ti.onRotate = func(e int64) { rotated <- e }
 	e := ti.ring.Load().epoch
-	ti.clock.Add(24 * time.Hour) // a new epoch has begun
+	ti.clock.Advance(24 * time.Hour) // a new epoch has begun
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { ti.Run(ctx); close(done) }()
