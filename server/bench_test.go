@@ -32,27 +32,35 @@ func BenchmarkCheck(b *testing.B) {
 	}{{"rego", -1}, {"memoized", 0}} {
 		b.Run(bc.name, func(b *testing.B) {
 			f := newFixtureWith(b, func(c *config.Config) { c.Policy.DecisionCacheSize = bc.cacheSize })
-			tok := f.token(b, map[string]any{"sub": "vera", "roles": []string{"viewer"}, "scope": "docs:read",
-				"act": map[string]any{"sub": "agent-bot"}})
-			r := req{body: toolCall("readDocument"), headers: map[string]string{
-				"authorization": "Bearer " + tok, "mcp-session-id": "bench-session",
-				"accept": "application/json, text/event-stream", "user-agent": "bench",
-			}}.check()
-			ctx := context.Background()
-			for range 3 { // warm caches (token, prepared principal, decision)
-				if o := decode(b, mustCheck(b, f, ctx, r)); !o.allowed {
-					b.Fatalf("warm-up Check denied: %d %s", o.status, o.body)
-				}
-			}
-			b.ReportAllocs()
-			b.ResetTimer()
-			for b.Loop() {
-				resp, _ := f.svc.Check(ctx, r)
-				if resp.GetOkResponse() == nil {
-					b.Fatal("denied")
-				}
-			}
+			benchWarmCheck(b, f)
 		})
+	}
+}
+
+// benchWarmCheck measures Checks of an agent acting for a viewer calling
+// readDocument, after warming every cache (token, prepared principal,
+// decision, upstream credential).
+func benchWarmCheck(b *testing.B, f *fixture) {
+	b.Helper()
+	tok := f.token(b, map[string]any{"sub": "vera", "roles": []string{"viewer"}, "scope": "docs:read",
+		"act": map[string]any{"sub": "agent-bot"}})
+	r := req{body: toolCall("readDocument"), headers: map[string]string{
+		"authorization": "Bearer " + tok, "mcp-session-id": "bench-session",
+		"accept": "application/json, text/event-stream", "user-agent": "bench",
+	}}.check()
+	ctx := context.Background()
+	for range 3 { // warm caches (token, prepared principal, decision)
+		if o := decode(b, mustCheck(b, f, ctx, r)); !o.allowed {
+			b.Fatalf("warm-up Check denied: %d %s", o.status, o.body)
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		resp, _ := f.svc.Check(ctx, r)
+		if resp.GetOkResponse() == nil {
+			b.Fatal("denied")
+		}
 	}
 }
 
@@ -80,26 +88,7 @@ func BenchmarkCheckCredential(b *testing.B) {
 						Issuer: outbound.IssuerBuiltin, Scopes: []string{"docs:read", "docs:write"}, DefaultScopes: []string{"docs:read"}}}
 				}
 			})
-			tok := f.token(b, map[string]any{"sub": "vera", "roles": []string{"viewer"}, "scope": "docs:read",
-				"act": map[string]any{"sub": "agent-bot"}})
-			r := req{body: toolCall("readDocument"), headers: map[string]string{
-				"authorization": "Bearer " + tok, "mcp-session-id": "bench-session",
-				"accept": "application/json, text/event-stream", "user-agent": "bench",
-			}}.check()
-			ctx := context.Background()
-			for range 3 {
-				if o := decode(b, mustCheck(b, f, ctx, r)); !o.allowed {
-					b.Fatalf("warm-up Check denied: %d %s", o.status, o.body)
-				}
-			}
-			b.ReportAllocs()
-			b.ResetTimer()
-			for b.Loop() {
-				resp, _ := f.svc.Check(ctx, r)
-				if resp.GetOkResponse() == nil {
-					b.Fatal("denied")
-				}
-			}
+			benchWarmCheck(b, f)
 		})
 	}
 }
