@@ -57,12 +57,8 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			"in-process on loopback, and shows who may call which tool.\n\n")
 		fl.PrintDefaults()
 	}
-	if err := fl.Parse(args); err != nil {
+	if err := parseNoArgs(fl, args); err != nil {
 		return err
-	}
-	if fl.NArg() > 0 {
-		fl.Usage()
-		return flag.ErrHelp
 	}
 	ctx, stop := signalContext(ctx)
 	defer stop()

@@ -44,12 +44,8 @@ func cmdDevIDP(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			"POST /dev/token (form fields sub, roles, org, act, aud, scope, client_id).\n\n")
 		fl.PrintDefaults()
 	}
-	if err := fl.Parse(args); err != nil {
+	if err := parseNoArgs(fl, args); err != nil {
 		return err
-	}
-	if fl.NArg() > 0 {
-		fl.Usage()
-		return flag.ErrHelp
 	}
 	if *ttl <= 0 {
 		return errors.New("--token-ttl must be positive")
@@ -111,12 +107,8 @@ func cmdDemoMCP(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			"authorization itself: put it behind Envoy + mcpauthz.\n\n")
 		fl.PrintDefaults()
 	}
-	if err := fl.Parse(args); err != nil {
+	if err := parseNoArgs(fl, args); err != nil {
 		return err
-	}
-	if fl.NArg() > 0 {
-		fl.Usage()
-		return flag.ErrHelp
 	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
