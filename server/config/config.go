@@ -28,6 +28,7 @@ import (
 	"github.com/mcpauthz/mcpauthz/credentials/mint"
 	"github.com/mcpauthz/mcpauthz/credentials/outbound"
 	"github.com/mcpauthz/mcpauthz/policy"
+	"github.com/mcpauthz/mcpauthz/internal/urlcheck"
 	"github.com/mcpauthz/mcpauthz/server/decisionlog"
 )
 
@@ -410,18 +411,10 @@ func validResource(s string) error {
 		return fmt.Errorf("%q has no host", s)
 	case u.Fragment != "" || u.RawQuery != "":
 		return fmt.Errorf("%q must not carry a query or fragment", s)
-	case u.Scheme == "http" && !isLoopbackHost(u.Hostname()):
+	case u.Scheme == "http" && !urlcheck.IsLoopback(u.Hostname()):
 		return fmt.Errorf("%q must use https (http only on loopback)", s)
 	}
 	return nil
-}
-
-func isLoopbackHost(h string) bool {
-	if h == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(h)
-	return ip != nil && ip.IsLoopback()
 }
 
 // CanonicalURL lower-cases the scheme and host of u, leaving the rest exact.
