@@ -27,8 +27,8 @@ import (
 	"github.com/mcpauthz/mcpauthz/credentials/identity"
 	"github.com/mcpauthz/mcpauthz/credentials/mint"
 	"github.com/mcpauthz/mcpauthz/credentials/outbound"
-	"github.com/mcpauthz/mcpauthz/policy"
 	"github.com/mcpauthz/mcpauthz/internal/urlcheck"
+	"github.com/mcpauthz/mcpauthz/policy"
 	"github.com/mcpauthz/mcpauthz/server/decisionlog"
 )
 
