@@ -129,7 +129,7 @@ func (p *delegatedProvider) Credential(ctx context.Context, req *Request) (*Cred
 	if err != nil {
 		return nil, err
 	}
-	d := &delegation{req: req, audience: p.audience, scopes: scopes}
+	d := delegation{req: req, audience: p.audience, scopes: scopes}
 	if d.audience == "" {
 		d.audience = req.Audience
 	}
@@ -146,11 +146,16 @@ func (p *delegatedProvider) Credential(ctx context.Context, req *Request) (*Cred
 		key.actor += "|" + base64.RawURLEncoding.EncodeToString(sum[:])
 	}
 	h := key.hash(p.seed)
-	now := p.now()
-	if e, ok := p.cache.Get(h); ok && e.key == key && now.Before(e.usableUntil) {
+	if e, ok := p.cache.Get(h); ok && e.key == key && p.now().Before(e.usableUntil) {
 		return e.cred, nil
 	}
+	return p.issue(ctx, d, key, h) // by value: only a miss puts it on the heap
+}
 
+// issue obtains the token on a cache miss. Concurrent misses for the same
+// key share one flight, which runs detached from the caller's
+// cancellation but bounded by the configured timeout.
+func (p *delegatedProvider) issue(ctx context.Context, d delegation, key delegationKey, h uint64) (*Credential, error) {
 	ch := p.sf.DoChan(key.String(), func() (any, error) {
 		// Re-check: a flight that just finished may have stored it.
 		if e, ok := p.cache.Get(h); ok && e.key == key && p.now().Before(e.usableUntil) {
@@ -158,11 +163,11 @@ func (p *delegatedProvider) Credential(ctx context.Context, req *Request) (*Cred
 		}
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.timeout)
 		defer cancel()
-		tok, exp, err := p.src.obtain(fctx, d)
+		tok, exp, err := p.src.obtain(fctx, &d)
 		if err != nil {
 			return nil, err
 		}
-		e, err := p.entry(key, d, tok, exp)
+		e, err := p.entry(key, &d, tok, exp)
 		if err != nil {
 			return nil, err
 		}
@@ -225,6 +230,9 @@ func (p *delegatedProvider) descope(granted []string) ([]string, error) {
 	if len(granted) == 0 {
 		return p.defaults, nil
 	}
+	if p.usable(granted) {
+		return granted, nil // the common case: no copy (callers treat it as read-only)
+	}
 	out := make([]string, 0, len(granted))
 	for _, s := range granted {
 		if (p.max == nil || p.max[s]) && !slices.Contains(out, s) {
@@ -237,6 +245,17 @@ func (p *delegatedProvider) descope(granted []string) ([]string, error) {
 	}
 	slices.Sort(out)
 	return out, nil
+}
+
+// usable reports whether granted can be requested as it is: every scope
+// within the maximum, sorted, no duplicates.
+func (p *delegatedProvider) usable(granted []string) bool {
+	for i, s := range granted {
+		if (p.max != nil && !p.max[s]) || (i > 0 && granted[i-1] >= s) {
+			return false
+		}
+	}
+	return true
 }
 
 // actorTokenSource says where the RFC 8693 actor_token comes from.
