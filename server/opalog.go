@@ -54,7 +54,7 @@ func (s *Service) noteInput(rec *record, in *policy.Input) {
 }
 
 // opaEvent turns a finished record into an OPA EventV1.
-func (s *Service) opaEvent(rec *record, in *policy.Input) *decisionlog.Event {
+func (s *Service) opaEvent(rec *record) *decisionlog.Event {
 	result := map[string]any{"allowed": rec.Allow, "reason": rec.Reason, "http_status": rec.Status}
 	if rec.Message != "" {
 		result["message"] = rec.Message
@@ -69,8 +69,8 @@ func (s *Service) opaEvent(rec *record, in *policy.Input) *decisionlog.Event {
 		Timestamp:  rec.Time,
 		Metrics:    map[string]any{"timer_server_handler_ns": rec.LatencyUS * int64(time.Microsecond)},
 	}
-	if in != nil {
-		ev.Input = in
+	if rec.input != nil {
+		ev.Input = rec.input
 	}
 	if rec.Revision != "" {
 		revs := strings.Split(rec.Revision, ",")

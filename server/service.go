@@ -184,7 +184,7 @@ func (s *Service) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.
 	s.metrics.observe(rec)
 	s.audit.log(rec)
 	if s.opa != nil {
-		s.opa.Log(s.opaEvent(rec, rec.input))
+		s.opa.Log(s.opaEvent(rec))
 	}
 	return resp, nil
 }
