@@ -113,7 +113,13 @@ type Input struct {
 	HeaderMethod    *string // Mcp-Method header if present
 	HeaderName      *string // Mcp-Name header if present
 	Legacy          bool    // legacy HTTP+SSE POST /messages?sessionId=... (2024-11-05)
-	Body            []byte
+	// ParamHeaders are the request's Mcp-Param-* headers (MCP 2026-07-28).
+	ParamHeaders []ParamHeader
+	// ParamArguments, when set, returns for a tool the map from lower-case
+	// Mcp-Param header name to the top-level argument it mirrors, as the
+	// server's configuration declares it (nil when none is declared).
+	ParamArguments func(tool string) map[string]string
+	Body           []byte
 }
 
 // Call is a parsed HTTP request.
@@ -226,6 +232,9 @@ func parse(in *Input) (*Call, *Error) {
 	switch in.HTTPMethod {
 	case "POST":
 	case "GET", "DELETE":
+		if len(in.ParamHeaders) > 0 {
+			return nil, headerMismatch("Mcp-Param-* headers are allowed only on tools/call")
+		}
 		if in.Legacy || stateless(ver) {
 			return nil, errorf(405, CodeServerError, "method_not_allowed", "HTTP method not allowed for this protocol version")
 		}
@@ -303,6 +312,12 @@ func parse(in *Input) (*Call, *Error) {
 			return nil, withID(invalidReq("response_not_allowed", "JSON-RPC responses are not allowed in this protocol version"), m.ID)
 		}
 		if err := checkHeaders(in, m, ver); err != nil {
+			return nil, withID(err, m.ID)
+		}
+		if call.Batch && len(in.ParamHeaders) > 0 {
+			return nil, withID(headerMismatch("Mcp-Param-* headers cannot be checked against a batch"), m.ID)
+		}
+		if err := checkParamHeaders(in, m); err != nil {
 			return nil, withID(err, m.ID)
 		}
 	}
