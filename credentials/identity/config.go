@@ -18,8 +18,12 @@ const (
 	DefaultJWKSMinRefresh = 30 * time.Second
 	DefaultHTTPTimeout    = 5 * time.Second
 	DefaultCacheSize      = 100_000
-	// maxCacheTTL bounds how long a verified token stays cached, whatever its exp.
-	maxCacheTTL = 5 * time.Minute
+	// DefaultCacheMaxAge bounds how long a verified JWT stays cached,
+	// whatever its exp (Config.CacheMaxAge).
+	DefaultCacheMaxAge = 5 * time.Minute
+	// MinCacheMaxAge and MaxCacheMaxAge bound every cache_max_age.
+	MinCacheMaxAge = time.Second
+	MaxCacheMaxAge = time.Hour
 )
 
 // DefaultAlgorithms is the signing-algorithm allow-list used when an issuer
@@ -90,10 +94,23 @@ type IssuerConfig struct {
 	TokenTypes []string `yaml:"token_types"`
 	// UserNamespace groups issuers that share a user directory: the same
 	// user id and org from two issuers with the same namespace is one user.
-	// Default Name.
-	UserNamespace string       `yaml:"user_namespace"`
-	Claims        ClaimsConfig `yaml:"claims"`
-	Agent         AgentConfig  `yaml:"agent"`
+	// It also qualifies the subject sent upstream: "<user_namespace>/<sub>"
+	// (Principal.QualifiedSubject). Default Name. It must match
+	// [a-z0-9][a-z0-9._-]* (at most 64 bytes); "spiffe" is reserved.
+	UserNamespace string `yaml:"user_namespace"`
+	// SubjectsGloballyUnique declares that this issuer's `sub` values never
+	// name different principals across issuers (for example UUIDs from the
+	// one directory all issuers share), so the raw sub is sent upstream
+	// instead of "<user_namespace>/<sub>". All issuers of a user_namespace
+	// must agree, and at most one user_namespace may declare it. A raw sub
+	// that looks like a qualified one ("<configured namespace>/...") or a
+	// SPIFFE id is refused (ambiguous_subject).
+	SubjectsGloballyUnique bool         `yaml:"subjects_globally_unique"`
+	Claims                 ClaimsConfig `yaml:"claims"`
+	Agent                  AgentConfig  `yaml:"agent"`
+	// Introspection, when set, makes this issuer judge opaque (non-JWS)
+	// access tokens through its RFC 7662 introspection endpoint.
+	Introspection *IntrospectionConfig `yaml:"introspection"`
 }
 
 // SPIFFEConfig configures mTLS callers identified by SPIFFE ids.
@@ -110,6 +127,12 @@ type Config struct {
 	SPIFFE  SPIFFEConfig   `yaml:"spiffe"`
 	// CacheSize is the maximum number of verified tokens kept. Default 100000.
 	CacheSize int64 `yaml:"cache_size"`
+	// CacheMaxAge bounds how long a verified JWT is served from the cache
+	// (and so how long a revoked token keeps working without being
+	// verified again); an entry never outlives the token's exp either.
+	// Default 5m, between 1s and 1h. Introspected tokens use
+	// issuers[].introspection.cache_max_age.
+	CacheMaxAge time.Duration `yaml:"cache_max_age"`
 	// JWKSMinRefresh is the minimum interval between JWKS refreshes of one
 	// issuer triggered by unknown key ids. Default 30s.
 	JWKSMinRefresh time.Duration `yaml:"jwks_min_refresh"`
@@ -182,7 +205,22 @@ func (c Config) Validate() error {
 		if (is.Agent.Claim == "") != (len(is.Agent.Values) == 0) {
 			add(p+".agent", "claim and values must be set together")
 		}
+		switch {
+		case is.UserNamespace != "":
+			if err := checkNamespace(is.UserNamespace); err != nil {
+				add(p+".user_namespace", "%v", err)
+			}
+		case is.Name != "":
+			if err := checkNamespace(is.Name); err != nil {
+				add(p+".name", "used as the user namespace: %v (or set user_namespace)", err)
+			}
+		}
+		if is.Introspection != nil {
+			errs = append(errs, is.Introspection.validate(p+".introspection")...)
+		}
 	}
+	errs = append(errs, validateSubjectSpaces(c.Issuers)...)
+	errs = append(errs, validateIntrospectionRouting(c.Issuers)...)
 	for i, td := range c.SPIFFE.TrustDomains {
 		if err := checkTrustDomain(td); err != nil {
 			add(fmt.Sprintf("spiffe.trust_domains[%d]", i), "%v", err)
@@ -190,6 +228,9 @@ func (c Config) Validate() error {
 	}
 	if c.CacheSize < 0 {
 		add("cache_size", "must not be negative")
+	}
+	if err := checkMaxAge(c.CacheMaxAge); err != nil {
+		add("cache_max_age", "%v", err)
 	}
 	if c.JWKSMinRefresh < 0 {
 		add("jwks_min_refresh", "must not be negative")
@@ -201,6 +242,53 @@ func (c Config) Validate() error {
 		return nil
 	}
 	return fmt.Errorf("identity: invalid config: %w", errors.Join(errs...))
+}
+
+// checkMaxAge accepts 0 (the default) or a duration in [1s, 1h].
+func checkMaxAge(d time.Duration) error {
+	if d != 0 && (d < MinCacheMaxAge || d > MaxCacheMaxAge) {
+		return fmt.Errorf("%v is outside [%v, %v]", d, MinCacheMaxAge, MaxCacheMaxAge)
+	}
+	return nil
+}
+
+// validateSubjectSpaces checks that issuers sharing a user namespace agree
+// on subjects_globally_unique and that at most one namespace declares it,
+// so that raw subjects come from one user directory only.
+func validateSubjectSpaces(issuers []IssuerConfig) []error {
+	var errs []error
+	type first struct {
+		i      int
+		global bool
+	}
+	seen := map[string]first{}
+	globalNS, globalAt := "", -1
+	for i, is := range issuers {
+		ns := is.UserNamespace
+		if ns == "" {
+			ns = is.Name
+		}
+		if ns == "" {
+			continue
+		}
+		p := fmt.Sprintf("issuers[%d].subjects_globally_unique", i)
+		if f, ok := seen[ns]; ok {
+			if f.global != is.SubjectsGloballyUnique {
+				errs = append(errs, fmt.Errorf("%s: must equal issuers[%d]'s, which shares user namespace %q", p, f.i, ns))
+			}
+			continue
+		}
+		seen[ns] = first{i, is.SubjectsGloballyUnique}
+		if !is.SubjectsGloballyUnique {
+			continue
+		}
+		if globalAt >= 0 {
+			errs = append(errs, fmt.Errorf("%s: only one user namespace may declare globally unique subjects (issuers[%d], namespace %q, does)", p, globalAt, globalNS))
+			continue
+		}
+		globalNS, globalAt = ns, i
+	}
+	return errs
 }
 
 // checkFetchURL accepts absolute https URLs, and http only for loopback hosts
@@ -232,6 +320,9 @@ func (c Config) withDefaults() Config {
 	out := c
 	if out.CacheSize == 0 {
 		out.CacheSize = DefaultCacheSize
+	}
+	if out.CacheMaxAge == 0 {
+		out.CacheMaxAge = DefaultCacheMaxAge
 	}
 	if out.JWKSMinRefresh == 0 {
 		out.JWKSMinRefresh = DefaultJWKSMinRefresh
@@ -266,6 +357,10 @@ func (c Config) withDefaults() Config {
 		}
 		if is.Claims.Scope == "" {
 			is.Claims.Scope = "scope"
+		}
+		if is.Introspection != nil {
+			in := is.Introspection.withDefaults()
+			is.Introspection = &in
 		}
 		is.Agent.ClientIDs = slices.Clone(is.Agent.ClientIDs)
 		is.Agent.Values = slices.Clone(is.Agent.Values)

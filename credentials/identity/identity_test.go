@@ -16,26 +16,12 @@ import (
 	"time"
 
 	"github.com/mcpauthz/mcpauthz/credentials/identity/devidp"
+	"github.com/mcpauthz/mcpauthz/internal/fakeclock"
 )
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+type clock = fakeclock.Clock
 
-func newClock() *clock { return &clock{t: time.Unix(1_800_000_000, 0)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+func newClock() *clock { return fakeclock.New(time.Unix(1_800_000_000, 0)) }
 
 func startIdP(t testing.TB, clk *clock) *devidp.Issuer {
 	t.Helper()
@@ -162,10 +148,17 @@ func TestVerifyToken(t *testing.T) {
 				if p.Kind != KindAgentForUser || p.Subject != "alice" || !p.HumanPresent() {
 					t.Fatalf("principal = %+v", p)
 				}
-				if p.Actor == nil || *p.Actor != (Actor{Subject: "agent-7", ClientID: "assistant", Issuer: "https://agents.example"}) {
+				// The actor's issuer is not configured: its subject is
+				// qualified by the issuer itself.
+				if p.Actor == nil || *p.Actor != (Actor{Subject: "agent-7", ClientID: "assistant", Issuer: "https://agents.example",
+					QualifiedSubject: "iss:https:%2F%2Fagents.example/agent-7"}) {
 					t.Fatalf("actor = %+v", p.Actor)
 				}
-				want := []Actor{{Subject: "orchestrator"}, {ClientID: "cli"}}
+				if p.QualifiedSubject != "acme/alice" {
+					t.Fatalf("qualified subject = %q", p.QualifiedSubject)
+				}
+				// Nested actors without iss belong to the token's issuer.
+				want := []Actor{{Subject: "orchestrator", QualifiedSubject: "acme/orchestrator"}, {ClientID: "cli"}}
 				if len(p.Chain) != 2 || p.Chain[0] != want[0] || p.Chain[1] != want[1] {
 					t.Fatalf("chain = %+v", p.Chain)
 				}

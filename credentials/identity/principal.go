@@ -27,7 +27,14 @@ const (
 type Actor struct {
 	Subject  string
 	ClientID string
-	Issuer   string
+	// Issuer is the act claim's own `iss`, empty when it has none.
+	Issuer string
+	// QualifiedSubject is Subject qualified by the user namespace of the
+	// actor's issuer (the act claim's iss, else the token's issuer), as for
+	// Principal.QualifiedSubject; "iss:<PathEscape(iss)>/<sub>" when the
+	// act claim's iss is not a configured issuer; empty when the actor has
+	// no sub.
+	QualifiedSubject string
 }
 
 // Principal is an authenticated caller.
@@ -36,11 +43,20 @@ type Actor struct {
 // slices and Claims map) may be shared between goroutines via the token
 // cache, and callers must not modify it.
 type Principal struct {
-	Kind   Kind
-	Method string // "jwt" | "mtls"
+	Kind Kind
+	// Method is how the caller was authenticated: "jwt" (a verified JWS),
+	// "introspection" (an opaque token judged by RFC 7662 introspection)
+	// or "mtls" (a SPIFFE id).
+	Method string
 	// Subject is `sub`: the human for human/agent_for_user, the agent or
 	// workload for agent.
 	Subject string
+	// QualifiedSubject is the subject as mcpauthz names it to upstreams
+	// (attribution headers, minted tokens, signed attribution):
+	// "<user_namespace>/<sub>", the raw sub for issuers configured with
+	// subjects_globally_unique, the SPIFFE id for mTLS callers. Distinct
+	// callers never share it (see subject.go).
+	QualifiedSubject string
 	// UserID is the stable user id (claim per issuer config, default sub).
 	UserID string
 	// Org is the organization id (claim per issuer config, default org_id); may be empty.
@@ -81,18 +97,24 @@ func (p *Principal) HumanPresent() bool {
 // maxActDepth bounds nested `act` claims.
 const maxActDepth = 16
 
-func buildPrincipal(ic IssuerConfig, claims map[string]any, exp time.Time) (*Principal, error) {
+// buildPrincipal builds the Principal of a token issued by ic (its iss is
+// ic.Issuer) with these claims. ss qualifies the subjects.
+func buildPrincipal(ss *subjectSpace, ic IssuerConfig, claims map[string]any, exp time.Time) (*Principal, error) {
 	sub, _ := claims["sub"].(string)
 	if sub == "" {
 		return nil, tokenErr(ReasonMissingClaim, "sub")
 	}
-	iss, _ := claims["iss"].(string)
+	qsub, err := ss.qualify(subjectScope{namespace: ic.UserNamespace, global: ic.SubjectsGloballyUnique}, sub, "sub")
+	if err != nil {
+		return nil, err
+	}
 	p := &Principal{
-		Method:    "jwt",
-		Subject:   sub,
-		Issuer:    iss,
-		ExpiresAt: exp,
-		Claims:    claims,
+		Method:           "jwt",
+		Subject:          sub,
+		QualifiedSubject: qsub,
+		Issuer:           ic.Issuer,
+		ExpiresAt:        exp,
+		Claims:           claims,
 	}
 	p.ClientID = stringClaim(claims, ic.Claims.ClientID)
 	if _, present := claims[ic.Claims.ClientID]; !present {
@@ -112,7 +134,7 @@ func buildPrincipal(ic IssuerConfig, claims map[string]any, exp time.Time) (*Pri
 	p.Org = stringClaim(claims, ic.Claims.Org)
 
 	if act, present := claims["act"]; present {
-		actor, chain, err := parseAct(act)
+		actor, chain, err := parseAct(ss, ic.Issuer, act)
 		if err != nil {
 			return nil, err
 		}
@@ -166,8 +188,10 @@ func isAgent(ac AgentConfig, claims map[string]any, sub, clientID string) bool {
 	return gty == "client-credentials"
 }
 
-// parseAct returns the outermost actor and the nested prior actors.
-func parseAct(v any) (*Actor, []Actor, error) {
+// parseAct returns the outermost actor and the nested prior actors. Each
+// actor's subject is qualified by the namespace of its issuer (the act
+// claim's iss, else tokenIss); see subjectSpace.qualifyActor.
+func parseAct(ss *subjectSpace, tokenIss string, v any) (*Actor, []Actor, error) {
 	var actors []Actor
 	for depth := 0; v != nil; depth++ {
 		if depth >= maxActDepth {
@@ -184,6 +208,16 @@ func parseAct(v any) (*Actor, []Actor, error) {
 		}
 		if a.Subject == "" && a.ClientID == "" {
 			return nil, nil, tokenErr(ReasonInvalidClaim, "act without sub or client_id")
+		}
+		if _, present := m["iss"]; present && a.Issuer == "" {
+			return nil, nil, tokenErr(ReasonInvalidClaim, "act.iss")
+		}
+		if a.Subject != "" {
+			q, err := ss.qualifyActor(tokenIss, a.Issuer, a.Subject)
+			if err != nil {
+				return nil, nil, err
+			}
+			a.QualifiedSubject = q
 		}
 		actors = append(actors, a)
 		v = m["act"]
@@ -286,7 +320,7 @@ func PrincipalFromClaims(cfg Config, claims map[string]any) (*Principal, error) 
 	for _, ic := range cfg.Issuers {
 		if ic.Issuer == iss {
 			exp, _ := numericDate(claims["exp"])
-			return buildPrincipal(ic, claims, exp)
+			return buildPrincipal(newSubjectSpace(cfg.Issuers), ic, claims, exp)
 		}
 	}
 	return nil, tokenErr(ReasonUnknownIssuer, "")

@@ -24,14 +24,15 @@ func (v *Verifier) FromSPIFFE(id string) (*Principal, error) {
 	}
 	org := v.cfg.SPIFFE.Org
 	return &Principal{
-		Kind:     KindAgent,
-		Method:   "mtls",
-		Subject:  id,
-		UserID:   id,
-		Org:      org,
-		UserKey:  UserKey("spiffe", org, id),
-		Issuer:   "spiffe://" + td,
-		SPIFFEID: id,
+		Kind:             KindAgent,
+		Method:           "mtls",
+		Subject:          id,
+		QualifiedSubject: id, // globally unique by construction
+		UserID:           id,
+		Org:              org,
+		UserKey:          UserKey(spiffeNamespace, org, id),
+		Issuer:           "spiffe://" + td,
+		SPIFFEID:         id,
 	}, nil
 }
 

@@ -1,7 +1,8 @@
 // Package identity establishes who is calling: it verifies bearer JWT access
-// tokens (RFC 9068) against configured OIDC/OAuth issuers and mTLS SPIFFE
-// ids, and classifies each caller as a human, an agent acting for a user
-// (RFC 8693 delegation via `act`), or an agent acting on its own.
+// tokens (RFC 9068) against configured OIDC/OAuth issuers, judges opaque
+// access tokens through RFC 7662 introspection, checks mTLS SPIFFE ids, and
+// classifies each caller as a human, an agent acting for a user (RFC 8693
+// delegation via `act`), or an agent acting on its own.
 //
 // Security properties:
 //   - the issuer is picked by exact match of the unverified `iss` against
@@ -11,7 +12,9 @@
 //     and HMAC (including the public-key-as-secret attack) are refused;
 //   - exp is required; exp, nbf and iat are checked with a small leeway;
 //   - outbound HTTP has a timeout, a 1 MiB body limit and no redirects;
-//   - errors and logs never contain the token.
+//   - errors and logs never contain the token or a client secret;
+//   - an opaque token goes to exactly one issuer's introspection endpoint,
+//     chosen by configuration (token_prefix), never to any other.
 //
 // The JWS `typ` header is not enforced: RFC 9068 asks for at+jwt, but
 // several IdPs (Auth0, Keycloak) issue access tokens typed "JWT".
@@ -23,7 +26,12 @@
 //
 // The same person reaching the service through two issuers that share a
 // user namespace gets the same Principal.UserKey (namespace|org|user id),
-// never a session id.
+// never a session id. The subject sent upstream, Principal.QualifiedSubject,
+// is qualified by that namespace (subject.go), so the same sub from two
+// unrelated issuers never names one user.
+//
+// Verified tokens are cached by SHA-256 for at most Config.CacheMaxAge (JWTs)
+// or the issuer's introspection.cache_max_age, and never past exp.
 package identity
 
 import (
@@ -79,23 +87,33 @@ type issuerState struct {
 	cfg      IssuerConfig
 	keys     *remoteKeySet
 	verifier *oidc.IDTokenVerifier
+	intro    *introspector // nil unless the issuer introspects opaque tokens
 }
 
+// cacheEntry is a cached verification result, served while now < until.
+// Exactly one of p and err is set; err (a refusal) is cached only for
+// introspected tokens, briefly.
 type cacheEntry struct {
-	sum [sha256.Size]byte
-	p   *Principal
+	sum   [sha256.Size]byte
+	until time.Time
+	p     *Principal
+	err   *TokenError
 }
 
 // Verifier verifies credentials and builds Principals. It is safe for
 // concurrent use by multiple goroutines. Call Close to release the cache.
 type Verifier struct {
-	cfg     Config
-	issuers map[string]*issuerState // by exact iss
-	now     func() time.Time
-	log     *slog.Logger
-	cache   *ristretto.Cache[uint64, *cacheEntry]
-	hits    atomic.Uint64
-	misses  atomic.Uint64
+	cfg      Config
+	issuers  map[string]*issuerState // by exact iss
+	subjects *subjectSpace
+	// introspecting lists the issuers that introspect opaque tokens, in
+	// configuration order (validated so at most one matches a token).
+	introspecting []*issuerState
+	now           func() time.Time
+	log           *slog.Logger
+	cache         *ristretto.Cache[uint64, *cacheEntry]
+	hits          atomic.Uint64
+	misses        atomic.Uint64
 }
 
 // NewVerifier validates cfg and builds a Verifier. It performs no network
@@ -134,13 +152,14 @@ func NewVerifier(ctx context.Context, cfg Config, opts Options) (*Verifier, erro
 		return nil, fmt.Errorf("identity: create cache: %w", err)
 	}
 	v := &Verifier{
-		cfg:     cfg,
-		issuers: make(map[string]*issuerState, len(cfg.Issuers)),
-		now:     now,
-		log:     log,
-		cache:   cache,
+		cfg:      cfg,
+		issuers:  make(map[string]*issuerState, len(cfg.Issuers)),
+		subjects: newSubjectSpace(cfg.Issuers),
+		now:      now,
+		log:      log,
+		cache:    cache,
 	}
-	for _, ic := range cfg.Issuers {
+	for i, ic := range cfg.Issuers {
 		ks := &remoteKeySet{
 			issuer:       ic.Issuer,
 			name:         ic.Name,
@@ -159,7 +178,17 @@ func NewVerifier(ctx context.Context, cfg Config, opts Options) (*Verifier, erro
 			SupportedSigningAlgs: slices.Clone(ic.Algorithms),
 			Now:                  func() time.Time { return now().Add(-leeway) },
 		})
-		v.issuers[ic.Issuer] = &issuerState{cfg: ic, keys: ks, verifier: ov}
+		st := &issuerState{cfg: ic, keys: ks, verifier: ov}
+		if ic.Introspection != nil {
+			in, err := newIntrospector(fmt.Sprintf("issuers[%d].introspection", i), ic.Name, *ic.Introspection, client, log)
+			if err != nil {
+				cache.Close()
+				return nil, err
+			}
+			st.intro = in
+			v.introspecting = append(v.introspecting, st)
+		}
+		v.issuers[ic.Issuer] = st
 	}
 	return v, nil
 }
@@ -172,13 +201,20 @@ func (v *Verifier) Metrics() CacheMetrics {
 	return CacheMetrics{Hits: v.hits.Load(), Misses: v.misses.Load()}
 }
 
-// VerifyToken verifies a bearer JWT access token and returns its Principal.
-// Successful results are cached by the token's SHA-256 for at most
-// min(exp-now, 5m) and never served at or after exp. The returned Principal
-// may be shared with other callers and must not be modified.
+// VerifyToken verifies a bearer access token and returns its Principal.
+//
+// A token shaped as a JWS compact serialization is verified as a JWT;
+// successful results are cached by the token's SHA-256 for at most
+// min(exp-now, Config.CacheMaxAge). Any other token is introspected (RFC
+// 7662) by the one introspecting issuer it is routed to (token_prefix);
+// active results are cached for at most min(exp-now,
+// introspection.cache_max_age), refusals for a few seconds, and concurrent
+// misses for one token share one introspection call. Nothing is served at or
+// after exp. The returned Principal may be shared with other callers and
+// must not be modified.
 //
 // Errors are *TokenError wrapping ErrInvalidToken, or ErrUnavailable when the
-// issuer's keys could not be fetched.
+// issuer's keys or introspection endpoint could not be reached.
 func (v *Verifier) VerifyToken(ctx context.Context, raw string) (*Principal, error) {
 	if raw == "" || len(raw) > maxTokenBytes {
 		return nil, tokenErr(ReasonMalformed, "empty or oversized")
@@ -187,21 +223,47 @@ func (v *Verifier) VerifyToken(ctx context.Context, raw string) (*Principal, err
 	sum := sha256.Sum256(unsafe.Slice(unsafe.StringData(raw), len(raw)))
 	key := binary.LittleEndian.Uint64(sum[:8])
 	now := v.now()
-	if e, ok := v.cache.Get(key); ok && e.sum == sum && now.Before(e.p.ExpiresAt) {
+	if e, ok := v.cache.Get(key); ok && e.sum == sum && now.Before(e.until) {
 		v.hits.Add(1)
+		if e.err != nil {
+			return nil, e.err
+		}
 		return e.p, nil
 	}
 	v.misses.Add(1)
 
+	if len(v.introspecting) > 0 && !looksLikeJWS(raw) {
+		if !isB64Token(raw) {
+			return nil, tokenErr(ReasonMalformed, "not a b64token")
+		}
+		st := v.introspectorFor(raw)
+		if st == nil {
+			return nil, tokenErr(ReasonUnknownIssuer, "no introspecting issuer for this token")
+		}
+		return v.introspect(ctx, st, raw, sum, key)
+	}
 	p, err := v.verify(ctx, raw, now)
 	if err != nil {
 		return nil, err
 	}
 	p.TokenHash = sum
-	if ttl := min(p.ExpiresAt.Sub(now), maxCacheTTL); ttl > 0 {
-		v.cache.SetWithTTL(key, &cacheEntry{sum: sum, p: p}, 1, ttl)
+	until := minTime(p.ExpiresAt, now.Add(v.cfg.CacheMaxAge))
+	if ttl := until.Sub(now); ttl > 0 {
+		v.cache.SetWithTTL(key, &cacheEntry{sum: sum, until: until, p: p}, 1, ttl)
 	}
 	return p, nil
+}
+
+// introspectorFor returns the introspecting issuer an opaque token is
+// routed to: the one whose token_prefix it starts with, or the only one
+// when it has no prefix. Validation guarantees at most one matches.
+func (v *Verifier) introspectorFor(raw string) *issuerState {
+	for _, st := range v.introspecting {
+		if strings.HasPrefix(raw, st.intro.prefix) {
+			return st
+		}
+	}
+	return nil
 }
 
 type jwtHeader struct {
@@ -269,33 +331,42 @@ func (v *Verifier) verify(ctx context.Context, raw string, now time.Time) (*Prin
 	if err := tok.Claims(&claims); err != nil {
 		return nil, tokenErr(ReasonMalformed, "claims")
 	}
-	leeway := is.cfg.Leeway
+	exp, err := checkTimes(claims, now, is.cfg.Leeway)
+	if err != nil {
+		return nil, err
+	}
+	return buildPrincipal(v.subjects, is.cfg, claims, exp)
+}
+
+// checkTimes requires exp and checks exp, nbf and iat against now with
+// leeway. It returns exp.
+func checkTimes(claims map[string]any, now time.Time, leeway time.Duration) (time.Time, error) {
 	exp, ok := numericDate(claims["exp"])
 	if !ok {
-		return nil, tokenErr(ReasonMissingClaim, "exp")
+		return time.Time{}, tokenErr(ReasonMissingClaim, "exp")
 	}
 	if !now.Before(exp.Add(leeway)) {
-		return nil, tokenErr(ReasonExpired, "")
+		return time.Time{}, tokenErr(ReasonExpired, "")
 	}
 	if raw, present := claims["nbf"]; present {
 		nbf, ok := numericDate(raw)
 		if !ok {
-			return nil, tokenErr(ReasonInvalidClaim, "nbf")
+			return time.Time{}, tokenErr(ReasonInvalidClaim, "nbf")
 		}
 		if now.Add(leeway).Before(nbf) {
-			return nil, tokenErr(ReasonNotYetValid, "nbf")
+			return time.Time{}, tokenErr(ReasonNotYetValid, "nbf")
 		}
 	}
 	if raw, present := claims["iat"]; present {
 		iat, ok := numericDate(raw)
 		if !ok {
-			return nil, tokenErr(ReasonInvalidClaim, "iat")
+			return time.Time{}, tokenErr(ReasonInvalidClaim, "iat")
 		}
 		if now.Add(leeway).Before(iat) {
-			return nil, tokenErr(ReasonNotYetValid, "iat")
+			return time.Time{}, tokenErr(ReasonNotYetValid, "iat")
 		}
 	}
-	return buildPrincipal(is.cfg, claims, exp)
+	return exp, nil
 }
 
 // typAllowed compares a JWS typ with the allow-list as RFC 7515 section
