@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -85,6 +86,35 @@ type BootstrapRoute struct {
 	// (ExtAuthzPerRoute{disabled: true}). Allowed only for exact RFC 9728
 	// metadata paths, which clients must fetch before they have a token.
 	DisableExtAuthz bool
+	// CORSOrigins, when set, gives the route a CorsPolicy for Envoy's CORS
+	// filter (typed_per_filter_config, which runs before ext_authz): a
+	// browser's preflight from one of these origins ("scheme://host[:port]",
+	// compared case-insensitively) is answered by Envoy with
+	// CORSAllowMethods, CORSAllowHeaders and CORSExposeHeaders; preflights
+	// from other origins go on to mcpauthz, which refuses them. Never with
+	// credentials, never a wildcard.
+	CORSOrigins []string
+}
+
+// The CORS policy of generated MCP routes: what a browser-based MCP client
+// (Streamable HTTP) sends and must read.
+const (
+	CORSAllowMethods  = "GET, POST, DELETE, OPTIONS"
+	CORSAllowHeaders  = "authorization, content-type, mcp-session-id, mcp-protocol-version, mcp-method, mcp-name, last-event-id"
+	CORSExposeHeaders = "mcp-session-id, www-authenticate"
+)
+
+// NormalizeOrigin checks a browser origin "scheme://host[:port]" (http or
+// https, no path, query, user info or wildcard) and returns it lower-cased
+// without a trailing slash.
+func NormalizeOrigin(o string) (string, error) {
+	u, err := url.Parse(o)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" ||
+		strings.Contains(u.Host, "*") || strings.HasSuffix(o, "?") || strings.HasSuffix(o, "#") {
+		return "", fmt.Errorf("%q is not an origin (scheme://host[:port])", o)
+	}
+	return strings.ToLower(u.Scheme + "://" + u.Host), nil
 }
 
 // MTLS turns the listener into a TLS listener that requires client
@@ -211,6 +241,14 @@ func (p BootstrapParams) Validate() error {
 			}
 			clusterUp[r.Cluster] = up
 		}
+		for j, o := range r.CORSOrigins {
+			if n, err := NormalizeOrigin(o); err != nil || n != o {
+				errs = append(errs, fmt.Errorf("%s.cors_origins[%d]: %q must be a lower-case scheme://host[:port]", f, j, o))
+			}
+		}
+		if r.DisableExtAuthz && len(r.CORSOrigins) > 0 {
+			errs = append(errs, fmt.Errorf("%s.cors_origins: only for MCP routes (ext_authz enabled)", f))
+		}
 		if r.DisableExtAuthz {
 			if r.Path == "" || !IsMetadataPath(r.Path) {
 				errs = append(errs, fmt.Errorf("%s.disable_ext_authz: only allowed on an exact path under %s (RFC 9728 metadata)", f, MetadataPathPrefix))
@@ -232,6 +270,8 @@ type (
 		BootstrapParams
 		VirtualHosts []vhostData
 		Clusters     []clusterData
+		// The CORS constants, for the template.
+		CORSAllowMethods, CORSAllowHeaders, CORSExposeHeaders string
 	}
 	vhostData struct {
 		Name    string
@@ -252,7 +292,7 @@ type (
 )
 
 func buildRenderData(p BootstrapParams) renderData {
-	d := renderData{BootstrapParams: p}
+	d := renderData{BootstrapParams: p, CORSAllowMethods: CORSAllowMethods, CORSAllowHeaders: CORSAllowHeaders, CORSExposeHeaders: CORSExposeHeaders}
 	type ckey struct {
 		host string
 		port int
@@ -335,7 +375,7 @@ func RenderBootstrap(p BootstrapParams) ([]byte, error) {
 // exampleCatalog is the two-server catalog the shipped examples use.
 func exampleCatalog() ([]CatalogServer, map[string]string) {
 	return []CatalogServer{
-			{ID: "docs", Resource: "https://mcp.example.com/docs/mcp", PathPrefix: "/docs/"},
+			{ID: "docs", Resource: "https://mcp.example.com/docs/mcp", PathPrefix: "/docs/", AllowedOrigins: []string{"https://mcp.example.com", "https://chat.example.com"}},
 			{ID: "tickets", Resource: "https://mcp.example.com/tickets/mcp", PathPrefix: "/tickets/"},
 		}, map[string]string{
 			"docs":    "docs-mcp:8000",

@@ -69,7 +69,11 @@ func inspect(t *testing.T, b *bootstrapv3.Bootstrap) (*hcmv3.HttpConnectionManag
 		t.Fatal(err)
 	}
 	var ea extauthzv3.ExtAuthz
-	if err := hcm.GetHttpFilters()[0].GetTypedConfig().UnmarshalTo(&ea); err != nil {
+	fs := hcm.GetHttpFilters()
+	if len(fs) != 3 || fs[0].GetName() != "envoy.filters.http.cors" || fs[1].GetName() != "envoy.filters.http.ext_authz" {
+		t.Fatalf("http_filters = %v, want cors, ext_authz, router", fs)
+	}
+	if err := fs[1].GetTypedConfig().UnmarshalTo(&ea); err != nil {
 		t.Fatal(err)
 	}
 	if got := hcm.GetHttpFilters()[len(hcm.GetHttpFilters())-1].GetName(); got != "envoy.filters.http.router" {

@@ -19,6 +19,10 @@ type CatalogServer struct {
 	Resource   string // public URL, e.g. https://mcp.example.com/docs/mcp
 	Host       string // match.host ("" = any host)
 	PathPrefix string // match.path_prefix ("" = the resource URL's path)
+	// AllowedOrigins is servers[].allowed_origins: browser origins whose
+	// CORS preflights Envoy answers (BootstrapRoute.CORSOrigins). Empty
+	// means the resource URL's own origin, as in mcpauthz's config.
+	AllowedOrigins []string
 }
 
 // Upstream is where Envoy sends one MCP server's traffic.
@@ -176,10 +180,16 @@ func CatalogParams(servers []CatalogServer, o GenerateOptions) (BootstrapParams,
 			errs = append(errs, fmt.Errorf("servers[%d] (%s): %w", i, s.ID, err))
 			continue
 		}
+		origins, err := catalogOrigins(u, s.AllowedOrigins)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("servers[%d] (%s): %w", i, s.ID, err))
+			continue
+		}
 		g.mcp = append(g.mcp, BootstrapRoute{
 			Name: s.ID, PathPrefix: prefix, Host: host,
 			UpstreamHost: up.Host, UpstreamPort: up.Port, UpstreamTLS: up.TLS, PrefixRewrite: up.Path,
 			ContextExtensions: map[string]string{"mcp_server": s.ID},
+			CORSOrigins:       origins,
 		})
 		mp := MetadataPathPrefix + resPath
 		if !g.seen[mp] {
@@ -227,4 +237,25 @@ func GenerateFromCatalog(servers []CatalogServer, o GenerateOptions) ([]byte, er
 		return nil, fmt.Errorf("envoy: generated bootstrap does not validate (a bug): %w", err)
 	}
 	return y, nil
+}
+
+// catalogOrigins normalises a server's allowed origins (default: the
+// resource's own origin) and drops duplicates, keeping their order.
+func catalogOrigins(resource *url.URL, allowed []string) ([]string, error) {
+	if len(allowed) == 0 {
+		allowed = []string{resource.Scheme + "://" + resource.Host}
+	}
+	var out []string
+	var errs []error
+	for j, o := range allowed {
+		n, err := NormalizeOrigin(o)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("allowed_origins[%d]: %w", j, err))
+			continue
+		}
+		if !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out, errors.Join(errs...)
 }

@@ -94,6 +94,47 @@ func ValidateBootstrapYAML(data []byte) error {
 // ParseBootstrapYAML is ValidateBootstrapYAML returning the decoded
 // Bootstrap on success.
 func ParseBootstrapYAML(data []byte) (*bootstrapv3.Bootstrap, error) {
+	d, err := ParseBootstrapDocument(data)
+	if err != nil {
+		return nil, err
+	}
+	return d.Bootstrap, nil
+}
+
+// Document is a schema-valid bootstrap together with the YAML line of every
+// field path it spells out, so that SecurityIssues can say where a finding
+// is. Read-only after ParseBootstrapDocument; safe for concurrent use.
+type Document struct {
+	Bootstrap *bootstrapv3.Bootstrap
+	lines     map[string]int
+}
+
+// Line returns the YAML line of path, or of its closest ancestor that the
+// document spells out (a missing field is reported at its parent); 0 when
+// unknown.
+func (d *Document) Line(path string) int {
+	if d == nil {
+		return 0
+	}
+	return nearestLine(d.lines, path)
+}
+
+// SecurityIssues is the package-level SecurityIssues on d's Bootstrap with
+// every Issue's Line filled in. It is what `mcpauthz envoy validate
+// --strict` reports.
+func (d *Document) SecurityIssues(o StrictOptions) []Issue {
+	issues := SecurityIssuesWith(d.Bootstrap, o)
+	for i := range issues {
+		if issues[i].Line == 0 {
+			issues[i].Line = d.Line(issues[i].Path)
+		}
+	}
+	return issues
+}
+
+// ParseBootstrapDocument is ParseBootstrapYAML keeping the field path ->
+// line table for SecurityIssues.
+func ParseBootstrapDocument(data []byte) (*Document, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
@@ -129,7 +170,7 @@ func ParseBootstrapYAML(data []byte) (*bootstrapv3.Bootstrap, error) {
 	if len(issues) > 0 {
 		return nil, &ValidationError{Issues: issues}
 	}
-	return b, nil
+	return &Document{Bootstrap: b, lines: w.lines}, nil
 }
 
 // maxNodes bounds the YAML nodes visited (aliases expanded), so anchors
@@ -245,6 +286,9 @@ func (w *walker) fields(n *yaml.Node, md protoreflect.MessageDescriptor, path st
 			w.add(k, fp, "unknown field %q in %s", key, md.FullName())
 			continue
 		}
+		// Paths (and the line table SecurityIssues reads) use proto
+		// names whether the YAML spelled the key in snake or camel case.
+		fp = joinPath(path, fd.TextName())
 		if od := fd.ContainingOneof(); od != nil && !od.IsSynthetic() && !isNull(v) {
 			if prev, dup := oneofs[od.FullName()]; dup {
 				w.add(k, fp, "only one of %s and %s may be set (oneof %s)", prev, key, od.Name())

@@ -4,14 +4,27 @@
 //
 // It applies the ext_authz contract the way Envoy (v1.3x) does, as read from
 // source/extensions/filters/http/ext_authz/ext_authz.cc,
-// source/extensions/filters/common/ext_authz/{check_request_utils,ext_authz_grpc_impl}.cc:
+// source/extensions/filters/common/ext_authz/{check_request_utils,ext_authz_grpc_impl}.cc
+// and source/extensions/filters/http/cors/cors_filter.cc:
 //
+//   - A header name containing '_' gets 400 before anything else
+//     (headers_with_underscores_action: REJECT_REQUEST, the default here as
+//     in generated configurations; DROP_HEADER and ALLOW are options).
+//   - The CORS filter runs first, on routes with a CORSPolicy: a preflight
+//     (OPTIONS with Origin and Access-Control-Request-Method) from an
+//     allowed origin is answered 200 with the Access-Control-Allow-* headers
+//     and reaches neither ext_authz nor the upstream; from another origin it
+//     continues to ext_authz. Every response to an allowed origin (upstream
+//     or local reply, ext_authz denials included) gets
+//     Access-Control-Allow-Origin and -Expose-Headers.
 //   - :path is normalised (RFC 3986 dot segments, unreserved %XX decoded) and
 //     slashes merged; %2F/%5C in the path is rejected with 400
 //     (path_with_escaped_slashes_action: REJECT_REQUEST). No route: 404.
 //   - The CheckRequest carries lower-case header keys, the pseudo headers
 //     :authority, :method, :path (with query), :scheme, duplicate headers joined
-//     with ",", x-request-id (generated when absent, also sent upstream) and
+//     with "," (invalid UTF-8 bytes as '!'), or with EncodeRawHeaders
+//     (encode_raw_headers: true) every header line on its own in header_map
+//     as raw_value; x-request-id (generated when absent, also sent upstream) and
 //     x-forwarded-proto (set when absent). A client-sent
 //     x-envoy-auth-partial-body is dropped. http.id is Envoy's stream id: the
 //     first 8 hex digits of x-request-id as a decimal number.
@@ -58,6 +71,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -65,6 +79,8 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/code"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/mcpauthz/mcpauthz/envoy"
 )
 
 // Route is one Envoy route; the first matching route wins.
@@ -75,6 +91,35 @@ type Route struct {
 	Upstream          string // base URL of the upstream, e.g. http://127.0.0.1:8081 (its path is ignored, like an Envoy cluster)
 	ContextExtensions map[string]string
 	DisableExtAuthz   bool // ExtAuthzPerRoute{disabled: true}
+	// CORS is the route's envoy.filters.http.cors policy
+	// (typed_per_filter_config); nil leaves the CORS filter, which runs
+	// before ext_authz, inactive on this route.
+	CORS *CORSPolicy
+}
+
+// CORSPolicy is an envoy.extensions.filters.http.cors.v3.CorsPolicy.
+type CORSPolicy struct {
+	// AllowOrigins are allow_origin_string_match entries, each an exact
+	// match with ignore_case: true (as `mcpauthz envoy generate` writes
+	// them); an entry "*" matches every origin, as in Envoy.
+	AllowOrigins []string
+	// AllowMethods, AllowHeaders, ExposeHeaders and MaxAge are sent
+	// verbatim; AllowMethods/AllowHeaders "*" echo the request's
+	// Access-Control-Request-Method/-Headers.
+	AllowMethods, AllowHeaders, ExposeHeaders, MaxAge string
+	AllowCredentials                                  bool
+	// AnswerForeignPreflights is forward_not_matching_preflights: false: a
+	// preflight from an origin not allowed gets a bare 200 from Envoy
+	// instead of going on to ext_authz (Envoy's default forwards it).
+	AnswerForeignPreflights bool
+}
+
+// MCPCORS is the policy `mcpauthz envoy generate` gives every MCP route.
+func MCPCORS(origins ...string) *CORSPolicy {
+	return &CORSPolicy{
+		AllowOrigins: origins, AllowMethods: envoy.CORSAllowMethods,
+		AllowHeaders: envoy.CORSAllowHeaders, ExposeHeaders: envoy.CORSExposeHeaders,
+	}
 }
 
 // Config configures a Proxy.
@@ -83,7 +128,18 @@ type Config struct {
 	Timeout                time.Duration // ext_authz timeout, default 1s
 	MaxRequestBytes        int           // with_request_body.max_request_bytes, default 1 MiB
 	IncludePeerCertificate bool
-	Routes                 []Route
+	// EncodeRawHeaders is ext_authz's encode_raw_headers: true sends every
+	// request header line on its own in header_map (raw_value, repeats
+	// kept); false (Envoy's default) sends headers, repeated headers joined
+	// with "," and invalid UTF-8 bytes replaced with '!'.
+	EncodeRawHeaders bool
+	// HeadersWithUnderscoresAction is the HTTP connection manager's
+	// common_http_protocol_options.headers_with_underscores_action:
+	// "" or "REJECT_REQUEST" (what generated configurations set) answers
+	// 400 to a request with an underscore in a header name, before any
+	// filter runs; "DROP_HEADER" removes such headers; "ALLOW" keeps them.
+	HeadersWithUnderscoresAction string
+	Routes                       []Route
 }
 
 // Validate reports every invalid field.
@@ -98,6 +154,11 @@ func (c Config) Validate() error {
 	if c.MaxRequestBytes < 0 {
 		errs = append(errs, errors.New("max_request_bytes: negative"))
 	}
+	switch c.HeadersWithUnderscoresAction {
+	case "", "REJECT_REQUEST", "DROP_HEADER", "ALLOW":
+	default:
+		errs = append(errs, fmt.Errorf("headers_with_underscores_action: %q is not ALLOW, REJECT_REQUEST or DROP_HEADER", c.HeadersWithUnderscoresAction))
+	}
 	for i, r := range c.Routes {
 		if !strings.HasPrefix(r.PathPrefix, "/") {
 			errs = append(errs, fmt.Errorf("routes[%d].path_prefix: %q must start with /", i, r.PathPrefix))
@@ -105,6 +166,9 @@ func (c Config) Validate() error {
 		u, err := url.Parse(r.Upstream)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			errs = append(errs, fmt.Errorf("routes[%d].upstream: %q is not an http(s) base URL", i, r.Upstream))
+		}
+		if r.CORS != nil && len(r.CORS.AllowOrigins) == 0 {
+			errs = append(errs, fmt.Errorf("routes[%d].cors.allow_origins: at least one origin required", i))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -199,6 +263,20 @@ func newReverseProxy(target *url.URL) *httputil.ReverseProxy {
 
 // ServeHTTP handles one downstream request as Envoy would.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// Codec: header names with '_' (headers_with_underscores_action).
+	var dropped []string
+	for k := range r.Header {
+		if strings.Contains(k, "_") {
+			switch p.cfg.HeadersWithUnderscoresAction {
+			case "ALLOW":
+			case "DROP_HEADER":
+				dropped = append(dropped, k)
+			default:
+				localReply(w, http.StatusBadRequest, nil, "")
+				return
+			}
+		}
+	}
 	rawPath, rawQuery, hasQuery := splitRequestURI(r)
 	if hasEscapedSlash(rawPath) {
 		localReply(w, http.StatusBadRequest, nil, "")
@@ -236,6 +314,17 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	for _, h := range []string{"Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade"} {
 		hdr.Del(h)
+	}
+	for _, k := range dropped {
+		delete(hdr, k)
+	}
+
+	// envoy.filters.http.cors, the first HTTP filter.
+	if rt.CORS != nil {
+		var answered bool
+		if w, answered = corsDecode(w, r, rt.CORS); answered {
+			return
+		}
 	}
 
 	var body []byte
@@ -326,35 +415,92 @@ func (p *Proxy) match(host, path string) *route {
 	return nil
 }
 
-func (p *Proxy) checkRequest(r *http.Request, rt *route, hdr http.Header, scheme, fullPath string, body []byte, hasBody bool) *authv3.CheckRequest {
-	headers := make(map[string]string, len(hdr)+6)
-	headers[":authority"] = r.Host
-	headers[":method"] = r.Method
-	headers[":path"] = fullPath
-	headers[":scheme"] = scheme
-	for k, vs := range hdr {
+// headerLines lists the request header lines as Envoy's header map holds
+// them: pseudo headers first, then lower-case names (sorted, as Go keeps no
+// order across names), each repeated line on its own.
+func headerLines(r *http.Request, hdr http.Header, scheme, fullPath string, hasBody bool) [][2]string {
+	lines := [][2]string{{":authority", r.Host}, {":path", fullPath}, {":method", r.Method}, {":scheme", scheme}}
+	keys := make([]string, 0, len(hdr))
+	for k := range hdr {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	hasLength := false
+	for _, k := range keys {
 		lk := strings.ToLower(k)
-		if lk == "x-envoy-auth-partial-body" || lk == "host" {
+		// A client's x-envoy-auth-partial-body never reaches the check.
+		if lk == envoy.PartialBodyHeader || lk == "host" {
 			continue
 		}
-		headers[lk] = strings.Join(vs, ",")
+		if lk == "content-length" {
+			hasLength = true
+		}
+		for _, v := range hdr[k] {
+			lines = append(lines, [2]string{lk, v})
+		}
 	}
-	if hasBody && r.ContentLength > 0 {
-		headers["content-length"] = strconv.FormatInt(r.ContentLength, 10)
+	if hasBody && r.ContentLength > 0 && !hasLength {
+		lines = append(lines, [2]string{"content-length", strconv.FormatInt(r.ContentLength, 10)})
 	}
+	return lines
+}
+
+// sanitizeUTF8 is Envoy's MessageUtil::sanitizeUtf8String: every byte of
+// an invalid UTF-8 sequence becomes '!'.
+func sanitizeUTF8(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n <= 1 {
+			b = append(b, '!')
+			i++
+			continue
+		}
+		b = append(b, s[i:i+n]...)
+		i += n
+	}
+	return string(b)
+}
+
+func (p *Proxy) checkRequest(r *http.Request, rt *route, hdr http.Header, scheme, fullPath string, body []byte, hasBody bool) *authv3.CheckRequest {
+	lines := headerLines(r, hdr, scheme, fullPath, hasBody)
 	httpReq := &authv3.AttributeContext_HttpRequest{
 		Id:       streamID(hdr.Get("X-Request-Id")),
 		Method:   r.Method,
-		Headers:  headers,
 		Path:     fullPath,
 		Host:     r.Host,
 		Scheme:   scheme,
 		Protocol: protocol(r),
 	}
+	if p.cfg.EncodeRawHeaders {
+		hm := &corev3.HeaderMap{}
+		for _, l := range lines {
+			hm.Headers = append(hm.Headers, &corev3.HeaderValue{Key: l[0], RawValue: []byte(l[1])})
+		}
+		if hasBody {
+			hm.Headers = append(hm.Headers, &corev3.HeaderValue{Key: envoy.PartialBodyHeader, RawValue: []byte("false")})
+		}
+		httpReq.HeaderMap = hm
+	} else {
+		headers := make(map[string]string, len(lines)+1)
+		for _, l := range lines {
+			v := sanitizeUTF8(l[1])
+			if prev, ok := headers[l[0]]; ok {
+				v = prev + "," + v
+			}
+			headers[l[0]] = v
+		}
+		if hasBody {
+			headers[envoy.PartialBodyHeader] = "false"
+		}
+		httpReq.Headers = headers
+	}
 	if hasBody {
 		httpReq.RawBody = body
 		httpReq.Size = int64(len(body))
-		headers["x-envoy-auth-partial-body"] = "false"
 	}
 	src := &authv3.AttributeContext_Peer{Address: socketAddress(r.RemoteAddr)}
 	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
