@@ -1,8 +1,13 @@
 // Package devidp is a small but real OIDC issuer served over HTTP: it
 // publishes a discovery document and a JWKS, and mints signed JWT access
-// tokens (RFC 9068, typ at+jwt) with RS256 or ES256 keys. It exists for
+// tokens (RFC 9068, typ at+jwt) with RS256 or ES256 keys. It also issues
+// opaque access tokens, kept in memory, and answers RFC 7662 introspection
+// for them on POST /introspect (with client authentication). It exists for
 // tests, end-to-end runs and a development mode; it has no login, consent or
 // token endpoint and must never be used to protect production traffic.
+//
+// Close stops the server and Start serves again at the same address, so a
+// test can take the IdP down mid-run and bring it back.
 //
 // It also mints deliberately broken tokens ("alg": "none", HS256 keyed with
 // the RSA public key) so verifiers can be tested against those attacks.
@@ -48,6 +53,12 @@ type Options struct {
 	RSABits int
 	// TokenTTL is the default lifetime of minted tokens; default 5m.
 	TokenTTL time.Duration
+	// IntrospectionClients are the clients allowed to call /introspect:
+	// client_id -> client_secret. A client whose secret is "" is a public
+	// client that sends only its client_id. Empty refuses every caller.
+	IntrospectionClients map[string]string
+	// OpaqueTokenPrefix starts every opaque token (e.g. "devat_"); default none.
+	OpaqueTokenPrefix string
 }
 
 type keyPair struct {
@@ -58,8 +69,9 @@ type keyPair struct {
 
 // Issuer is a development OIDC issuer. Create it with New.
 type Issuer struct {
-	opts    Options
-	fetches atomic.Int64
+	opts           Options
+	fetches        atomic.Int64
+	introspections atomic.Int64
 
 	mu      sync.RWMutex
 	url     string
@@ -70,6 +82,8 @@ type Issuer struct {
 	gen       int
 	srv       *http.Server
 	ln        net.Listener
+	addr      string                    // the address of the first Start
+	opaque    map[string]map[string]any // opaque token -> claims
 }
 
 // New creates an Issuer with one RS256 and one ES256 key.
@@ -83,6 +97,7 @@ func New(opts Options) (*Issuer, error) {
 	if opts.TokenTTL == 0 {
 		opts.TokenTTL = 5 * time.Minute
 	}
+	opts.IntrospectionClients = maps.Clone(opts.IntrospectionClients)
 	i := &Issuer{opts: opts, url: strings.TrimSuffix(opts.IssuerURL, "/")}
 	if err := i.rotate(); err != nil {
 		return nil, err
@@ -140,18 +155,20 @@ func (i *Issuer) URL() string {
 func (i *Issuer) JWKSFetches() int { return int(i.fetches.Load()) }
 
 // Handler serves /.well-known/openid-configuration,
-// /.well-known/oauth-authorization-server and /jwks.
+// /.well-known/oauth-authorization-server, /jwks and POST /introspect.
 func (i *Issuer) Handler() http.Handler {
 	mux := http.NewServeMux()
 	disc := func(w http.ResponseWriter, r *http.Request) {
 		u := i.URL()
 		writeJSON(w, map[string]any{
-			"issuer":                                u,
-			"jwks_uri":                              u + "/jwks",
-			"response_types_supported":              []string{"code"},
-			"subject_types_supported":               []string{"public"},
-			"id_token_signing_alg_values_supported": []string{"RS256", "ES256"},
-			"token_endpoint_auth_methods_supported": []string{"none"},
+			"issuer":                                        u,
+			"jwks_uri":                                      u + "/jwks",
+			"response_types_supported":                      []string{"code"},
+			"subject_types_supported":                       []string{"public"},
+			"id_token_signing_alg_values_supported":         []string{"RS256", "ES256"},
+			"token_endpoint_auth_methods_supported":         []string{"none"},
+			"introspection_endpoint":                        u + "/introspect",
+			"introspection_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
 		})
 	}
 	mux.HandleFunc("GET /.well-known/openid-configuration", disc)
@@ -160,6 +177,7 @@ func (i *Issuer) Handler() http.Handler {
 		i.fetches.Add(1)
 		writeJSON(w, i.JWKS())
 	})
+	mux.HandleFunc("POST /introspect", i.introspect)
 	return mux
 }
 
@@ -183,9 +201,20 @@ func writeJSON(w http.ResponseWriter, v any) {
 }
 
 // Start serves Handler on 127.0.0.1 at a free port and returns the issuer
-// URL ("http://127.0.0.1:PORT"), unless Options.IssuerURL fixed it.
+// URL ("http://127.0.0.1:PORT"), unless Options.IssuerURL fixed it. After
+// Close, Start serves again at the address of the first Start (keys, opaque
+// tokens and clients are kept), so the issuer URL stays valid.
 func (i *Issuer) Start() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	i.mu.RLock()
+	addr, running := i.addr, i.srv != nil
+	i.mu.RUnlock()
+	if running {
+		return "", errors.New("devidp: already started")
+	}
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return "", fmt.Errorf("devidp: listen: %w", err)
 	}
@@ -197,6 +226,7 @@ func (i *Issuer) Start() (string, error) {
 		return "", errors.New("devidp: already started")
 	}
 	i.srv, i.ln = srv, ln
+	i.addr = ln.Addr().String()
 	if i.url == "" {
 		i.url = "http://" + ln.Addr().String()
 	}
@@ -206,7 +236,8 @@ func (i *Issuer) Start() (string, error) {
 	return u, nil
 }
 
-// Close stops the server started by Start.
+// Close stops the server started by Start: open connections are closed and
+// new ones refused until Start is called again.
 func (i *Issuer) Close() {
 	i.mu.Lock()
 	srv := i.srv
