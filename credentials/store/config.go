@@ -1,0 +1,289 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/mcpauthz/mcpauthz/credentials/secret"
+)
+
+// Drivers.
+const (
+	DriverMemory = "memory"
+	DriverSQLite = "sqlite"
+)
+
+// Defaults and limits for Config.
+const (
+	DefaultBusyTimeout   = 5 * time.Second
+	MinBusyTimeout       = 100 * time.Millisecond
+	MaxBusyTimeout       = time.Minute
+	DefaultPurgeInterval = time.Minute
+)
+
+// Config selects and configures the store. It is the top-level `store:`
+// block of the server configuration:
+//
+//	store:
+//	  driver: sqlite                    # memory (default) | sqlite
+//	  path: /var/lib/mcpauthz/state.db  # sqlite only; required
+//	  busy_timeout: 5s                  # sqlite only; 100ms..1m
+//	  encryption:
+//	    keys:                           # required for sqlite
+//	      - id: k2
+//	        secret: {file: /run/secrets/mcpauthz-store-k2}  # base64 of 32 random bytes
+//	      - id: k1
+//	        secret: {env: MCPAUTHZ_STORE_K1}
+//	    primary: k2                     # default: the first key
+type Config struct {
+	// Driver is "memory" (default: state lives in this process only, so a
+	// single replica) or "sqlite" (an embedded database file shared by every
+	// process on the machine that opens it).
+	Driver string `yaml:"driver"`
+	// Path is the SQLite database file (driver sqlite; required). Its
+	// directory must exist; the file is created with mode 0600. The -wal
+	// and -shm files beside it belong to it.
+	Path string `yaml:"path"`
+	// BusyTimeout is how long a write waits for another process holding
+	// the database's write lock: default 5s, 100ms..1m (driver sqlite).
+	BusyTimeout time.Duration `yaml:"busy_timeout"`
+	// Encryption is the key ring that seals secrets kept in the store.
+	Encryption Encryption `yaml:"encryption"`
+}
+
+// Encryption is the store's key ring configuration.
+type Encryption struct {
+	// Keys are the AES-256 keys, each the base64 of exactly 32 random bytes
+	// (`openssl rand -base64 32`) behind an {env}/{file} reference, with an
+	// id (1-64 of A-Z a-z 0-9 . _ -) stored in every ciphertext. Required
+	// with driver sqlite (state on disk is encrypted). With driver memory
+	// and no keys, a random key private to the process is used.
+	Keys []KeyConfig `yaml:"keys"`
+	// Primary is the id of the key that encrypts; default: the first key.
+	// The others only decrypt (rotation: add the new key, make it primary,
+	// re-encrypt, then remove the old one).
+	Primary string `yaml:"primary"`
+}
+
+// KeyConfig is one encryption key.
+type KeyConfig struct {
+	ID     string     `yaml:"id"`
+	Secret secret.Ref `yaml:"secret"`
+}
+
+// withDefaults returns c with zero fields set to their defaults.
+func (c Config) withDefaults() Config {
+	if c.Driver == "" {
+		c.Driver = DriverMemory
+	}
+	if c.BusyTimeout == 0 {
+		c.BusyTimeout = DefaultBusyTimeout
+	}
+	if c.Encryption.Primary == "" && len(c.Encryption.Keys) > 0 {
+		c.Encryption.Primary = c.Encryption.Keys[0].ID
+	}
+	return c
+}
+
+// Validate checks c without I/O. Problems are joined, each prefixed with
+// its field path relative to this block (for example
+// "encryption.keys[1].id: duplicate id \"k1\"").
+func (c Config) Validate() error {
+	var errs []error
+	add := func(field, msg string) { errs = append(errs, errors.New(field+": "+msg)) }
+	switch c.Driver {
+	case "", DriverMemory:
+		if c.Path != "" {
+			add("path", "applies to driver sqlite only")
+		}
+		if c.BusyTimeout != 0 {
+			add("busy_timeout", "applies to driver sqlite only")
+		}
+	case DriverSQLite:
+		switch {
+		case c.Path == "":
+			add("path", "required with driver sqlite (the database file, e.g. /var/lib/mcpauthz/state.db)")
+		case len(c.Path) > 4096 || strings.ContainsFunc(c.Path, func(r rune) bool { return r < 0x20 || r == 0x7f }):
+			add("path", "too long or contains control characters")
+		case c.Path == ":memory:" || strings.HasPrefix(c.Path, "file:"):
+			add("path", "must be a file path (not a SQLite URI or :memory:)")
+		}
+		if c.BusyTimeout != 0 && (c.BusyTimeout < MinBusyTimeout || c.BusyTimeout > MaxBusyTimeout) {
+			add("busy_timeout", fmt.Sprintf("must be between %s and %s (default %s)", MinBusyTimeout, MaxBusyTimeout, DefaultBusyTimeout))
+		}
+		if len(c.Encryption.Keys) == 0 {
+			add("encryption.keys", "required with driver sqlite: state on disk must be encrypted (one key: {id: k1, secret: {file: PATH}} holding `openssl rand -base64 32`)")
+		}
+	default:
+		add("driver", fmt.Sprintf("unknown driver %q (want memory or sqlite)", truncate(c.Driver, 16)))
+	}
+	seen := map[string]bool{}
+	for i, k := range c.Encryption.Keys {
+		p := fmt.Sprintf("encryption.keys[%d]", i)
+		if err := checkKeyID(k.ID); err != nil {
+			add(p+".id", err.Error())
+		} else if seen[k.ID] {
+			add(p+".id", fmt.Sprintf("duplicate id %q", k.ID))
+		}
+		seen[k.ID] = true
+		if k.Secret.IsZero() {
+			add(p+".secret", "required: {env: NAME} or {file: PATH}")
+		} else if err := k.Secret.Validate(); err != nil {
+			add(p+".secret", strings.TrimPrefix(err.Error(), "secret: "))
+		}
+	}
+	if p := c.Encryption.Primary; p != "" && !seen[p] {
+		if len(c.Encryption.Keys) == 0 {
+			add("encryption.primary", "set without encryption.keys")
+		} else {
+			add("encryption.primary", fmt.Sprintf("%q is not the id of one of encryption.keys", truncate(p, 64)))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Options are the optional collaborators of a store.
+type Options struct {
+	// Now defaults to time.Now; it decides expiry.
+	Now func() time.Time
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// PurgeInterval is how often expired records are deleted (default 1m;
+	// negative: never, expired records stay invisible).
+	PurgeInterval time.Duration
+	// BusyTimeout overrides Config.BusyTimeout for OpenSQLite (default 5s).
+	BusyTimeout time.Duration
+}
+
+func (o Options) withDefaults() Options {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.PurgeInterval == 0 {
+		o.PurgeInterval = DefaultPurgeInterval
+	}
+	if o.BusyTimeout == 0 {
+		o.BusyTimeout = DefaultBusyTimeout
+	}
+	return o
+}
+
+// LoadKeyRing resolves the configured keys into a KeyRing. With no keys it
+// returns a random per-process ring (NewRandomKeyRing). Errors name the
+// field and the secret reference, never the key.
+func LoadKeyRing(e Encryption) (*KeyRing, error) {
+	if len(e.Keys) == 0 {
+		return NewRandomKeyRing()
+	}
+	keys := make(map[string][]byte, len(e.Keys))
+	defer func() {
+		for _, k := range keys {
+			clear(k)
+		}
+	}()
+	for i, k := range e.Keys {
+		v, err := k.Secret.Resolve()
+		if err != nil {
+			return nil, fmt.Errorf("store: encryption.keys[%d].secret: %w", i, err)
+		}
+		b, err := decodeKey(v.Reveal())
+		if err != nil {
+			return nil, fmt.Errorf("store: encryption.keys[%d].secret (%s): %w", i, k.Secret, err)
+		}
+		keys[k.ID] = b
+	}
+	primary := e.Primary
+	if primary == "" {
+		primary = e.Keys[0].ID
+	}
+	return NewKeyRing(primary, keys)
+}
+
+// Open validates cfg, builds its key ring and opens the store (for SQLite:
+// creates the file if needed, runs migrations, and checks that the key ring
+// decrypts what the database already holds). The caller closes the store.
+//
+// With driver memory and no keys the ring is random and private to this
+// process; Open logs that state is single-replica.
+func Open(ctx context.Context, cfg Config, opts Options) (Store, *KeyRing, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, nil, fmt.Errorf("store: invalid config: %w", err)
+	}
+	cfg = cfg.withDefaults()
+	opts = opts.withDefaults()
+	ring, err := LoadKeyRing(cfg.Encryption)
+	if err != nil {
+		return nil, nil, err
+	}
+	switch cfg.Driver {
+	case DriverSQLite:
+		opts.BusyTimeout = cfg.BusyTimeout
+		s, err := OpenSQLite(ctx, cfg.Path, opts)
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := checkCanary(ctx, s, ring); err != nil {
+			_ = s.Close()
+			return nil, nil, err
+		}
+		opts.Logger.Info("store: opened", "driver", cfg.Driver, "path", cfg.Path, "keys", ring)
+		return s, ring, nil
+	default:
+		opts.Logger.Info("store: in-memory state: it lives in this process only, so run a single replica (set store.driver: sqlite to keep it)",
+			"driver", DriverMemory, "keys", ring)
+		return NewMemory(opts), ring, nil
+	}
+}
+
+// canaryKey holds a value sealed under the ring, so a replica configured
+// with keys that cannot read the database fails at start rather than at
+// its first request.
+const canaryKey = "store/canary"
+
+func checkCanary(ctx context.Context, s Store, ring *KeyRing) error {
+	aad := []byte(canaryKey)
+	for range 3 {
+		ct, v, err := s.Get(ctx, canaryKey)
+		if errors.Is(err, ErrNotFound) {
+			sealed, err := ring.Encrypt([]byte("mcpauthz store canary"), aad)
+			if err != nil {
+				return err
+			}
+			if _, _, err := s.PutIfAbsent(ctx, canaryKey, sealed, 0); err != nil {
+				return fmt.Errorf("store: write canary: %w", err)
+			}
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("store: read canary: %w", err)
+		}
+		pt, err := ring.Decrypt(ct, aad)
+		if err != nil {
+			return fmt.Errorf("store: the configured encryption keys cannot read this database (check store.encryption.keys): %w", err)
+		}
+		if id, _ := KeyID(ct); id != ring.Primary() {
+			// Re-seal under the primary so the old key can be retired.
+			if sealed, err := ring.Encrypt(pt, aad); err == nil {
+				if _, err := s.CompareAndSwap(ctx, canaryKey, v, sealed, 0); err != nil && !errors.Is(err, ErrConflict) {
+					return fmt.Errorf("store: re-seal canary: %w", err)
+				}
+			}
+		}
+		return nil
+	}
+	return errors.New("store: canary: gave up after repeated races")
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
