@@ -225,3 +225,196 @@ test_server_discover_is_housekeeping if {
 	d := mcpauthz.decision with input as housekeeping_input("request", "server/discover")
 	d.allow == true
 }
+
+test_several_roles_denial_message if {
+	d := mcpauthz.decision with input as call("human", ["viewer", "editor"], all_scopes, "shareDocument")
+	d.reason == "role_not_allowed"
+	d.message == "roles viewer, editor may not call shareDocument"
+}
+
+# Stock SDK clients send these on their own (issue 14: logging/setLevel).
+test_stock_client_housekeeping if {
+	every method in ["logging/setLevel", "resources/templates/list"] {
+		d := mcpauthz.decision with input as housekeeping_input("request", method)
+		d.reason == "housekeeping"
+	}
+	every method in ["notifications/progress", "notifications/roots/list_changed"] {
+		d := mcpauthz.decision with input as housekeeping_input("notification", method)
+		d.reason == "housekeeping"
+	}
+}
+
+# rbac grants no prompts or resources, so completion (which would leak
+# their names and arguments) is not allowed either.
+test_completion_not_allowed if {
+	d := mcpauthz.decision with input as housekeeping_input("request", "completion/complete")
+	d.reason == "method_not_allowed"
+	d.message == "request \"completion/complete\" is not allowed on this server"
+}
+
+# ============================================================================
+# HOSTILE INPUTS: shapes an attacker tries (issue 15). Each must be refused.
+# ============================================================================
+
+# --- methods are matched exactly, together with the message kind -------------
+
+test_hostile_notification_with_id_is_a_request if {
+	every method in ["notifications/initialized", "notifications/cancelled", "notifications/anything"] {
+		d := mcpauthz.decision with input as housekeeping_input("request", method)
+		d.allow == false
+		d.reason == "method_not_allowed"
+		d.message == sprintf("%q with an id is a request, not a notification", [method])
+	}
+}
+
+test_hostile_request_name_as_notification if {
+	every method in ["ping", "initialize", "tools/list", "logging/setLevel"] {
+		d := mcpauthz.decision with input as housekeeping_input("notification", method)
+		d.reason == "method_not_allowed"
+		d.message == sprintf("notification %q is not allowed on this server", [method])
+	}
+}
+
+# A tools/call without an id would be executed by some servers without an
+# answer: it is not a tool call rbac allows, whatever the roles.
+test_hostile_tool_call_as_notification if {
+	inp := json.patch(call("human", ["admin"], all_scopes, "readDocument"), [{"op": "replace", "path": "/mcp/kind", "value": "notification"}])
+	d := mcpauthz.decision with input as inp
+	d.reason == "method_not_allowed"
+	d.message == "notification \"tools/call\" is not allowed on this server"
+}
+
+test_hostile_method_spellings if {
+	every method in [
+		"notifications/initialized/../../tools/call", "notifications/", "Tools/list", "TOOLS/LIST",
+		"tools/list ", " ping", "logging/setlevel", "ping\u0000", "tools／list", "initialize/",
+	] {
+		d := mcpauthz.decision with input as housekeeping_input("request", method)
+		d.reason == "method_not_allowed"
+	}
+}
+
+test_hostile_unknown_message_kind if {
+	every kind in ["", "Request", "batch", "notification "] {
+		d := mcpauthz.decision with input as housekeeping_input(kind, "ping")
+		d.reason == "method_not_allowed"
+	}
+}
+
+# --- tool names are compared byte for byte -----------------------------------
+
+test_hostile_tool_name_variants if {
+	every t in ["ReadDocument", "readdocument", "readDocument ", "readDocument\u0000", "ｒeadDocument", "read_document", "deleteDocument/"] {
+		d := mcpauthz.decision with input as call("human", ["admin"], all_scopes, t)
+		d.reason == "unknown_tool"
+	}
+}
+
+# --- client JSON-RPC responses: who may answer the server --------------------
+
+response_from(kind) := json.patch(housekeeping_input("response", ""), [{"op": "replace", "path": "/principal/kind", "value": kind}])
+
+test_hostile_response_by_agent_alone if {
+	d := mcpauthz.decision with input as response_from("agent")
+	d == {
+		"allow": false,
+		"reason": "response_not_allowed",
+		"message": "principal kind \"agent\" may not answer server requests (elicitation, sampling, roots): a person must be present",
+		"http_status": 403,
+		"required_scopes": [],
+		"scopes": [],
+	}
+	every kind in ["anonymous", "", "Human"] {
+		r := mcpauthz.decision with input as response_from(kind)
+		r.reason == "response_not_allowed"
+	}
+}
+
+test_response_by_person_present if {
+	every kind in ["human", "agent_for_user"] {
+		d := mcpauthz.decision with input as response_from(kind)
+		d.reason == "housekeeping"
+	}
+}
+
+test_hostile_unauthenticated_response if {
+	inp := json.patch(response_from("human"), [{"op": "replace", "path": "/principal/authenticated", "value": false}])
+	d := mcpauthz.decision with input as inp
+	d.reason == "unauthenticated"
+}
+
+# --- claim shapes: roles must be an array of strings, scopes match exactly ---
+
+test_hostile_roles_claim_shapes if {
+	every roles in [{"admin": "admin"}, "admin", [["admin"]], ["Admin"], ["admin "], [{"name": "admin"}], null] {
+		d := mcpauthz.decision with input as call("human", roles, all_scopes, "deleteDocument")
+		d.reason == "role_not_allowed"
+	}
+}
+
+test_hostile_scope_shapes if {
+	every scopes in [["docs:admin docs:read"], ["DOCS:ADMIN"], ["docs:admin "], ["docs:*"]] {
+		d := mcpauthz.decision with input as call("human", ["admin"], scopes, "deleteDocument")
+		d.reason == "insufficient_scope"
+	}
+}
+
+# --- rbac never reads arguments ---------------------------------------------
+
+# Ids in arguments are not rbac's business (bundles/abac checks ownership):
+# the decision is the same whatever the arguments say.
+test_arguments_do_not_change_the_decision if {
+	every args in [{"id": "acme/../globex/doc-2"}, {"DocumentId": "globex/doc-2"}, {"nested": {"id": "x"}}, null] {
+		inp := json.patch(call("human", ["viewer"], ["docs:read"], "readDocument"), [{"op": "replace", "path": "/mcp/arguments", "value": args}])
+		d := mcpauthz.decision with input as inp
+		d.reason == "allowed"
+	}
+}
+
+# --- wrongly typed data refuses the bundle (data_check.rego) -----------------
+
+test_shipped_data_is_well_formed if {
+	mcpauthz.data_errors == set()
+}
+
+# [JSON patch of data.mcpauthz.rbac, a problem data_errors must report]
+data_error_cases := [
+	[{"op": "add", "path": "/destructive_tools", "value": "deleteDocument"}, "data.mcpauthz.rbac.destructive_tools: want a list of tool names, got string \"deleteDocument\""],
+	[{"op": "add", "path": "/destructive_tools", "value": {"deleteDocument": true}}, "data.mcpauthz.rbac.destructive_tools: want a list of tool names, got object"],
+	[{"op": "add", "path": "/roles/viewer", "value": "readDocument"}, "data.mcpauthz.rbac.roles.viewer: want a list of tool names, got string \"readDocument\""],
+	[{"op": "add", "path": "/roles", "value": []}, "data.mcpauthz.rbac.roles: want an object: role -> list of tool names, got array"],
+	[{"op": "add", "path": "/tool_scopes/readDocument", "value": ["docs:read"]}, "data.mcpauthz.rbac.tool_scopes.readDocument: want one OAuth scope (RFC 6749 scope-token: no spaces), got array"],
+	[{"op": "add", "path": "/tool_scopes/readDocument", "value": "docs:read docs:write"}, "data.mcpauthz.rbac.tool_scopes.readDocument: want one OAuth scope (RFC 6749 scope-token: no spaces), got string \"docs:read docs:write\""],
+	[{"op": "add", "path": "/tool_scopes/read doc", "value": "docs:read"}, "data.mcpauthz.rbac.tool_scopes: \"read doc\" is not an MCP tool name"],
+	[{"op": "add", "path": "/roles/viewer", "value": ["readDocument", "export Document"]}, "data.mcpauthz.rbac.roles.viewer[1]: want an MCP tool name (1-128 of A-Z a-z 0-9 _ . -), got string \"export Document\""],
+	[{"op": "add", "path": "/agents_allowed_tools", "value": ["readDocument", "readDocumnet"]}, "data.mcpauthz.rbac.agents_allowed_tools[1]: tool \"readDocumnet\" is not in tool_scopes"],
+	[{"op": "add", "path": "/destructive_tool", "value": []}, "data.mcpauthz.rbac.destructive_tool is not a known key"],
+	[{"op": "remove", "path": "/destructive_tools"}, "data.mcpauthz.rbac.destructive_tools is missing: want a list of tool names"],
+	[{"op": "add", "path": "/protocol", "value": "ping"}, "data.mcpauthz.rbac.protocol: want an object with requests, notifications, transport_kinds and responders, got string \"ping\""],
+	[{"op": "add", "path": "/protocol/requests", "value": ["ping", "tools/call"]}, "data.mcpauthz.rbac.protocol.requests[1]: want a request method other than tools/call and notifications/*, got string \"tools/call\""],
+	[{"op": "add", "path": "/protocol/notifications", "value": ["initialized"]}, "data.mcpauthz.rbac.protocol.notifications[0]: want a notifications/* method, got string \"initialized\""],
+	[{"op": "add", "path": "/protocol/transport_kinds", "value": "stream"}, "data.mcpauthz.rbac.protocol.transport_kinds: want a list of transport kinds (stream, end_session), got string \"stream\""],
+	[{"op": "add", "path": "/protocol/transport_kinds", "value": ["stream", "response"]}, "data.mcpauthz.rbac.protocol.transport_kinds[1]: want stream or end_session, got string \"response\""],
+	[{"op": "add", "path": "/protocol/responders", "value": ["human", "anonymous"]}, "data.mcpauthz.rbac.protocol.responders[1]: want human, agent_for_user or agent, got string \"anonymous\""],
+	[{"op": "remove", "path": "/protocol/responders"}, "data.mcpauthz.rbac.protocol.responders is missing: want a list of principal kinds (human, agent_for_user, agent)"],
+	[{"op": "add", "path": "/protocol/responder", "value": ["human"]}, "data.mcpauthz.rbac.protocol.responder is not a known key"],
+]
+
+data_error_mismatches contains [c, errs] if {
+	some c in data_error_cases
+	bad := json.patch(data.mcpauthz.rbac, [c[0]])
+	errs := mcpauthz.data_errors with data.mcpauthz.rbac as bad
+	not c[1] in errs
+}
+
+test_hostile_data_types_refused if {
+	count(data_error_cases) == 19
+	data_error_mismatches == set()
+}
+
+test_missing_data_refused if {
+	every bad in [null, [], "rbac"] {
+		errs := mcpauthz.data_errors with data.mcpauthz.rbac as bad
+		errs == {"data.mcpauthz.rbac is missing or not an object (data.json nests it under mcpauthz.rbac)"}
+	}
+}
