@@ -19,7 +19,8 @@ const MaxIntrospectionForm = 8 << 10
 // IssueOpaque issues an opaque access token: OpaqueTokenPrefix followed by
 // 32 random bytes in base64url. Its claims (with iss, iat, exp and jti
 // filled in as by Mint, and WithExpiry honoured) are kept in memory and
-// returned by the introspection endpoint until exp or Revoke.
+// returned by the introspection endpoint until exp (a token minted without
+// exp, by setting "exp": nil, stays active) or Revoke.
 func (i *Issuer) IssueOpaque(claims map[string]any, opts ...MintOption) (string, error) {
 	o := mintOpts{}
 	for _, f := range opts {
@@ -103,7 +104,7 @@ func (i *Issuer) introspect(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, map[string]any{"active": false})
 		return
 	}
-	if exp, isNum := unixOf(claims["exp"]); !isNum || !i.opts.Now().Before(exp) {
+	if exp, isNum := unixOf(claims["exp"]); isNum && !i.opts.Now().Before(exp) {
 		writeJSON(w, map[string]any{"active": false})
 		return
 	}
