@@ -2,8 +2,11 @@ package envoy
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
+
+	corsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
 )
 
 func TestParseUpstream(t *testing.T) {
@@ -156,6 +159,12 @@ func TestCatalogParamsErrors(t *testing.T) {
 		{"same prefix twice", []CatalogServer{docs, {ID: "docs2", Resource: "https://mcp.example.com/docs/mcp/"}}, nil, "never match"},
 		{"no metadata port", []CatalogServer{docs}, func(o *GenerateOptions) { o.MetadataPort = 0 }, "upstream_port"},
 		{"no authz", []CatalogServer{docs}, func(o *GenerateOptions) { o.AuthzHost = "" }, "authz_host"},
+		{"wildcard origin", []CatalogServer{{ID: "docs", Resource: docs.Resource, AllowedOrigins: []string{"https://ok.example", "*"}}}, nil,
+			`servers[0] (docs): allowed_origins[1]: "*" is not an origin`},
+		{"origin with a path", []CatalogServer{{ID: "docs", Resource: docs.Resource, AllowedOrigins: []string{"https://chat.example.com/app"}}}, nil,
+			"allowed_origins[0]"},
+		{"origin without scheme", []CatalogServer{{ID: "docs", Resource: docs.Resource, AllowedOrigins: []string{"chat.example.com"}}}, nil,
+			"allowed_origins[0]"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -181,5 +190,64 @@ func BenchmarkValidateBootstrapYAML(b *testing.B) {
 		if err := ValidateBootstrapYAML(y); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestGeneratedCORS: the CORS filter comes before ext_authz, and each MCP
+// route (only MCP routes) carries its server's origins, normalised, with
+// the MCP methods and headers and no credentials.
+func TestGeneratedCORS(t *testing.T) {
+	servers := []CatalogServer{
+		{ID: "docs", Resource: "https://mcp.example.com/docs/mcp", AllowedOrigins: []string{"https://Chat.Example.com/", "https://chat.example.com", "http://localhost:3000"}},
+		{ID: "notes", Resource: "http://notes.internal:8080/mcp"},
+	}
+	y, err := GenerateFromCatalog(servers, GenerateOptions{AuthzHost: "mcpauthz", AuthzPort: 9191, MetadataPort: 8181})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := ParseBootstrapDocument(y)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if issues := d.SecurityIssues(StrictOptions{}); len(issues) > 0 {
+		t.Fatalf("generated config fails --strict: %v", issues)
+	}
+	hcm, _, _ := inspect(t, d.Bootstrap)
+	if a := hcm.GetCommonHttpProtocolOptions().GetHeadersWithUnderscoresAction().String(); a != "REJECT_REQUEST" {
+		t.Errorf("headers_with_underscores_action = %s", a)
+	}
+	want := map[string][]string{"docs": {"https://chat.example.com", "http://localhost:3000"}, "notes": {"http://notes.internal:8080"}}
+	seen := 0
+	for _, r := range hcm.GetRouteConfig().GetVirtualHosts()[0].GetRoutes() {
+		a, ok := r.GetTypedPerFilterConfig()["envoy.filters.http.cors"]
+		if perRoute(t, r).GetDisabled() {
+			if ok {
+				t.Errorf("metadata route %s has a CORS policy", r.GetName())
+			}
+			continue
+		}
+		var cp corsv3.CorsPolicy
+		if !ok || a.UnmarshalTo(&cp) != nil {
+			t.Fatalf("route %s: no CorsPolicy", r.GetName())
+		}
+		seen++
+		var got []string
+		for _, m := range cp.GetAllowOriginStringMatch() {
+			if !m.GetIgnoreCase() {
+				t.Errorf("route %s: origin %v is case-sensitive", r.GetName(), m)
+			}
+			got = append(got, m.GetExact())
+		}
+		if !slices.Equal(got, want[r.GetName()]) {
+			t.Errorf("route %s: origins %q, want %q", r.GetName(), got, want[r.GetName()])
+		}
+		if cp.GetAllowMethods() != "GET, POST, DELETE, OPTIONS" || cp.GetExposeHeaders() != "mcp-session-id, www-authenticate" ||
+			cp.GetAllowHeaders() != "authorization, content-type, mcp-session-id, mcp-protocol-version, mcp-method, mcp-name, last-event-id" ||
+			cp.GetAllowCredentials() != nil || cp.GetMaxAge() != "" {
+			t.Errorf("route %s: policy %v", r.GetName(), &cp)
+		}
+	}
+	if seen != 2 {
+		t.Errorf("%d MCP routes with CORS, want 2", seen)
 	}
 }

@@ -270,9 +270,10 @@ func (c *checker) level(m map[string]*anypb.Any, p string) *authzLevel {
 }
 
 // effective is ext_authz on one route (and weighted cluster) as Envoy
-// resolves it: the filter's disabled flag and ExtAuthzPerRoute from the
-// most specific level that sets them, context_extensions merged from the
-// least to the most specific level.
+// resolves it: whether the filter runs from the most specific level with an
+// entry (else the HTTP filter's disabled flag), the ExtAuthzPerRoute
+// (disabled, check_settings) from the most specific level that has one,
+// context_extensions merged from the least to the most specific level.
 type effective struct {
 	disabled   bool
 	disabledAt string // path of the level that disables it; "" = the HTTP filter
@@ -287,9 +288,9 @@ func resolve(filterDisabled bool, levels []*authzLevel) effective {
 		if lv == nil {
 			continue
 		}
-		if lv.filterDisabled != nil {
-			e.disabled, e.disabledAt = *lv.filterDisabled, lv.path
-		}
+		// Any entry decides whether the filter runs (HCM's filterDisabled):
+		// a FilterConfig by its disabled flag, a bare config enables it.
+		e.disabled, e.disabledAt = lv.filterDisabled != nil && *lv.filterDisabled, lv.path
 		if lv.pr != nil {
 			e.pr, e.prAt = lv.pr, lv.path
 			for k, v := range lv.pr.GetCheckSettings().GetContextExtensions() {

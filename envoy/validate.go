@@ -296,6 +296,7 @@ func (w *walker) fields(n *yaml.Node, md protoreflect.MessageDescriptor, path st
 			oneofs[od.FullName()] = key
 		}
 		w.value(v, fd, fp)
+		w.lines[fp] = k.Line // report a field at its key, not at its value's first line
 	}
 }
 
@@ -331,6 +332,7 @@ func (w *walker) value(n *yaml.Node, fd protoreflect.FieldDescriptor, path strin
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			kp := fmt.Sprintf("%s[%s]", path, n.Content[i].Value)
 			w.single(deref(n.Content[i+1]), vd, kp)
+			w.lines[kp] = n.Content[i].Line
 		}
 	case fd.IsList():
 		if n.Kind != yaml.SequenceNode {
