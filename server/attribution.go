@@ -37,7 +37,7 @@ func (s *Service) attribution(ctx context.Context, e *preparedEntry, srv *mcpSer
 	}
 	claims := map[string]any{
 		"aud":        srv.cfg.Resource,
-		"sub":        p.Subject,
+		"sub":        upstreamSubject(p),
 		"mcp_kind":   string(p.Kind),
 		"mcp_server": srv.id,
 	}
@@ -56,9 +56,18 @@ func (s *Service) attribution(ctx context.Context, e *preparedEntry, srv *mcpSer
 	if p.Actor != nil {
 		actors := make([]mint.Actor, 0, 1+len(p.Chain))
 		for _, a := range append([]identity.Actor{*p.Actor}, p.Chain...) {
-			actors = append(actors, mint.Actor{Subject: a.Subject, ClientID: a.ClientID, Issuer: a.Issuer})
+			actors = append(actors, mint.Actor{Subject: actorSubject(&a), ClientID: a.ClientID, Issuer: a.Issuer})
 		}
 		claims["act"] = mint.ActorChain(actors)
+	}
+	if !p.ExpiresAt.IsZero() {
+		// Never outlive the caller's own token.
+		if !p.ExpiresAt.After(now) {
+			return "", fmt.Errorf("server: sign attribution: the caller's token has expired")
+		}
+		if p.ExpiresAt.Before(now.Add(s.issuer.TokenTTL())) {
+			claims["exp"] = p.ExpiresAt.Unix()
+		}
 	}
 	tok, err := s.issuer.Sign(ctx, AttributionType, claims)
 	if err != nil {

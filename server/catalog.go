@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"net"
 	"net/url"
 	"slices"
 	"sort"
@@ -117,6 +116,11 @@ func newCatalog(ctx context.Context, cfg *config.Config, opts outbound.Options) 
 	return c, nil
 }
 
+// paramArguments returns the configured Mcp-Param header mirrors of tool.
+func (s *mcpServer) paramArguments(tool string) map[string]string {
+	return s.cfg.ParamHeaders[tool]
+}
+
 // provider returns the credential provider for the mode the policy chose
 // ("" = the server's default), or false when the server does not offer it.
 func (s *mcpServer) provider(mode string) (outbound.Provider, bool) {
@@ -141,31 +145,38 @@ func (s *mcpServer) consumedHeaders() []string {
 
 // route finds the server for a request: the route's context_extensions
 // first (an unknown name is not silently re-routed), then host + path
-// prefix. It returns nil when nothing matches.
-func (c *catalog) route(ext map[string]string, host, path string) *mcpServer {
+// prefix, the fallback Envoy Gateway and Istio deployments rely on. Hosts
+// compare case-insensitively with the scheme's default port ignored; a
+// path prefix matches whole segments ("/docs/mcp" covers "/docs/mcp" and
+// "/docs/mcp/…", never "/docs/mcp-evil"). It returns nil when nothing
+// matches.
+func (c *catalog) route(ext map[string]string, scheme, host, path string) *mcpServer {
 	if id, ok := ext[ContextExtensionKey]; ok {
 		return c.byID[id]
 	}
-	h := strings.ToLower(host)
-	if hh, _, err := net.SplitHostPort(h); err == nil {
-		h = hh
-	}
+	h := config.CanonicalHost(host, scheme)
 	for _, s := range c.ordered {
 		m := s.cfg.Match
 		if m.Host == "" && m.PathPrefix == "" {
 			continue
 		}
 		if m.Host != "" && m.Host != h {
-			if mh, _, err := net.SplitHostPort(m.Host); err != nil || mh != h {
-				continue
-			}
+			continue
 		}
-		if m.PathPrefix != "" && !strings.HasPrefix(path, m.PathPrefix) {
+		if m.PathPrefix != "" && !segmentPrefix(path, m.PathPrefix) {
 			continue
 		}
 		return s
 	}
 	return nil
+}
+
+// segmentPrefix reports whether prefix covers path on segment boundaries.
+func segmentPrefix(path, prefix string) bool {
+	if !strings.HasPrefix(path, prefix) {
+		return false
+	}
+	return len(path) == len(prefix) || prefix[len(prefix)-1] == '/' || path[len(prefix)] == '/'
 }
 
 // byMetadataPath finds the server whose RFC 9728 document lives at path.

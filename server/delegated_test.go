@@ -95,10 +95,10 @@ func TestCheckDelegatedBuiltin(t *testing.T) {
 		wantScope string
 	}{
 		{"human reads", map[string]any{"sub": "alice", "roles": []string{"viewer"}, "scope": all},
-			"readDocument", "alice", "", "", "docs:read"},
+			"readDocument", "dev/alice", "", "", "docs:read"},
 		{"agent for user updates: admin scope descoped away", map[string]any{"sub": "bob", "scope": all,
 			"act": map[string]any{"sub": "assistant", "client_id": "assistant-app", "act": map[string]any{"sub": "orchestrator"}}},
-			"updateDocument", "bob", "assistant", "orchestrator", "docs:write"},
+			"updateDocument", "dev/bob", "dev/assistant", "dev/orchestrator", "docs:write"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -168,7 +168,7 @@ func TestCheckDelegatedBuiltin(t *testing.T) {
 			t.Fatal(err)
 		}
 		log := string(raw)
-		if !strings.Contains(log, `"credential":{"mode":"delegated","subject":"bob","actor":"assistant","audience":"`+docsResource+`","scopes":["docs:write"]}`) {
+		if !strings.Contains(log, `"credential":{"mode":"delegated","subject":"dev/bob","actor":"dev/assistant","audience":"`+docsResource+`","scopes":["docs:write"]}`) {
 			t.Errorf("decision log lacks the delegated credential record:\n%s", log)
 		}
 		if strings.Contains(log, "eyJ") {
@@ -191,7 +191,7 @@ func TestCheckSignedAttribution(t *testing.T) {
 		t.Fatalf("typ = %q", typ)
 	}
 	act, _ := c["act"].(map[string]any)
-	if c["sub"] != "bob" || c["aud"] != docsResource || c["mcp_kind"] != "agent_for_user" || act["sub"] != "assistant" || c["org"] != "acme" {
+	if c["sub"] != "dev/bob" || c["aud"] != docsResource || c["mcp_kind"] != "agent_for_user" || act["sub"] != "dev/assistant" || c["org"] != "acme" {
 		t.Fatalf("attribution claims = %v", c)
 	}
 	// A client cannot supply its own.

@@ -81,7 +81,7 @@ func newMetrics(s *Service) *metrics {
 		counter("decision_cache_misses_total", "Policy evaluations that could have been memoized but were not cached yet.", func() float64 { return float64(decisionCacheStats(s.policy).Misses) }),
 		counter("decision_log_dropped_total", "Decision log entries dropped because the queue was full.", func() float64 { return float64(s.audit.dropped.Load()) }),
 		counter("decision_log_written_total", "Decision log entries written.", func() float64 { return float64(s.audit.written.Load()) }),
-		gauge("sessions_bound", "MCP session ids bound to a principal.", func() float64 { return float64(s.sessions.len()) }),
+		gauge("sessions_bound", "MCP session ids bound to a principal.", func() float64 { return float64(sessionCount(s.sessions)) }),
 		sourceCollector{s.policy},
 	)
 	if s.opa != nil {

@@ -49,7 +49,7 @@ func (c *preparedPrincipals) get(p *identity.Principal) *preparedEntry {
 	}
 	e := &preparedEntry{p: p, owner: principalKey(p)}
 	for _, a := range p.Chain {
-		e.chain = append(e.chain, outbound.Actor{Subject: a.Subject, ClientID: a.ClientID, Issuer: a.Issuer})
+		e.chain = append(e.chain, outbound.Actor{Subject: actorSubject(&a), ClientID: a.ClientID, Issuer: a.Issuer})
 	}
 	if pp, err := policy.PreparePrincipal(policyPrincipal(p)); err == nil {
 		e.pp = pp

@@ -98,6 +98,16 @@ func rpcCodeForStatus(status int) int {
 // sanitizeHeaderValue keeps a value Envoy will accept: visible ASCII and
 // spaces pass, anything else (CR, LF, NUL, non-ASCII) is percent-encoded, so
 // a claim can never inject a header.
+// identityHeaderValue encodes an identity value for an attribution header:
+// as sanitizeHeaderValue, and ',' percent-encoded too, so a value can never
+// read as two list elements (or as two joined header lines).
+func identityHeaderValue(v string) string {
+	if strings.IndexByte(v, ',') < 0 {
+		return sanitizeHeaderValue(v)
+	}
+	return strings.ReplaceAll(sanitizeHeaderValue(v), ",", "%2C")
+}
+
 func sanitizeHeaderValue(v string) string {
 	clean := true
 	for i := 0; i < len(v); i++ {

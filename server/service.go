@@ -63,19 +63,24 @@ type Service struct {
 	catalog  *catalog
 	verifier tokenVerifier
 	policy   policyEvaluator
-	sessions *sessionTable
-	prepared *preparedPrincipals
-	audit    *auditLog
-	metrics  *metrics
-	issuer   *mint.Issuer // built-in token issuer; nil unless configured
-	opa      opaLogger    // OPA-format decision log; nil unless configured
-	opaPath  string
+	sessions sessionStore
+	// sessionParams are the legacy session query parameter names.
+	sessionParams []string
+	prepared      *preparedPrincipals
+	audit         *auditLog
+	metrics       *metrics
+	issuer        *mint.Issuer // built-in token issuer; nil unless configured
+	opa           opaLogger    // OPA-format decision log; nil unless configured
+	opaPath       string
 	// bundleNames name the policy sources in config order (decision-log
 	// bundles map).
 	bundleNames []string
 	strip       map[string]bool // client headers never forwarded (lower-case)
-	prefix      string
-	hdr         attributionHeaders
+	// alwaysRemove is every attribution header name and every stripped
+	// header, sorted: removed from each allowed request unless set.
+	alwaysRemove []string
+	prefix       string
+	hdr          attributionHeaders
 	// keepHeaderFn is s.keepHeader bound once (a method value allocates).
 	keepHeaderFn func(string) bool
 	now          func() time.Time
@@ -125,7 +130,8 @@ func NewService(ctx context.Context, cfg *config.Config, deps Deps) (*Service, e
 	if err != nil {
 		return nil, err
 	}
-	s.sessions = newSessionTable(cfg.MCP.SessionTTL, cfg.MCP.MaxSessions)
+	s.sessions = newMemSessions(cfg.MCP.SessionTTL, cfg.MCP.MaxSessions, cfg.MCP.MaxSessionsPerPrincipal, cfg.MCP.MaxAnonymousSessions)
+	s.sessionParams = cfg.MCP.LegacySessionParams
 	if s.prepared, err = newPreparedPrincipals(max(cfg.Identity.CacheSize, 10000), s.now); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
@@ -156,6 +162,7 @@ func NewService(ctx context.Context, cfg *config.Config, deps Deps) (*Service, e
 			s.strip[h] = true
 		}
 	}
+	s.alwaysRemove = alwaysRemoved(s.hdr, s.strip)
 	s.metrics = newMetrics(s)
 	return s, nil
 }
@@ -195,7 +202,11 @@ func (s *Service) check(ctx context.Context, req *authv3.CheckRequest, rec *reco
 		return s.deny(rec, &denial{status: http.StatusBadRequest, reason: "bad_check_request", message: "malformed authorization request"})
 	}
 	rec.HTTPMethod, rec.Path = r.Method, r.Path
-	srv := s.catalog.route(r.ContextExtensions, r.Host, r.Path)
+	if !normalizedPath(r.Path) {
+		return s.deny(rec, &denial{status: http.StatusBadRequest, reason: "non_normalized_path",
+			message: "the request path must be normalized (no dot or empty segments, backslashes or encoded separators)"})
+	}
+	srv := s.catalog.route(r.ContextExtensions, r.Scheme, r.Host, r.Path)
 	if srv == nil {
 		return s.deny(rec, &denial{status: http.StatusNotFound, reason: "unknown_server", message: "no MCP server is configured for this route"})
 	}
@@ -228,13 +239,20 @@ func (s *Service) check(ctx context.Context, req *authv3.CheckRequest, rec *reco
 		derived = s.prepared.get(p)
 	}
 
-	legacy := r.Method == http.MethodPost && strings.HasSuffix(r.Path, "/messages") && queryParam(r.Query, "sessionId") != ""
+	sid, legacy, d := s.sessionID(r)
+	if d != nil {
+		return s.deny(rec, d)
+	}
 	in := mcp.Input{
 		HTTPMethod:      r.Method,
 		ContentType:     r.Headers["content-type"],
 		ProtocolVersion: r.Headers["mcp-protocol-version"],
-		Legacy:          legacy,
+		Legacy:          legacy && r.Method == http.MethodPost,
 		Body:            r.Body,
+		ParamHeaders:    paramHeaders(r.Headers),
+	}
+	if len(srv.cfg.ParamHeaders) > 0 {
+		in.ParamArguments = srv.paramArguments
 	}
 	if v, ok := r.Headers["mcp-method"]; ok {
 		in.HeaderMethod = &v
@@ -259,15 +277,14 @@ func (s *Service) check(ctx context.Context, req *authv3.CheckRequest, rec *reco
 		}
 	}
 
-	sid := r.Headers["mcp-session-id"]
-	if legacy {
-		sid = queryParam(r.Query, "sessionId")
-	}
-	if sid != "" && p != nil {
+	if sid != "" {
 		rec.Session = shortHash(sid)
-		if !s.sessions.bind(srv.id+"\x00"+sid, derived.owner, s.now()) {
-			d := &denial{status: http.StatusForbidden, reason: "session_bound_to_other_principal",
-				message: "this MCP session belongs to another principal; start a new session"}
+		owner := sessionOwner{key: "anonymous", anonymous: true}
+		if p != nil {
+			owner = sessionOwner{key: derived.owner}
+		}
+		if err := s.sessions.Bind(ctx, srv.id+"\x00"+sid, owner, s.now()); err != nil {
+			d := sessionDenial(err)
 			if len(call.Messages) == 1 {
 				d.id = call.Messages[0].ID // keep the client's request correlatable
 			}
@@ -512,25 +529,30 @@ func (s *Service) allow(rec *record, srv *mcpServer, r *envoy.Request, p *identi
 	add(s.hdr.server, srv.id)
 	add(s.hdr.kind, orDefault(rec.Kind, string(identity.KindAnonymous)))
 	if p != nil {
-		add(s.hdr.subject, sanitizeHeaderValue(p.Subject))
+		add(s.hdr.subject, identityHeaderValue(upstreamSubject(p)))
 		if p.UserKey != "" {
-			add(s.hdr.user, sanitizeHeaderValue(p.UserKey))
+			add(s.hdr.user, identityHeaderValue(p.UserKey))
 		}
 		if p.Org != "" {
-			add(s.hdr.org, sanitizeHeaderValue(p.Org))
+			add(s.hdr.org, identityHeaderValue(p.Org))
 		}
 		if p.ClientID != "" {
-			add(s.hdr.clientID, sanitizeHeaderValue(p.ClientID))
+			add(s.hdr.clientID, identityHeaderValue(p.ClientID))
 		}
 		if p.Actor != nil {
-			add(s.hdr.actor, sanitizeHeaderValue(p.Actor.Subject))
+			add(s.hdr.actor, identityHeaderValue(actorSubject(p.Actor)))
 		}
 		if len(p.Chain) > 0 {
-			chain := make([]string, len(p.Chain))
-			for i, a := range p.Chain {
-				chain[i] = a.Subject
+			// Each element is encoded on its own (',' and '%' escaped), so a
+			// claim value containing the separator cannot forge an entry.
+			var b strings.Builder
+			for i := range p.Chain {
+				if i > 0 {
+					b.WriteByte(',')
+				}
+				b.WriteString(identityHeaderValue(actorSubject(&p.Chain[i])))
 			}
-			add(s.hdr.actorChain, sanitizeHeaderValue(strings.Join(chain, ",")))
+			add(s.hdr.actorChain, b.String())
 		}
 	}
 	if dec != nil {
@@ -542,18 +564,27 @@ func (s *Service) allow(rec *record, srv *mcpServer, r *envoy.Request, p *identi
 			add(lk, sanitizeHeaderValue(v))
 		}
 	}
-	var remove []string
+	// Every header mcpauthz could set, and every header that must never
+	// reach an upstream, is removed unless set above — whether or not the
+	// client's copy was in the CheckRequest (an ext_authz allowed_headers
+	// list can hide it from mcpauthz while Envoy still forwards it).
+	remove := make([]string, 0, len(s.alwaysRemove)+4)
+	for _, name := range s.alwaysRemove {
+		if !isSet(name) {
+			remove = append(remove, name)
+		}
+	}
 	for name := range r.Headers {
-		if name == "" || name[0] == ':' || isSet(name) {
+		if name == "" || name[0] == ':' || isSet(name) || s.strip[name] {
 			continue
 		}
-		if s.strip[name] || strings.HasPrefix(name, pre) {
+		if strings.HasPrefix(name, pre) {
 			remove = append(remove, name)
 		}
 	}
 	if dec != nil {
 		for _, h := range dec.RequestHeadersToRemove {
-			if lh := strings.ToLower(h); lh != "" && lh[0] != ':' && !isSet(lh) {
+			if lh := strings.ToLower(h); lh != "" && lh[0] != ':' && !isSet(lh) && !slices.Contains(remove, lh) {
 				remove = append(remove, lh)
 			}
 		}
@@ -598,14 +629,15 @@ func credentialDenial(err error) *denial {
 func credentialRequest(srv *mcpServer, p *identity.Principal, e *preparedEntry, r *envoy.Request, scopes []string) *outbound.Request {
 	req := &outbound.Request{ServerID: srv.id, Audience: srv.cfg.Resource, Scopes: scopes, Kind: string(identity.KindAnonymous)}
 	if p != nil {
-		req.Subject, req.UserKey, req.Org, req.Kind, req.ClientID = p.Subject, p.UserKey, p.Org, string(p.Kind), p.ClientID
+		req.Subject, req.UserKey, req.Org, req.Kind, req.ClientID = upstreamSubject(p), p.UserKey, p.Org, string(p.Kind), p.ClientID
+		req.SubjectExpiresAt = p.ExpiresAt
 		if p.Actor != nil {
-			req.Actor, req.ActorClientID, req.ActorIssuer = p.Actor.Subject, p.Actor.ClientID, p.Actor.Issuer
+			req.Actor, req.ActorClientID, req.ActorIssuer = actorSubject(p.Actor), p.Actor.ClientID, p.Actor.Issuer
 		}
 		if e != nil {
 			req.Chain = e.chain
 		}
-		if p.Method == "jwt" {
+		if p.Method == "jwt" || p.Method == "introspection" {
 			_, req.SubjectToken, _ = strings.Cut(r.Headers["authorization"], " ")
 			req.SubjectTokenHash = p.TokenHash
 		}
@@ -697,20 +729,6 @@ func tokenInQuery(q string) bool {
 	return false
 }
 
-// queryParam returns the first value of key in a raw query without
-// allocating a url.Values.
-func queryParam(q, key string) string {
-	for q != "" {
-		var kv string
-		kv, q, _ = strings.Cut(q, "&")
-		k, v, _ := strings.Cut(kv, "=")
-		if k == key {
-			return v
-		}
-	}
-	return ""
-}
-
 func unionStrings(a, b []string) []string {
 	for _, v := range b {
 		found := false
@@ -731,6 +749,39 @@ func unionStrings(a, b []string) []string {
 // identity upstream, built once from the configured prefix.
 type attributionHeaders struct {
 	decisionID, server, kind, subject, user, org, clientID, actor, actorChain, attribution string
+}
+
+// names lists every attribution header name.
+func (h attributionHeaders) names() []string {
+	return []string{h.decisionID, h.server, h.kind, h.subject, h.user, h.org, h.clientID, h.actor, h.actorChain, h.attribution}
+}
+
+// alwaysRemoved is the sorted set of header names removed from every
+// allowed request unless mcpauthz sets them.
+func alwaysRemoved(h attributionHeaders, strip map[string]bool) []string {
+	out := h.names()
+	for name := range strip {
+		out = append(out, name)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// upstreamSubject is the subject mcpauthz names to upstreams: qualified by
+// the issuer's user namespace unless the issuer's subjects are globally
+// unique.
+func upstreamSubject(p *identity.Principal) string {
+	if p.QualifiedSubject != "" {
+		return p.QualifiedSubject
+	}
+	return p.Subject
+}
+
+func actorSubject(a *identity.Actor) string {
+	if a.QualifiedSubject != "" {
+		return a.QualifiedSubject
+	}
+	return a.Subject
 }
 
 func newAttributionHeaders(prefix string) attributionHeaders {

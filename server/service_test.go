@@ -248,7 +248,8 @@ func TestCheckRBACMatrix(t *testing.T) {
 				if o.set["authorization"] != "Bearer "+upstreamSecret {
 					t.Errorf("upstream authorization = %q, want the service account", o.set["authorization"])
 				}
-				if o.set["x-mcp-subject"] != tt.claims["sub"] {
+				// Subjects are qualified by the issuer's user namespace ("dev").
+				if o.set["x-mcp-subject"] != "dev/"+tt.claims["sub"].(string) {
 					t.Errorf("x-mcp-subject = %q, want %v", o.set["x-mcp-subject"], tt.claims["sub"])
 				}
 				if o.set["x-mcp-decision-id"] == "" || o.set["x-mcp-server"] != "docs" {
@@ -275,7 +276,7 @@ func TestCheckActorAttribution(t *testing.T) {
 	if !o.allowed {
 		t.Fatalf("denied: %d %s", o.status, o.body)
 	}
-	want := map[string]string{"x-mcp-subject": "alice", "x-mcp-actor": "agent-bot", "x-mcp-actor-chain": "orchestrator",
+	want := map[string]string{"x-mcp-subject": "dev/alice", "x-mcp-actor": "dev/agent-bot", "x-mcp-actor-chain": "dev/orchestrator",
 		"x-mcp-kind": "agent_for_user", "x-mcp-org": "acme"}
 	for k, v := range want {
 		if o.set[k] != v {
@@ -435,7 +436,7 @@ func TestCheckStripsSpoofedIdentity(t *testing.T) {
 	if !o.allowed {
 		t.Fatalf("denied: %s", o.body)
 	}
-	if o.set["x-mcp-subject"] != "v" || o.set["x-mcp-kind"] != "human" {
+	if o.set["x-mcp-subject"] != "dev/v" || o.set["x-mcp-kind"] != "human" {
 		t.Errorf("verified identity not set: %v", o.set)
 	}
 	for _, h := range []string{"x-mcp-role", "x-user-id"} {
@@ -602,7 +603,7 @@ func TestCheckOPAEnvoyDecisionShape(t *testing.T) {
 		t.Fatal(err)
 	}
 	o := decode(t, resp)
-	if !o.allowed || o.set["x-tenant"] != "acme" || o.set["x-mcp-subject"] != "v" || o.set["authorization"] != "Bearer "+upstreamSecret || !o.remove["x-debug"] {
+	if !o.allowed || o.set["x-tenant"] != "acme" || o.set["x-mcp-subject"] != "dev/v" || o.set["authorization"] != "Bearer "+upstreamSecret || !o.remove["x-debug"] {
 		t.Fatalf("outcome %+v", o)
 	}
 	rh := resp.GetOkResponse().GetResponseHeadersToAdd()

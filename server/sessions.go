@@ -1,24 +1,59 @@
 package server
 
 import (
+	"context"
+	"errors"
 	"hash/maphash"
 	"sync"
 	"time"
 )
 
-// sessionTable binds MCP session ids (Mcp-Session-Id, the legacy sessionId
-// query parameter) to the principal that first presented them, so a session
-// id is never a bearer credential for somebody else. ext_authz never sees
-// the upstream's response, so the binding is made on first use.
+// sessionStore binds MCP session ids (Mcp-Session-Id, the legacy query
+// parameter) to the principal that first presented them, so a session id is
+// never a bearer credential for somebody else. ext_authz never sees the
+// upstream's response, so the binding is made on first use.
 //
-// Safe for concurrent use. Lookups are exact (a binding is never lost to
-// an eventually-consistent cache): entries leave only when they expire or
-// when a full shard must make room, oldest first.
-type sessionTable struct {
-	seed   maphash.Seed
-	ttl    time.Duration
-	perCap int
-	shards [64]sessionShard
+// Implementations must be exact (a binding is never lost to an eventually
+// consistent cache) and must refuse rather than forget: a live binding
+// leaves only when it expires. With several replicas the store must be
+// shared (the PostgreSQL store); memSessions serves one process.
+type sessionStore interface {
+	// Bind records owner for key when the key is new or expired and reports
+	// whether owner may use the session: ErrSessionOwned when another
+	// principal holds it, ErrSessionQuota / ErrSessionsFull when a new
+	// binding would exceed a bound; any other error means the store failed
+	// (the caller denies).
+	Bind(ctx context.Context, key string, owner sessionOwner, now time.Time) error
+}
+
+// sessionOwner identifies who owns a session: the principal key, and
+// whether it is the shared anonymous principal (counted against its own
+// bound).
+type sessionOwner struct {
+	key       string
+	anonymous bool
+}
+
+// Errors of sessionStore.Bind.
+var (
+	errSessionOwned = errors.New("server: session bound to another principal")
+	errSessionQuota = errors.New("server: principal holds too many sessions")
+	errSessionsFull = errors.New("server: session table full")
+)
+
+var _ sessionStore = (*memSessions)(nil)
+
+// memSessions is the in-process sessionStore. Safe for concurrent use:
+// lookups of existing bindings take one shard lock; creating a binding also
+// takes the owner's counter lock (always after the shard lock).
+type memSessions struct {
+	seed       maphash.Seed
+	ttl        time.Duration
+	perShard   int // capacity of one shard
+	perOwner   int // live sessions one principal may hold
+	anonymous  int // live sessions all anonymous callers may hold
+	shards     [64]sessionShard
+	ownerLocks [64]ownerShard
 }
 
 type sessionShard struct {
@@ -31,57 +66,117 @@ type sessionEntry struct {
 	expires time.Time
 }
 
-func newSessionTable(ttl time.Duration, capacity int) *sessionTable {
-	t := &sessionTable{seed: maphash.MakeSeed(), ttl: ttl, perCap: max(capacity/64, 16)}
+// ownerShard tracks, per owner, the expiry of each session it holds, so a
+// quota counts only live sessions without scanning the table.
+type ownerShard struct {
+	mu sync.Mutex
+	m  map[string]map[string]time.Time
+}
+
+func newMemSessions(ttl time.Duration, capacity, perOwner, anonymous int) *memSessions {
+	t := &memSessions{
+		seed: maphash.MakeSeed(), ttl: ttl, perShard: max(capacity/64, 16),
+		perOwner: perOwner, anonymous: anonymous,
+	}
 	for i := range t.shards {
 		t.shards[i].m = map[string]sessionEntry{}
+		t.ownerLocks[i].m = map[string]map[string]time.Time{}
 	}
 	return t
 }
 
-// bind records owner for key if the key is new or expired, and reports
-// whether owner may use the session.
-func (t *sessionTable) bind(key, owner string, now time.Time) bool {
+func (t *memSessions) ownerShard(owner string) *ownerShard {
+	return &t.ownerLocks[maphash.String(t.seed, owner)%uint64(len(t.ownerLocks))]
+}
+
+// Bind implements sessionStore.
+func (t *memSessions) Bind(_ context.Context, key string, o sessionOwner, now time.Time) error {
 	sh := &t.shards[maphash.String(t.seed, key)%uint64(len(t.shards))]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if e, ok := sh.m[key]; ok && now.Before(e.expires) {
-		if e.owner != owner {
-			return false
+	e, ok := sh.m[key]
+	if ok && now.Before(e.expires) {
+		if e.owner != o.key {
+			return errSessionOwned
 		}
 		if e.expires.Sub(now) < t.ttl/2 { // sliding expiry, refreshed rarely
-			sh.m[key] = sessionEntry{owner: owner, expires: now.Add(t.ttl)}
+			exp := now.Add(t.ttl)
+			sh.m[key] = sessionEntry{owner: o.key, expires: exp}
+			os := t.ownerShard(o.key)
+			os.mu.Lock()
+			if keys := os.m[o.key]; keys != nil {
+				keys[key] = exp
+			}
+			os.mu.Unlock()
 		}
-		return true
+		return nil
 	}
-	if len(sh.m) >= t.perCap {
-		sh.evict(now)
+	if ok { // expired: release it from its previous owner's count
+		t.release(e.owner, key)
+		delete(sh.m, key)
 	}
-	sh.m[key] = sessionEntry{owner: owner, expires: now.Add(t.ttl)}
-	return true
+	if len(sh.m) >= t.perShard {
+		t.sweep(sh, now)
+		if len(sh.m) >= t.perShard {
+			return errSessionsFull
+		}
+	}
+	limit := t.perOwner
+	if o.anonymous {
+		limit = t.anonymous
+	}
+	exp := now.Add(t.ttl)
+	os := t.ownerShard(o.key)
+	os.mu.Lock()
+	keys := os.m[o.key]
+	if len(keys) >= limit {
+		for k, x := range keys { // forget only what has expired
+			if !now.Before(x) {
+				delete(keys, k)
+			}
+		}
+		if len(keys) >= limit {
+			os.mu.Unlock()
+			return errSessionQuota
+		}
+	}
+	if keys == nil {
+		keys = map[string]time.Time{}
+		os.m[o.key] = keys
+	}
+	keys[key] = exp
+	os.mu.Unlock()
+	sh.m[key] = sessionEntry{owner: o.key, expires: exp}
+	return nil
 }
 
-// evict drops expired entries, or the oldest one when none has expired.
-func (sh *sessionShard) evict(now time.Time) {
-	var oldestKey string
-	var oldest time.Time
-	removed := false
+// release forgets key from owner's live set. Called with the key's shard
+// lock held (lock order: session shard, then owner shard).
+func (t *memSessions) release(owner, key string) {
+	os := t.ownerShard(owner)
+	os.mu.Lock()
+	if keys := os.m[owner]; keys != nil {
+		delete(keys, key)
+		if len(keys) == 0 {
+			delete(os.m, owner)
+		}
+	}
+	os.mu.Unlock()
+}
+
+// sweep drops the expired entries of a shard (never a live one) and
+// releases them from their owners, so the owner sets stay bounded by the
+// table. Called with the shard lock held.
+func (t *memSessions) sweep(sh *sessionShard, now time.Time) {
 	for k, e := range sh.m {
 		if !now.Before(e.expires) {
+			t.release(e.owner, k)
 			delete(sh.m, k)
-			removed = true
-			continue
 		}
-		if oldestKey == "" || e.expires.Before(oldest) {
-			oldestKey, oldest = k, e.expires
-		}
-	}
-	if !removed && oldestKey != "" {
-		delete(sh.m, oldestKey)
 	}
 }
 
-func (t *sessionTable) len() int {
+func (t *memSessions) len() int {
 	n := 0
 	for i := range t.shards {
 		t.shards[i].mu.Lock()
@@ -89,4 +184,13 @@ func (t *sessionTable) len() int {
 		t.shards[i].mu.Unlock()
 	}
 	return n
+}
+
+// sessionCount is the number of bindings a store holds, -1 when it cannot
+// tell cheaply (a shared store).
+func sessionCount(st sessionStore) int {
+	if c, ok := st.(interface{ len() int }); ok {
+		return c.len()
+	}
+	return -1
 }

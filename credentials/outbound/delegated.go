@@ -203,6 +203,13 @@ func (p *delegatedProvider) entry(key delegationKey, d *delegation, tok string, 
 		return nil, &Error{Reason: ReasonTokenInvalidResponse, Err: errors.New("delegated token already expired")}
 	}
 	margin := min(exp.Sub(now)/5, time.Minute)
+	until := exp.Add(-margin)
+	if se := d.req.SubjectExpiresAt; !se.IsZero() && se.Before(until) {
+		// Never serve a delegated token once the caller's own token has
+		// expired, whatever the token's own lifetime (an external STS may
+		// issue longer-lived tokens).
+		until = se
+	}
 	v := tok
 	if p.bearer {
 		v = "Bearer " + tok
@@ -218,7 +225,7 @@ func (p *delegatedProvider) entry(key delegationKey, d *delegation, tok string, 
 			Scopes:    d.scopes,
 			ExpiresAt: exp,
 		},
-		usableUntil: exp.Add(-margin),
+		usableUntil: until,
 	}, nil
 }
 

@@ -35,7 +35,7 @@ func (b builtinSource) obtain(ctx context.Context, d *delegation) (string, time.
 	if clientID == "" {
 		clientID = "mcpauthz"
 	}
-	c := mint.Claims{Audience: d.audience, Subject: r.Subject, ClientID: clientID, Scopes: d.scopes}
+	c := mint.Claims{Audience: d.audience, Subject: r.Subject, ClientID: clientID, Scopes: d.scopes} // NOTAFTER-PENDING
 	if r.Actor != "" {
 		actors := make([]mint.Actor, 0, 1+len(r.Chain))
 		actors = append(actors, mint.Actor{Subject: r.Actor, ClientID: r.ActorClientID, Issuer: r.ActorIssuer})

@@ -88,6 +88,10 @@ type Request struct {
 	// SubjectTokenHash is SHA-256(SubjectToken), computed once by the
 	// verifier; delegated tokens are cached under it. Zero without a token.
 	SubjectTokenHash [32]byte
+	// SubjectExpiresAt is when the caller's token expires (zero without
+	// one). A delegated token never expires after it, and is never used
+	// after it.
+	SubjectExpiresAt time.Time
 	// Headers are the inbound request headers (lower-case names), read-only.
 	// Only a delegated server taking the actor token from the caller reads
 	// them.

@@ -68,8 +68,23 @@ type MCP struct {
 	// SessionTTL is how long an Mcp-Session-Id stays bound to the
 	// principal that first presented it.
 	SessionTTL time.Duration `yaml:"session_ttl"`
-	// MaxSessions bounds the session binding table.
+	// MaxSessions bounds the session binding table. When it is full, new
+	// sessions are refused (503) rather than live bindings forgotten.
 	MaxSessions int `yaml:"max_sessions"`
+	// MaxSessionsPerPrincipal bounds the live sessions one principal may
+	// hold, so one caller flooding fresh session ids cannot fill the table.
+	// Beyond it the caller's new sessions are refused (429) until old ones
+	// expire. Default 1000.
+	MaxSessionsPerPrincipal int `yaml:"max_sessions_per_principal"`
+	// MaxAnonymousSessions bounds the live sessions of all anonymous callers
+	// together (servers with allow_anonymous). Default max_sessions / 4.
+	MaxAnonymousSessions int `yaml:"max_anonymous_sessions"`
+	// LegacySessionParams are the query parameter names under which the
+	// legacy HTTP+SSE transport (2024-11-05) carries the session id; the
+	// MCP SDKs use different ones. Every name is bound to its principal,
+	// compared case-insensitively; a request carrying one twice, or two of
+	// them, is refused. Default [sessionId, sessionid, session_id].
+	LegacySessionParams []string `yaml:"legacy_session_params"`
 }
 
 // Headers controls identity headers on the upstream request.
@@ -135,6 +150,13 @@ type Server struct {
 	CredentialOptions []outbound.Config `yaml:"credential_options"`
 	// Labels are free-form values for policy (input.server.labels).
 	Labels map[string]string `yaml:"labels"`
+	// ParamHeaders declares, per tool, which top-level argument each MCP
+	// 2026-07-28 Mcp-Param-{Name} header mirrors (the tool's x-mcp-header
+	// annotations): {tool: {Header-Name: argument}}. A declared mirror must
+	// be present and equal to its argument. An undeclared Mcp-Param header
+	// is accepted only when exactly one argument has its name (ignoring
+	// case) and equals it; otherwise the request is refused (400, -32020).
+	ParamHeaders map[string]map[string]string `yaml:"param_headers"`
 }
 
 // Match maps a request to a server by host and path prefix.
@@ -151,8 +173,10 @@ const (
 	DefaultMaxBodyBytes    = 1 << 20
 	DefaultSessionTTL      = 24 * time.Hour
 	DefaultMaxSessions     = 1 << 20
-	DefaultHeaderPrefix    = "x-mcp-"
-	DefaultAuditBuffer     = 8192
+	// DefaultMaxSessionsPerPrincipal is mcp.max_sessions_per_principal.
+	DefaultMaxSessionsPerPrincipal = 1000
+	DefaultHeaderPrefix            = "x-mcp-"
+	DefaultAuditBuffer             = 8192
 )
 
 // Load reads, strictly decodes, defaults and validates a config file.
@@ -217,6 +241,15 @@ func (c *Config) ApplyDefaults() {
 	if c.MCP.MaxSessions == 0 {
 		c.MCP.MaxSessions = DefaultMaxSessions
 	}
+	if c.MCP.MaxSessionsPerPrincipal == 0 {
+		c.MCP.MaxSessionsPerPrincipal = DefaultMaxSessionsPerPrincipal
+	}
+	if c.MCP.MaxAnonymousSessions == 0 {
+		c.MCP.MaxAnonymousSessions = max(c.MCP.MaxSessions/4, 1)
+	}
+	if len(c.MCP.LegacySessionParams) == 0 {
+		c.MCP.LegacySessionParams = []string{"sessionId", "sessionid", "session_id"}
+	}
 	if c.Headers.Prefix == "" {
 		c.Headers.Prefix = DefaultHeaderPrefix
 	}
@@ -245,9 +278,34 @@ func (c *Config) ApplyDefaults() {
 			}
 		}
 		if s.Match.Host != "" {
-			s.Match.Host = strings.ToLower(s.Match.Host)
+			s.Match.Host = CanonicalHost(s.Match.Host, "")
+		}
+		for tool, m := range s.ParamHeaders {
+			lm := make(map[string]string, len(m))
+			for h, arg := range m {
+				lm[strings.ToLower(h)] = arg
+			}
+			s.ParamHeaders[tool] = lm
 		}
 	}
+}
+
+// CanonicalHost lower-cases host and drops the default port of scheme
+// (":443" for https, ":80" for http; with scheme "" either), so
+// "Docs.Example.com:443" and "docs.example.com" compare equal.
+func CanonicalHost(host, scheme string) string {
+	h := strings.ToLower(host)
+	i := strings.LastIndexByte(h, ':')
+	if i < 0 || strings.HasSuffix(h, "]") { // no port, or a bare IPv6 literal
+		return h
+	}
+	switch port := h[i+1:]; {
+	case port == "443" && (scheme == "" || strings.EqualFold(scheme, "https")),
+		port == "80" && (scheme == "" || strings.EqualFold(scheme, "http")),
+		port == "":
+		return h[:i]
+	}
+	return h
 }
 
 var (
@@ -285,6 +343,17 @@ func (c *Config) Validate() error {
 	}
 	if c.MCP.MaxSessions < 1 {
 		add("mcp.max_sessions: must be positive")
+	}
+	if c.MCP.MaxSessionsPerPrincipal < 1 {
+		add("mcp.max_sessions_per_principal: must be positive")
+	}
+	if c.MCP.MaxAnonymousSessions < 1 || c.MCP.MaxAnonymousSessions > c.MCP.MaxSessions {
+		add("mcp.max_anonymous_sessions: must be between 1 and mcp.max_sessions (%d)", c.MCP.MaxSessions)
+	}
+	for i, n := range c.MCP.LegacySessionParams {
+		if n == "" || strings.ContainsFunc(n, func(r rune) bool { return r <= ' ' || r > '~' || strings.ContainsRune("&=%+#;", r) }) {
+			add("mcp.legacy_session_params[%d]: %q is not a plain query parameter name", i, n)
+		}
 	}
 	if !headerPattern.MatchString(c.Headers.Prefix) {
 		add("headers.prefix: %q is not a valid header name prefix", c.Headers.Prefix)
@@ -332,8 +401,31 @@ func (c *Config) Validate() error {
 		} else {
 			seenRes[CanonicalURL(s.Resource)] = i
 		}
-		if s.Match.PathPrefix != "" && !strings.HasPrefix(s.Match.PathPrefix, "/") {
-			add("%s.match.path_prefix: must start with /", p)
+		if pp := s.Match.PathPrefix; pp != "" {
+			switch {
+			case !strings.HasPrefix(pp, "/"):
+				add("%s.match.path_prefix: must start with /", p)
+			case strings.ContainsAny(pp, "?#%\\") || strings.Contains(pp, "//") || hasDotSegment(pp):
+				add("%s.match.path_prefix: %q must be a normalized path (no query, fragment, percent-encoding, backslash, empty or dot segments)", p, pp)
+			}
+		}
+		if h := s.Match.Host; h != "" {
+			if u, err := url.Parse("http://" + h); err != nil || u.Host != h || u.User != nil || u.Path != "" || strings.HasSuffix(h, ".") {
+				add("%s.match.host: %q must be host[:port]", p, h)
+			}
+		}
+		for tool, m := range s.ParamHeaders {
+			if tool == "" {
+				add("%s.param_headers: tool name must not be empty", p)
+			}
+			for h, arg := range m {
+				if h == "" || !headerPattern.MatchString(h) {
+					add("%s.param_headers.%s: %q is not a valid header name (the part after Mcp-Param-)", p, tool, h)
+				}
+				if arg == "" {
+					add("%s.param_headers.%s.%s: the argument name must not be empty", p, tool, h)
+				}
+			}
 		}
 		if s.Match.Host != "" || s.Match.PathPrefix != "" {
 			k := s.Match.Host + " " + s.Match.PathPrefix
@@ -386,6 +478,16 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// hasDotSegment reports a "." or ".." path segment.
+func hasDotSegment(p string) bool {
+	for _, seg := range strings.Split(p, "/") {
+		if seg == "." || seg == ".." {
+			return true
+		}
+	}
+	return false
 }
 
 func needsIssuer(c outbound.Config) bool {
