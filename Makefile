@@ -54,6 +54,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzSanitize$$' -fuzztime $(FUZZTIME) ./credentials/exchange
 	$(GO) test -run '^$$' -fuzz '^FuzzBuildPrincipal$$' -fuzztime $(FUZZTIME) ./credentials/identity
 	$(GO) test -run '^$$' -fuzz '^FuzzActorToken$$' -fuzztime $(FUZZTIME) ./credentials/outbound
+	$(GO) test -run '^$$' -fuzz '^FuzzSessionID$$' -fuzztime $(FUZZTIME) ./server
 
 e2e:
 	$(GO) test -race -count=1 -v ./e2e/...
