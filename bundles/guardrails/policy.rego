@@ -8,8 +8,14 @@
 #   - some tools need a human present in person (kind human only);
 #   - delegation chains (nested `act` claims) are limited in depth.
 #
+# Messages are matched exactly: a method counts only with the message kind it
+# is defined for (a "notification" that carries an id is a request), and a
+# JSON-RPC response (an answer to the server's elicitation, sampling or
+# roots request) only from a person present.
+#
 # Input: mcpauthz.input/v1. Output: data.mcpauthz.decision
-# (mcpauthz.decision/v1). All facts live in data.mcpauthz.guardrails.
+# (mcpauthz.decision/v1). All facts live in data.mcpauthz.guardrails;
+# data_check.rego refuses the bundle when they are not well-formed.
 package mcpauthz
 
 cfg := data.mcpauthz.guardrails
@@ -24,17 +30,45 @@ decision := gr_deny("unauthenticated", "authentication is required", 401) if {
 	not gr_authenticated
 } else := gr_allow("housekeeping") if {
 	gr_housekeeping
+} else := gr_deny("response_not_allowed", gr_response_message, 403) if {
+	input.mcp.kind == "response"
 } else := gr_tool_decision if {
 	input.mcp.method == "tools/call"
-} else := gr_deny("method_not_allowed", sprintf("method %q is not allowed on this server", [input.mcp.method]), 403)
+	input.mcp.kind == "request"
+} else := gr_deny("method_not_allowed", gr_method_message, 403)
 
 gr_authenticated if principal.authenticated == true
 
-gr_housekeeping if input.mcp.kind in cfg.housekeeping_kinds
+# --- protocol housekeeping --------------------------------------------------
 
-gr_housekeeping if input.mcp.method in cfg.housekeeping_methods
+gr_housekeeping if {
+	input.mcp.kind == "request"
+	input.mcp.method in cfg.protocol.requests
+}
 
-gr_housekeeping if startswith(input.mcp.method, "notifications/")
+gr_housekeeping if {
+	input.mcp.kind == "notification"
+	input.mcp.method in cfg.protocol.notifications
+}
+
+gr_housekeeping if input.mcp.kind in cfg.protocol.transport_kinds
+
+# The input does not say which server request a response answers, so the
+# kinds in protocol.responders (a person present) may answer all of them
+# and nobody else any: an agent alone must not accept an elicitation.
+gr_housekeeping if {
+	input.mcp.kind == "response"
+	principal.kind in cfg.protocol.responders
+}
+
+gr_response_message := sprintf("principal kind %q may not answer server requests (elicitation, sampling, roots): a person must be present", [principal.kind])
+
+gr_method_message := sprintf("%q with an id is a request, not a notification", [input.mcp.method]) if {
+	input.mcp.kind == "request"
+	startswith(input.mcp.method, "notifications/")
+} else := sprintf("%s %q is not allowed on this server", [input.mcp.kind, input.mcp.method])
+
+# --- tools/call -------------------------------------------------------------
 
 # Rule order is the order of this chain: the first guardrail that trips
 # gives the reason.
@@ -42,8 +76,8 @@ gr_tool_decision := gr_deny("unknown_tool", sprintf("tool %q is not known", [too
 	not tool in cfg.tools
 } else := gr_deny("unknown_principal_kind", sprintf("principal kind %q may not call tools", [principal.kind]), 403) if {
 	not principal.kind in {"human", "agent_for_user", "agent"}
-} else := gr_deny("delegation_chain_too_deep", sprintf("%d actors in the delegation chain, at most %d allowed", [actor_count, cfg.max_actors]), 403) if {
-	actor_count > cfg.max_actors
+} else := gr_deny("delegation_chain_too_deep", gr_chain_message, 403) if {
+	not gr_chain_within_limit
 } else := gr_deny("human_required", sprintf("%s requires a human present; agents may not call it", [tool]), 403) if {
 	tool in cfg.human_only_tools
 	principal.kind != "human"
@@ -74,6 +108,16 @@ agent_id := principal.actor.sub if {
 
 agent_tools := cfg.agents[input.server.id][agent_id]
 
+# Fail closed: a max_actors that is not a number refuses every tool call.
+gr_chain_within_limit if {
+	is_number(cfg.max_actors)
+	actor_count <= cfg.max_actors
+}
+
+gr_chain_message := sprintf("%d actors in the delegation chain, at most %d allowed", [actor_count, cfg.max_actors]) if {
+	is_number(cfg.max_actors)
+} else := "max_actors is not a number: every tool call is refused"
+
 # The current actor plus every prior actor of nested `act` claims.
 actor_count := 1 + count(prior_actors) if {
 	is_object(principal.actor)
@@ -83,8 +127,9 @@ prior_actors := principal.chain if {
 	is_array(principal.chain)
 } else := []
 
-# Roles come from the token's `roles` claim; non-strings are ignored.
-roles := [r | some r in principal.claims.roles; is_string(r)]
+# Roles come from the token's `roles` claim, which must be an array (an
+# object's values are not roles); non-strings in it are ignored.
+roles := [r | is_array(principal.claims.roles); some r in principal.claims.roles; is_string(r)]
 
 user_tools contains t if {
 	some r in roles

@@ -219,10 +219,18 @@ test_unauthenticated if {
 	decide({"mcp": {"method": "ping"}}).reason == "unauthenticated"
 }
 
+message(inp, kind, method) := json.patch(inp, [
+	{"op": "replace", "path": "/mcp/kind", "value": kind},
+	{"op": "replace", "path": "/mcp/method", "value": method},
+])
+
 test_housekeeping_for_every_kind if {
 	every inp in [human([], ""), alone("stranger", ""), for_user("stranger", [], "")] {
-		every m in ["initialize", "tools/list", "notifications/initialized"] {
-			decide(json.patch(inp, [{"op": "replace", "path": "/mcp/method", "value": m}])).reason == "housekeeping"
+		every m in ["initialize", "tools/list", "logging/setLevel", "ping"] {
+			decide(message(inp, "request", m)).reason == "housekeeping"
+		}
+		every m in ["notifications/initialized", "notifications/cancelled"] {
+			decide(message(inp, "notification", m)).reason == "housekeeping"
 		}
 	}
 	decide(json.patch(base, [{"op": "replace", "path": "/mcp/kind", "value": "stream"}, {"op": "replace", "path": "/mcp/method", "value": ""}])).allow == true
@@ -231,4 +239,133 @@ test_housekeeping_for_every_kind if {
 test_other_methods_denied if {
 	d := decide(json.patch(base, [{"op": "replace", "path": "/mcp/method", "value": "resources/read"}]))
 	d.reason == "method_not_allowed"
+	d.message == "request \"resources/read\" is not allowed on this server"
+}
+
+# ============================================================================
+# HOSTILE INPUTS: shapes an attacker tries (issue 15). Each must be refused.
+# ============================================================================
+
+# --- methods are matched exactly, together with the message kind -------------
+
+test_hostile_notification_with_id if {
+	every inp in [human(["admin"], ""), alone("drafter", "")] {
+		d := decide(message(inp, "request", "notifications/initialized"))
+		d.reason == "method_not_allowed"
+		d.message == "\"notifications/initialized\" with an id is a request, not a notification"
+	}
+}
+
+test_hostile_request_names_as_notifications if {
+	every m in ["ping", "initialize", "tools/list"] {
+		d := decide(message(human([], ""), "notification", m))
+		d.reason == "method_not_allowed"
+		d.message == sprintf("notification %q is not allowed on this server", [m])
+	}
+
+	# a tools/call without an id is not a tool call the guardrails allow
+	d := decide(json.patch(human(["admin"], "shareDocument"), [{"op": "replace", "path": "/mcp/kind", "value": "notification"}]))
+	d.reason == "method_not_allowed"
+}
+
+test_hostile_method_and_tool_spellings if {
+	every m in ["Tools/list", "tools/list ", "notifications/initialized/../x", "ping\u0000"] {
+		decide(message(human([], ""), "request", m)).reason == "method_not_allowed"
+	}
+	every t in ["ShareDocument", "shareDocument ", "ｓhareDocument", "share_document"] {
+		decide(human(["admin"], t)).reason == "unknown_tool"
+	}
+}
+
+# --- client JSON-RPC responses: only a person present may answer -------------
+
+test_hostile_response_by_agent_alone if {
+	every agent in ["summarizer", "janitor", "stranger"] {
+		d := decide(message(alone(agent, ""), "response", ""))
+		d == {
+			"allow": false,
+			"reason": "response_not_allowed",
+			"message": "principal kind \"agent\" may not answer server requests (elicitation, sampling, roots): a person must be present",
+			"http_status": 403,
+		}
+	}
+	decide(message(human([], ""), "response", "")).reason == "housekeeping"
+	decide(message(for_user("summarizer", [], ""), "response", "")).reason == "housekeeping"
+}
+
+# --- identities and claims compared exactly ----------------------------------
+
+test_hostile_agent_name_variants if {
+	every agent in ["Drafter", "drafter ", "ｄrafter"] {
+		decide(for_user(agent, ["editor"], "updateDocument")).reason == "agent_not_registered"
+		decide(alone(agent, "createDocument")).reason == "agent_not_registered"
+	}
+}
+
+test_hostile_roles_claim_shapes if {
+	every roles in [{"admin": "admin"}, "admin", [["admin"]], ["Admin"], null] {
+		decide(human(roles, "deleteDocument")).reason == "role_not_allowed"
+	}
+}
+
+# --- data with the wrong type fails closed, and refuses the bundle ------------
+
+test_hostile_max_actors_as_string_fails_closed if {
+	# "2" > 3 in Rego (strings sort after numbers): the old check never
+	# tripped. Here a limit that is not a number refuses every tool call.
+	every inp in [for_user("summarizer", ["viewer"], "readDocument"), with_chain(5), human(["viewer"], "readDocument")] {
+		d := mcpauthz.decision with input as inp with data.mcpauthz.guardrails.max_actors as "2"
+		d.reason == "delegation_chain_too_deep"
+		d.message == "max_actors is not a number: every tool call is refused"
+	}
+}
+
+test_shipped_data_is_well_formed if {
+	mcpauthz.data_errors == set()
+}
+
+# [JSON patch of data.mcpauthz.guardrails, a problem data_errors must report]
+data_error_cases := [
+	[{"op": "add", "path": "/max_actors", "value": "2"}, "data.mcpauthz.guardrails.max_actors: want an integer >= 1, got string \"2\""],
+	[{"op": "add", "path": "/max_actors", "value": 0}, "data.mcpauthz.guardrails.max_actors: want an integer >= 1, got number 0"],
+	[{"op": "add", "path": "/max_actors", "value": 1.5}, "data.mcpauthz.guardrails.max_actors: want an integer >= 1, got number 1.5"],
+	[{"op": "add", "path": "/human_only_tools", "value": "shareDocument"}, "data.mcpauthz.guardrails.human_only_tools: want a list of tool names, got string \"shareDocument\""],
+	[{"op": "add", "path": "/human_only_tools", "value": ["sharedocument"]}, "data.mcpauthz.guardrails.human_only_tools[0]: tool \"sharedocument\" is not in tools"],
+	[{"op": "add", "path": "/destructive_tools", "value": [{"name": "deleteDocument"}]}, "data.mcpauthz.guardrails.destructive_tools[0]: want an MCP tool name (1-128 of A-Z a-z 0-9 _ . -), got object"],
+	[{"op": "add", "path": "/roles/viewer", "value": "readDocument"}, "data.mcpauthz.guardrails.roles.viewer: want a list of tool names, got string \"readDocument\""],
+	[{"op": "add", "path": "/roles/viewer", "value": ["readDocument", "exportDocument"]}, "data.mcpauthz.guardrails.roles.viewer[1]: tool \"exportDocument\" is not in tools"],
+	[{"op": "add", "path": "/agents/docs", "value": ["summarizer"]}, "data.mcpauthz.guardrails.agents.docs: want an object: agent id -> list of tool names, got array"],
+	[{"op": "add", "path": "/agents/docs/summarizer", "value": "readDocument"}, "data.mcpauthz.guardrails.agents.docs.summarizer: want a list of tool names, got string \"readDocument\""],
+	[{"op": "add", "path": "/agents/docs/summarizer", "value": ["read Document"]}, "data.mcpauthz.guardrails.agents.docs.summarizer[0]: want an MCP tool name (1-128 of A-Z a-z 0-9 _ . -), got string \"read Document\""],
+	[{"op": "add", "path": "/tools", "value": {"readDocument": true}}, "data.mcpauthz.guardrails.tools: want a list of tool names, got object"],
+	[{"op": "add", "path": "/roles", "value": ["viewer"]}, "data.mcpauthz.guardrails.roles: want an object: role -> list of tool names, got array"],
+	[{"op": "add", "path": "/max_actor", "value": 2}, "data.mcpauthz.guardrails.max_actor is not a known key"],
+	[{"op": "remove", "path": "/max_actors"}, "data.mcpauthz.guardrails.max_actors is missing: want an integer >= 1"],
+	[{"op": "add", "path": "/protocol", "value": []}, "data.mcpauthz.guardrails.protocol: want an object with requests, notifications, transport_kinds and responders, got array"],
+	[{"op": "add", "path": "/protocol/requests", "value": ["tools/call"]}, "data.mcpauthz.guardrails.protocol.requests[0]: want a request method other than tools/call and notifications/*, got string \"tools/call\""],
+	[{"op": "add", "path": "/protocol/requests", "value": "ping"}, "data.mcpauthz.guardrails.protocol.requests: want a list of request methods, got string \"ping\""],
+	[{"op": "add", "path": "/protocol/notifications", "value": ["ping"]}, "data.mcpauthz.guardrails.protocol.notifications[0]: want a notifications/* method, got string \"ping\""],
+	[{"op": "add", "path": "/protocol/transport_kinds", "value": ["response"]}, "data.mcpauthz.guardrails.protocol.transport_kinds[0]: want stream or end_session, got string \"response\""],
+	[{"op": "add", "path": "/protocol/responders", "value": ["agent_for_user", "anyone"]}, "data.mcpauthz.guardrails.protocol.responders[1]: want human, agent_for_user or agent, got string \"anyone\""],
+	[{"op": "remove", "path": "/protocol/transport_kinds"}, "data.mcpauthz.guardrails.protocol.transport_kinds is missing: want a list of transport kinds (stream, end_session)"],
+	[{"op": "add", "path": "/protocol/kinds", "value": []}, "data.mcpauthz.guardrails.protocol.kinds is not a known key"],
+]
+
+data_error_mismatches contains [c, errs] if {
+	some c in data_error_cases
+	bad := json.patch(data.mcpauthz.guardrails, [c[0]])
+	errs := mcpauthz.data_errors with data.mcpauthz.guardrails as bad
+	not c[1] in errs
+}
+
+test_hostile_data_types_refused if {
+	count(data_error_cases) == 23
+	data_error_mismatches == set()
+}
+
+test_missing_data_refused if {
+	every bad in [null, [], "guardrails"] {
+		errs := mcpauthz.data_errors with data.mcpauthz.guardrails as bad
+		errs == {"data.mcpauthz.guardrails is missing or not an object (data.json nests it under mcpauthz.guardrails)"}
+	}
 }
