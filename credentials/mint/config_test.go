@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mcpauthz/mcpauthz/credentials/secret"
+	"go.yaml.in/yaml/v3"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -23,7 +23,11 @@ func TestConfigValidate(t *testing.T) {
 	}{
 		{"defaults", ok, nil},
 		{"full", Config{Issuer: "https://mcpauthz.internal/tenant-1/mint", Algorithm: RS256, TokenTTL: time.Hour,
-			RotationPeriod: 2 * time.Hour, Seed: &secret.Ref{File: "/run/secrets/seed"}}, nil},
+			RotationPeriod: 2 * time.Hour}, nil},
+		{"key files", with(func(c *Config) {
+			c.Keys = []KeyFile{{File: "/k/a.pem", KeyID: "a", Algorithm: "PS256"}, {File: "/k/b.jwk", Primary: true}}
+			c.ReloadInterval = 10 * time.Second
+		}), nil},
 		{"EdDSA", with(func(c *Config) { c.Algorithm = EdDSA }), nil},
 		{"http loopback", with(func(c *Config) { c.Issuer = "http://127.0.0.1:8080" }), nil},
 		{"http localhost", with(func(c *Config) { c.Issuer = "http://localhost:8080/m" }), nil},
@@ -53,8 +57,22 @@ func TestConfigValidate(t *testing.T) {
 		{"fractional period", with(func(c *Config) { c.RotationPeriod = time.Hour + time.Millisecond }), []string{"rotation_period: must be a whole number of seconds"}},
 		{"period under 2x ttl", with(func(c *Config) { c.TokenTTL = time.Hour; c.RotationPeriod = 90 * time.Minute }), []string{"rotation_period: must be at least twice token_ttl (1h0m0s)"}},
 		{"default period vs ttl ok", with(func(c *Config) { c.TokenTTL = time.Hour }), nil},
-		{"empty seed ref", with(func(c *Config) { c.Seed = &secret.Ref{} }), []string{"seed: empty secret reference"}},
-		{"bad seed env", with(func(c *Config) { c.Seed = &secret.Ref{Env: "1BAD"} }), []string{"seed: env \"1BAD\" is not a valid"}},
+		{"seed removed", with(func(c *Config) { c.Seed = true }),
+			[]string{"seed: removed: signing keys are no longer derived from a shared seed; list private key files under keys (PEM or JWK), or leave keys out to generate random keys kept encrypted in the configured store (store:)"}},
+		{"algorithm with keys", with(func(c *Config) { c.Algorithm = ES256; c.Keys = []KeyFile{{File: "/k"}} }),
+			[]string{"algorithm: applies to generated keys only"}},
+		{"rotation_period with keys", with(func(c *Config) { c.RotationPeriod = time.Hour; c.Keys = []KeyFile{{File: "/k"}} }),
+			[]string{"rotation_period: applies to generated keys only"}},
+		{"reload_interval without keys", with(func(c *Config) { c.ReloadInterval = time.Minute }), []string{"reload_interval: applies to keys only"}},
+		{"reload_interval too short", with(func(c *Config) { c.ReloadInterval = time.Millisecond; c.Keys = []KeyFile{{File: "/k"}} }),
+			[]string{"reload_interval: must be between 1s and 24h0m0s (default 1m0s)"}},
+		{"bad key entries", with(func(c *Config) {
+			c.Keys = []KeyFile{{}, {File: "/a", KeyID: "x", Primary: true}, {File: "/a", KeyID: "x", Algorithm: "HS256", Primary: true},
+				{File: "/b\n", KeyID: "has space"}}
+			c.Keys[3].File = "/b\x00"
+		}), []string{"keys[0].file: required", "keys[2].file: listed twice", `keys[2].kid: duplicate kid "x"`,
+			`keys[2].algorithm: unknown algorithm "HS256"`, "keys[2].primary: only one key may be primary",
+			"keys[3].file: too long or contains control characters", "keys[3].kid: must be 1 to 128 visible ASCII characters"}},
 		{"several problems", Config{Issuer: "http://x.example", Algorithm: "none", TokenTTL: time.Second},
 			[]string{"issuer: must be https", "algorithm: unknown", "token_ttl: must be between"}},
 	}
@@ -85,5 +103,33 @@ func TestConfigValidate(t *testing.T) {
 				t.Errorf("New accepted an invalid config: %v", nerr)
 			}
 		})
+	}
+}
+
+// TestSeedConfigRefused: an issuer block that still has the removed seed
+// key decodes (strictly, as the server config does) and fails Validate
+// with what to do instead, without echoing the value.
+func TestSeedConfigRefused(t *testing.T) {
+	for _, doc := range []string{
+		"issuer: https://mcpauthz.internal\nseed: {file: /run/secrets/mcpauthz-issuer-seed}\n",
+		"issuer: https://mcpauthz.internal\nseed: inline-s3cr3t-value\n",
+	} {
+		dec := yaml.NewDecoder(strings.NewReader(doc))
+		dec.KnownFields(true)
+		var c Config
+		if err := dec.Decode(&c); err != nil {
+			t.Fatalf("decode: %v", err)
+		}
+		err := c.Validate()
+		if err == nil || !strings.HasPrefix(err.Error(), "seed: removed: ") || !strings.Contains(err.Error(), "under keys") ||
+			!strings.Contains(err.Error(), "store") {
+			t.Fatalf("Validate = %v", err)
+		}
+		if strings.Contains(err.Error(), "s3cr3t") || strings.Contains(err.Error(), "/run/secrets") {
+			t.Fatalf("error echoes the seed: %v", err)
+		}
+		if _, err := New(context.Background(), c, Options{}); err == nil || !strings.Contains(err.Error(), "seed: removed") {
+			t.Fatalf("New = %v", err)
+		}
 	}
 }

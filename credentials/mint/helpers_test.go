@@ -18,7 +18,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/mcpauthz/mcpauthz/credentials/secret"
-
+	"github.com/mcpauthz/mcpauthz/credentials/store"
 	"github.com/mcpauthz/mcpauthz/internal/fakeclock"
 )
 
@@ -48,16 +48,6 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// testSeed is a fixed seed; tests pass it through an env var like an
-// operator would.
-const testSeed = "q3J8uH1tVn5yX0bW6cZ2eR9aL4kP7sD0fG1hJ2mN3oQ="
-
-func seedRef(t *testing.T, name, value string) *secret.Ref {
-	t.Helper()
-	t.Setenv(name, value)
-	return &secret.Ref{Env: name}
-}
-
 type testIssuer struct {
 	*Issuer
 	url     string
@@ -71,12 +61,18 @@ type testIssuer struct {
 // serves its Handler at the root.
 func serve(t *testing.T, cfg Config, path string) *testIssuer {
 	t.Helper()
+	return serveWith(t, cfg, path, Options{})
+}
+
+// serveWith is serve with opts for New.
+func serveWith(t *testing.T, cfg Config, path string, opts Options) *testIssuer {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg.Issuer = "http://" + ln.Addr().String() + path
-	ti := build(t, cfg)
+	ti := buildWith(t, cfg, opts, newClock(t0))
 	h := ti.Handler()
 	fetches := &atomic.Int64{}
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -96,20 +92,43 @@ func serve(t *testing.T, cfg Config, path string) *testIssuer {
 // build makes an issuer at t0 with logs captured.
 func build(t testing.TB, cfg Config) *testIssuer {
 	t.Helper()
+	return buildWith(t, cfg, Options{}, newClock(t0))
+}
+
+// buildWith makes an issuer with opts (Now and Logger are set here) on clock.
+func buildWith(t testing.TB, cfg Config, opts Options, clock *fakeClock) *testIssuer {
+	t.Helper()
 	if cfg.Issuer == "" {
 		cfg.Issuer = "https://mcpauthz.internal"
 	}
-	clock := newClock(t0)
 	logs := &syncBuffer{}
-	iss, err := New(context.Background(), cfg, Options{
-		Now:    clock.Now,
-		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-	})
+	opts.Now = clock.Now
+	opts.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	iss, err := New(context.Background(), cfg, opts)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
 	return &testIssuer{Issuer: iss, url: cfg.Issuer, clock: clock, logs: logs}
 }
+
+// sqliteStore opens the SQLite store at path with a key ring from the
+// env var keyEnv (set to key, base64), as one replica would.
+func sqliteStore(t testing.TB, path, keyEnv string, key []byte) (store.Store, *store.KeyRing) {
+	t.Helper()
+	t.Setenv(keyEnv, base64.StdEncoding.EncodeToString(key))
+	st, ring, err := store.Open(context.Background(), store.Config{
+		Driver: store.DriverSQLite, Path: path,
+		Encryption: store.Encryption{Keys: []store.KeyConfig{{ID: "k1", Secret: secret.Ref{Env: keyEnv}}}},
+	}, store.Options{Logger: slog.New(slog.DiscardHandler), PurgeInterval: -1})
+	if err != nil {
+		t.Fatalf("store.Open: %v", err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	return st, ring
+}
+
+// storeKey is a fixed 32-byte store encryption key.
+var storeKey = []byte("0123456789abcdefghijklmnopqrstuv")
 
 func mustMint(t *testing.T, i *Issuer, c Claims) string {
 	t.Helper()
@@ -122,11 +141,14 @@ func mustMint(t *testing.T, i *Issuer, c Claims) string {
 
 var basicClaims = Claims{Audience: "https://docs.example/mcp", Subject: "alice", ClientID: "agent-1"}
 
+var allAlgs = []jose.SignatureAlgorithm{jose.ES256, jose.ES384, jose.ES512, jose.RS256, jose.RS384, jose.RS512,
+	jose.PS256, jose.PS384, jose.PS512, jose.EdDSA}
+
 // verifyWith checks tok's signature against set (by kid) and returns its
 // header and claims; ok is false when no key in set verifies it.
 func verifyWith(t *testing.T, set jose.JSONWebKeySet, tok string) (hdr jose.Header, claims map[string]any, ok bool) {
 	t.Helper()
-	jws, err := jose.ParseSigned(tok, []jose.SignatureAlgorithm{jose.ES256, jose.RS256, jose.EdDSA})
+	jws, err := jose.ParseSigned(tok, allAlgs)
 	if err != nil {
 		t.Fatalf("parse: %v", err)
 	}

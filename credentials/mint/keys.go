@@ -1,36 +1,44 @@
 package mint
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
-	"crypto/hkdf"
 	crand "crypto/rand"
 	"crypto/rsa"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"math/big"
-	mrand "math/rand/v2"
 	"strconv"
+	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/mcpauthz/mcpauthz/credentials/store"
 )
 
-// rsaBits is the modulus size of RS256 keys.
+// rsaBits is the modulus size of generated RS256 keys.
 const rsaBits = 2048
 
-// kidBytes is how much of the RFC 7638 SHA-256 thumbprint the kid keeps
-// (base64url, 22 characters).
-const kidBytes = 16
+// KeyStore keeps generated signing keys where every replica finds them:
+// the first replica to create an epoch's key wins and the others read it.
+// store.Store (memory, SQLite) implements it. Values are sealed by the
+// Issuer before they reach the store.
+type KeyStore interface {
+	Get(ctx context.Context, key string) ([]byte, store.Version, error)
+	PutIfAbsent(ctx context.Context, key string, value []byte, ttl time.Duration) (store.Version, bool, error)
+}
 
-// signingKey is the key of one rotation epoch. It is immutable.
+var _ KeyStore = store.Store(nil)
+
+// signingKey is one key: a rotation epoch's generated key, or a key from
+// a file. It is immutable.
 type signingKey struct {
-	epoch  int64
+	epoch  int64  // generated keys only
+	source string // key files: the file (for logs)
 	kid    string
 	alg    jose.SignatureAlgorithm
 	priv   crypto.Signer
@@ -40,23 +48,62 @@ type signingKey struct {
 	atSigner jose.Signer
 }
 
-// keyRing is the set of keys of one epoch: prev (still verifying tokens
-// minted before the rotation; nil when no live token can use it), cur
-// (the signer) and nxt (published ahead).
+// newSigningKey wraps priv. An empty kid becomes the RFC 7638 SHA-256
+// thumbprint (base64url) of the public key.
+func newSigningKey(kid string, alg jose.SignatureAlgorithm, priv crypto.Signer) (*signingKey, error) {
+	pub := jose.JSONWebKey{Key: priv.Public(), Algorithm: string(alg), Use: "sig", KeyID: kid}
+	if kid == "" {
+		tp, err := pub.Thumbprint(crypto.SHA256)
+		if err != nil {
+			return nil, fmt.Errorf("mint: key thumbprint: %w", err)
+		}
+		pub.KeyID = base64.RawURLEncoding.EncodeToString(tp)
+	}
+	if !pub.Valid() {
+		return nil, errors.New("mint: invalid public key")
+	}
+	signer, err := jose.NewSigner(jose.SigningKey{
+		Algorithm: alg,
+		Key:       jose.JSONWebKey{Key: priv, KeyID: pub.KeyID, Algorithm: string(alg)},
+	}, (&jose.SignerOptions{}).WithType(TypeAccessToken))
+	if err != nil {
+		return nil, fmt.Errorf("mint: signer: %w", err)
+	}
+	return &signingKey{kid: pub.KeyID, alg: alg, priv: priv, public: pub, atSigner: signer}, nil
+}
+
+// keyRing is the published key set and the signer. For generated keys it
+// is one epoch's: prev (still verifying tokens minted before the rotation;
+// nil when no live token can use it), cur (the signer) and nxt (published
+// ahead; nil only while the store could not provide it). For key files,
+// cur is the primary key and files the others.
 // It is immutable; the Issuer swaps whole rings.
 type keyRing struct {
 	epoch          int64
 	prev, cur, nxt *signingKey
+	files          []*signingKey
 	jwks           jose.JSONWebKeySet
 	jwksJSON       []byte
+	discovery      []byte
+	algs           []string // the published algorithms, the signer's first
+	retryAt        time.Time
 }
 
-func newKeyRing(epoch int64, prev, cur, nxt *signingKey) (*keyRing, error) {
-	r := &keyRing{epoch: epoch, prev: prev, cur: cur, nxt: nxt}
-	// The order is stable: the signer first, then the next, then the previous.
-	for _, k := range []*signingKey{cur, nxt, prev} {
-		if k != nil {
-			r.jwks.Keys = append(r.jwks.Keys, k.public)
+// newKeyRing orders the published keys: the signer first, then the next
+// (or the other file keys), then the previous.
+func (i *Issuer) newKeyRing(r *keyRing) (*keyRing, error) {
+	seen := map[string]bool{}
+	order := make([]*signingKey, 0, 3+len(r.files))
+	order = append(order, r.cur, r.nxt)
+	order = append(order, r.files...)
+	for _, k := range append(order, r.prev) {
+		if k == nil {
+			continue
+		}
+		r.jwks.Keys = append(r.jwks.Keys, k.public)
+		if !seen[string(k.alg)] {
+			seen[string(k.alg)] = true
+			r.algs = append(r.algs, string(k.alg))
 		}
 	}
 	b, err := json.Marshal(r.jwks)
@@ -64,178 +111,152 @@ func newKeyRing(epoch int64, prev, cur, nxt *signingKey) (*keyRing, error) {
 		return nil, fmt.Errorf("mint: encode jwks: %w", err)
 	}
 	r.jwksJSON = append(b, '\n')
+	disc, err := json.Marshal(map[string]any{
+		"issuer":                                i.issuer,
+		"jwks_uri":                              i.issuer + JWKSPath,
+		"id_token_signing_alg_values_supported": r.algs,
+		// No authorization or token endpoint: tokens are only minted for
+		// upstream calls that mcpauthz authorized.
+		"response_types_supported": []string{"none"},
+		"subject_types_supported":  []string{"public"},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("mint: encode discovery document: %w", err)
+	}
+	r.discovery = append(disc, '\n')
 	return r, nil
 }
 
-// keySource makes the key of an epoch: derived from a seed, or random.
-type keySource struct {
-	alg  string
-	seed []byte    // nil: random keys
-	rand io.Reader // entropy for random keys
-}
-
-// key returns the signing key for epoch.
-func (s keySource) key(epoch int64) (*signingKey, error) {
-	var (
-		priv crypto.Signer
-		err  error
-	)
-	switch {
-	case s.seed != nil:
-		priv, err = deriveKey(s.alg, s.seed, epoch)
-	case s.alg == RS256:
-		// The standard library's generator (crypto/rsa ignores custom
-		// readers since Go 1.26, so Options.Rand does not apply here).
-		priv, err = rsa.GenerateKey(crand.Reader, rsaBits)
-	default:
-		ikm := make([]byte, 32)
-		if _, err = io.ReadFull(s.rand, ikm); err == nil {
-			priv, err = deriveKey(s.alg, ikm, epoch)
-		}
-		clear(ikm)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("mint: make %s key: %w", s.alg, err)
-	}
-	return newSigningKey(epoch, jose.SignatureAlgorithm(s.alg), priv)
-}
-
-func newSigningKey(epoch int64, alg jose.SignatureAlgorithm, priv crypto.Signer) (*signingKey, error) {
-	pub := jose.JSONWebKey{Key: priv.Public(), Algorithm: string(alg), Use: "sig"}
-	tp, err := pub.Thumbprint(crypto.SHA256)
-	if err != nil {
-		return nil, fmt.Errorf("mint: key thumbprint: %w", err)
-	}
-	pub.KeyID = base64.RawURLEncoding.EncodeToString(tp[:kidBytes])
-	signer, err := jose.NewSigner(jose.SigningKey{
-		Algorithm: alg,
-		Key:       jose.JSONWebKey{Key: priv, KeyID: pub.KeyID, Algorithm: string(alg)},
-	}, (&jose.SignerOptions{}).WithType("at+jwt"))
-	if err != nil {
-		return nil, fmt.Errorf("mint: signer: %w", err)
-	}
-	return &signingKey{epoch: epoch, kid: pub.KeyID, alg: alg, priv: priv, public: pub, atSigner: signer}, nil
-}
-
-// deriveKey derives the private key of epoch deterministically from ikm:
-// HKDF-SHA256(ikm, info "mcpauthz-mint/"+alg+"/"+epoch).
-//
-//   - EdDSA: the 32 derived bytes are the Ed25519 seed (RFC 8032).
-//   - ES256: 48 derived bytes b give the scalar (b mod (n-1)) + 1
-//     (FIPS 186-5 A.2.1, "extra random bits").
-//   - RS256: 32 derived bytes seed a ChaCha8 stream from which two 1024-bit
-//     primes are drawn (top two bits and the low bit set, gcd(e, p-1) = 1,
-//     Miller-Rabin and Baillie-PSW via math/big), e = 65537.
-//
-// The result depends only on ikm, alg and epoch, so replicas sharing ikm
-// agree on every key.
-func deriveKey(alg string, ikm []byte, epoch int64) (crypto.Signer, error) {
-	info := "mcpauthz-mint/" + alg + "/" + strconv.FormatInt(epoch, 10)
+// generateKey makes a random private key for alg with the standard
+// library's generators (crypto/rand).
+func generateKey(alg string) (crypto.Signer, error) {
 	switch alg {
-	case EdDSA:
-		b, err := hkdf.Key(sha256.New, ikm, nil, info, ed25519.SeedSize)
-		if err != nil {
-			return nil, fmt.Errorf("hkdf: %w", err)
-		}
-		defer clear(b)
-		return ed25519.NewKeyFromSeed(b), nil
 	case ES256:
-		b, err := hkdf.Key(sha256.New, ikm, nil, info, 48)
-		if err != nil {
-			return nil, fmt.Errorf("hkdf: %w", err)
-		}
-		defer clear(b)
-		n := elliptic.P256().Params().N
-		nMinus1 := new(big.Int).Sub(n, big.NewInt(1))
-		d := new(big.Int).SetBytes(b)
-		d.Mod(d, nMinus1).Add(d, big.NewInt(1))
-		raw := d.FillBytes(make([]byte, 32))
-		defer clear(raw)
-		return ecdsa.ParseRawPrivateKey(elliptic.P256(), raw)
+		return ecdsa.GenerateKey(elliptic.P256(), crand.Reader)
 	case RS256:
-		b, err := hkdf.Key(sha256.New, ikm, nil, info, 32)
-		if err != nil {
-			return nil, fmt.Errorf("hkdf: %w", err)
-		}
-		var seed [32]byte
-		copy(seed[:], b)
-		clear(b)
-		k, err := deriveRSA(mrand.NewChaCha8(seed))
-		clear(seed[:])
+		return rsa.GenerateKey(crand.Reader, rsaBits)
+	case EdDSA:
+		_, k, err := ed25519.GenerateKey(crand.Reader)
 		return k, err
 	default:
 		return nil, fmt.Errorf("unsupported algorithm %q", alg)
 	}
 }
 
-// deriveRSA draws a 2048-bit RSA key from the deterministic stream rng.
-func deriveRSA(rng io.Reader) (*rsa.PrivateKey, error) {
-	const e = 65537
-	one := big.NewInt(1)
-	// FIPS 186-5 A.1.3: |p - q| > 2^(nlen/2 - 100).
-	minDiff := new(big.Int).Lsh(one, rsaBits/2-100)
-	for range 16 {
-		p, err := derivePrime(rng, rsaBits/2, e)
-		if err != nil {
-			return nil, err
-		}
-		q, err := derivePrime(rng, rsaBits/2, e)
-		if err != nil {
-			return nil, err
-		}
-		if new(big.Int).Abs(new(big.Int).Sub(p, q)).Cmp(minDiff) <= 0 {
-			continue
-		}
-		pm1 := new(big.Int).Sub(p, one)
-		qm1 := new(big.Int).Sub(q, one)
-		gcd := new(big.Int).GCD(nil, nil, pm1, qm1)
-		lambda := new(big.Int).Div(new(big.Int).Mul(pm1, qm1), gcd)
-		d := new(big.Int).ModInverse(big.NewInt(e), lambda)
-		if d == nil || d.BitLen() <= rsaBits/2 {
-			continue
-		}
-		if p.Cmp(q) < 0 {
-			p, q = q, p
-		}
-		k := &rsa.PrivateKey{
-			PublicKey: rsa.PublicKey{N: new(big.Int).Mul(p, q), E: e},
-			D:         d,
-			Primes:    []*big.Int{p, q},
-		}
-		if k.N.BitLen() != rsaBits {
-			continue
-		}
-		k.Precompute()
-		if err := k.Validate(); err != nil {
-			return nil, fmt.Errorf("derived rsa key invalid: %w", err)
-		}
-		return k, nil
-	}
-	return nil, errors.New("could not derive an rsa key")
+// storedKey is the plaintext of a generated key's store record (sealed
+// with the store's cipher, bound to the record key).
+type storedKey struct {
+	Version   int             `json:"v"`
+	Algorithm string          `json:"alg"`
+	Epoch     int64           `json:"epoch"`
+	Created   int64           `json:"created"`
+	JWK       json.RawMessage `json:"jwk"`
 }
 
-// derivePrime draws odd candidates of exactly bits bits with the top two
-// bits set from rng until one is (probably) prime and p-1 is coprime to e
-// (a prime).
-func derivePrime(rng io.Reader, bits int, e int64) (*big.Int, error) {
-	buf := make([]byte, bits/8)
-	defer clear(buf)
-	p := new(big.Int)
-	r := new(big.Int)
-	be := big.NewInt(e)
-	for range 1 << 16 {
-		if _, err := io.ReadFull(rng, buf); err != nil {
-			return nil, fmt.Errorf("read prime candidate: %w", err)
+// recordKey names the store record of epoch e's key. The algorithm and
+// period are part of it: changing either starts a new series of keys.
+func (i *Issuer) recordKey(e int64) string {
+	return "mint/keys/" + i.alg + "/" + strconv.FormatInt(int64(i.period/time.Second), 10) + "/" + strconv.FormatInt(e, 10)
+}
+
+// storeTimeout bounds one key fetch or creation.
+const storeTimeout = 10 * time.Second
+
+// epochKey returns epoch e's key from the store. When none is stored it
+// creates one if create is set (the first replica to store it wins; the
+// others read the winner's) and returns nil otherwise.
+func (i *Issuer) epochKey(ctx context.Context, e int64, create bool) (*signingKey, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
+	defer cancel()
+	rk := i.recordKey(e)
+	for range 3 {
+		sealed, _, err := i.keys.Get(ctx, rk)
+		if err == nil {
+			return i.openKey(e, rk, sealed)
 		}
-		buf[0] |= 0xc0
-		buf[len(buf)-1] |= 1
-		p.SetBytes(buf)
-		if r.Mod(p, be).Cmp(big.NewInt(1)) == 0 { // e divides p-1
-			continue
+		if !errors.Is(err, store.ErrNotFound) {
+			return nil, fmt.Errorf("mint: read key of epoch %d: %w", e, err)
 		}
-		if p.ProbablyPrime(20) {
-			return p, nil
+		if !create {
+			return nil, nil
 		}
+		k, sealed, err := i.newEpochKey(e, rk)
+		if err != nil {
+			return nil, err
+		}
+		// Kept until one period after it stops being published.
+		ttl := max(i.epochStart(e+3).Sub(i.now()), i.period)
+		_, created, err := i.keys.PutIfAbsent(ctx, rk, sealed, ttl)
+		if err != nil {
+			return nil, fmt.Errorf("mint: store key of epoch %d: %w", e, err)
+		}
+		if created {
+			i.log.Info("mint: generated signing key", "epoch", e, "kid", k.kid, "alg", i.alg)
+			return k, nil
+		}
+		// Another replica stored its key first: read that one.
 	}
-	return nil, errors.New("no prime found")
+	return nil, fmt.Errorf("mint: key of epoch %d: gave up after repeated races", e)
+}
+
+// newEpochKey generates epoch e's key and seals its record.
+func (i *Issuer) newEpochKey(e int64, rk string) (*signingKey, []byte, error) {
+	priv, err := generateKey(i.alg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("mint: generate %s key: %w", i.alg, err)
+	}
+	k, err := newSigningKey("", jose.SignatureAlgorithm(i.alg), priv)
+	if err != nil {
+		return nil, nil, err
+	}
+	jwk, err := json.Marshal(jose.JSONWebKey{Key: priv, KeyID: k.kid, Algorithm: i.alg, Use: "sig"})
+	if err != nil {
+		return nil, nil, fmt.Errorf("mint: encode key: %w", err)
+	}
+	defer clear(jwk)
+	pt, err := json.Marshal(storedKey{Version: 1, Algorithm: i.alg, Epoch: e, Created: i.now().Unix(), JWK: jwk})
+	if err != nil {
+		return nil, nil, fmt.Errorf("mint: encode key: %w", err)
+	}
+	defer clear(pt)
+	sealed, err := i.cipher.Encrypt(pt, []byte(rk))
+	if err != nil {
+		return nil, nil, fmt.Errorf("mint: seal key: %w", err)
+	}
+	k.epoch = e
+	return k, sealed, nil
+}
+
+// openKey decrypts and checks a stored key record.
+func (i *Issuer) openKey(e int64, rk string, sealed []byte) (*signingKey, error) {
+	pt, err := i.cipher.Decrypt(sealed, []byte(rk))
+	if err != nil {
+		return nil, fmt.Errorf("mint: key of epoch %d: %w (are the store's encryption keys the same on every replica?)", e, err)
+	}
+	defer clear(pt)
+	var rec storedKey
+	if err := json.Unmarshal(pt, &rec); err != nil {
+		return nil, fmt.Errorf("mint: key of epoch %d: malformed record", e)
+	}
+	defer clear(rec.JWK)
+	if rec.Version != 1 || rec.Algorithm != i.alg || rec.Epoch != e {
+		return nil, fmt.Errorf("mint: key of epoch %d: record does not match (version %d, alg %q, epoch %d)", e, rec.Version, rec.Algorithm, rec.Epoch)
+	}
+	var jwk jose.JSONWebKey
+	if err := jwk.UnmarshalJSON(rec.JWK); err != nil {
+		return nil, fmt.Errorf("mint: key of epoch %d: malformed key", e)
+	}
+	priv, alg, err := checkPrivateKey(jwk.Key, i.alg)
+	if err != nil || string(alg) != i.alg {
+		return nil, fmt.Errorf("mint: key of epoch %d: not a %s private key", e, i.alg)
+	}
+	k, err := newSigningKey("", alg, priv)
+	if err != nil {
+		return nil, err
+	}
+	if jwk.KeyID != k.kid {
+		return nil, fmt.Errorf("mint: key of epoch %d: kid does not match the key", e)
+	}
+	k.epoch = e
+	return k, nil
 }

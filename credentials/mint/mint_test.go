@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
@@ -21,21 +22,22 @@ import (
 func TestMintVerifiesWithOIDC(t *testing.T) {
 	for _, tc := range []struct {
 		name, alg, path string
-		seeded          bool
+		shared          bool
 	}{
 		{"ES256 default", "", "", false},
-		{"ES256 seeded, issuer path", ES256, "/mint", true},
+		{"ES256 shared store, issuer path", ES256, "/mint", true},
 		{"RS256", RS256, "", false},
-		{"RS256 seeded", RS256, "/a/b", true},
+		{"RS256 shared store", RS256, "/a/b", true},
 		{"EdDSA", EdDSA, "", false},
-		{"EdDSA seeded", EdDSA, "/mint", true},
+		{"EdDSA shared store", EdDSA, "/mint", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := Config{Algorithm: tc.alg}
-			if tc.seeded {
-				cfg.Seed = seedRef(t, "MINT_TEST_SEED", testSeed)
+			var opts Options
+			if tc.shared {
+				opts.Store, opts.Cipher = sqliteStore(t, filepath.Join(t.TempDir(), "state.db"), "MINT_TEST_STORE_KEY", storeKey)
 			}
-			ti := serve(t, cfg, tc.path)
+			ti := serveWith(t, cfg, tc.path, opts)
 			alg := ti.Algorithm()
 			if tc.alg == "" && alg != ES256 {
 				t.Fatalf("default algorithm = %s, want ES256", alg)
@@ -238,8 +240,54 @@ func TestMintRejects(t *testing.T) {
 	})
 }
 
+// TestMintNotAfter: a token never outlives its source. exp is the earlier
+// of iat + TokenTTL and NotAfter; a source that has expired (or expires
+// within the current second) is refused.
+func TestMintNotAfter(t *testing.T) {
+	ti := build(t, Config{})
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name     string
+		notAfter time.Time
+		wantExp  time.Time
+	}{
+		{"unset", time.Time{}, t0.Add(DefaultTokenTTL)},
+		{"earlier than the ttl", t0.Add(90 * time.Second), t0.Add(90 * time.Second)},
+		{"fraction of a second rounds down", t0.Add(90*time.Second + 900*time.Millisecond), t0.Add(90 * time.Second)},
+		{"later than the ttl", t0.Add(time.Hour), t0.Add(DefaultTokenTTL)},
+		{"one second left", t0.Add(time.Second), t0.Add(time.Second)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := basicClaims
+			c.NotAfter = tc.notAfter
+			tok, exp, err := ti.Mint(ctx, c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, claims, ok := verifyWith(t, ti.JWKS(), tok)
+			if !ok {
+				t.Fatal("does not verify")
+			}
+			if !exp.Equal(tc.wantExp) || claims["exp"] != float64(tc.wantExp.Unix()) || claims["iat"] != float64(t0.Unix()) {
+				t.Errorf("expiresAt %v, exp %v, iat %v; want exp %v", exp, claims["exp"], claims["iat"], tc.wantExp)
+			}
+			if !tc.notAfter.IsZero() && exp.After(tc.notAfter) {
+				t.Errorf("token outlives its source: %v > %v", exp, tc.notAfter)
+			}
+		})
+	}
+	for _, na := range []time.Time{t0, t0.Add(-time.Minute), t0.Add(500 * time.Millisecond)} {
+		c := basicClaims
+		c.NotAfter = na
+		tok, exp, err := ti.Mint(ctx, c)
+		if !errors.Is(err, ErrSourceExpired) || tok != "" || !exp.IsZero() {
+			t.Errorf("NotAfter %v: %q %v %v, want ErrSourceExpired", na, tok, exp, err)
+		}
+	}
+}
+
 func TestSign(t *testing.T) {
-	ti := build(t, Config{Seed: seedRef(t, "MINT_SIGN_SEED", testSeed)})
+	ti := build(t, Config{})
 	ctx := context.Background()
 	in := map[string]any{"sub": "alice", "tool": "search", "aud": "https://docs.example/mcp"}
 	tok, err := ti.Sign(ctx, "mcpauthz-attribution+jwt", in)

@@ -32,21 +32,22 @@ type memRecord struct {
 var _ Store = (*Memory)(nil)
 
 // NewMemory returns an empty in-memory store. It purges expired records
-// every opts.PurgeInterval until Close.
+// every opts.PurgeInterval until Close (negative: never; expired records
+// stay invisible).
 func NewMemory(opts Options) *Memory {
 	opts = opts.withDefaults()
 	m := &Memory{now: opts.Now, recs: map[string]memRecord{}, stop: make(chan struct{}), done: make(chan struct{})}
-	go runPurger(opts.PurgeInterval, m.stop, m.done, func() { m.purge() })
+	if opts.PurgeInterval > 0 {
+		go runPurger(opts.PurgeInterval, m.stop, m.done, func() { m.purge() })
+	} else {
+		close(m.done)
+	}
 	return m
 }
 
 // runPurger calls purge every interval until stop is closed.
 func runPurger(interval time.Duration, stop <-chan struct{}, done chan<- struct{}, purge func()) {
 	defer close(done)
-	if interval < 0 {
-		<-stop
-		return
-	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {

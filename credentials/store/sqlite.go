@@ -95,6 +95,10 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (*SQLite, error)
 		_ = db.Close()
 		return nil, err
 	}
+	if opts.PurgeInterval < 0 {
+		close(s.done)
+		return s, nil
+	}
 	go runPurger(opts.PurgeInterval, s.stop, s.done, func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
