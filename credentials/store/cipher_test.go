@@ -326,3 +326,44 @@ func TestOpenSQLiteKeys(t *testing.T) {
 	}
 	s.Close()
 }
+
+// TestReseal: after a rotation, Reseal moves records sealed under the old
+// key to the new primary, so the old key can be removed.
+func TestReseal(t *testing.T) {
+	ctx := context.Background()
+	s := NewMemory(Options{PurgeInterval: -1})
+	defer s.Close()
+	old := mustRing(t, "k1", map[string][]byte{"k1": testKey(1)})
+	for _, k := range []string{"mint/keys/a", "mint/keys/b", "other/c"} {
+		ct, _ := old.Encrypt([]byte("v:"+k), []byte(k))
+		if _, _, err := s.PutIfAbsent(ctx, k, ct, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	both := mustRing(t, "k2", map[string][]byte{"k1": testKey(1), "k2": testKey(2)})
+	if n, err := Reseal(ctx, s, both, "mint/"); err != nil || n != 2 {
+		t.Fatalf("Reseal = %d %v, want 2", n, err)
+	}
+	if n, err := Reseal(ctx, s, both, "mint/"); err != nil || n != 0 {
+		t.Fatalf("second Reseal = %d %v, want 0", n, err)
+	}
+	newOnly := mustRing(t, "k2", map[string][]byte{"k2": testKey(2)})
+	for _, k := range []string{"mint/keys/a", "mint/keys/b"} {
+		ct, _, _ := s.Get(ctx, k)
+		if pt, err := newOnly.Decrypt(ct, []byte(k)); err != nil || string(pt) != "v:"+k {
+			t.Fatalf("%s after reseal: %q %v", k, pt, err)
+		}
+	}
+	ct, _, _ := s.Get(ctx, "other/c")
+	if id, _ := KeyID(ct); id != "k1" {
+		t.Fatalf("a record outside the prefix was resealed (%s)", id)
+	}
+	// A record that does not open under its own key fails the call.
+	ct, _ = old.Encrypt([]byte("x"), []byte("elsewhere"))
+	if _, _, err := s.PutIfAbsent(ctx, "mint/keys/moved", ct, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Reseal(ctx, s, both, "mint/"); !errors.Is(err, ErrDecrypt) {
+		t.Fatalf("Reseal of a misbound record = %v, want ErrDecrypt", err)
+	}
+}

@@ -287,3 +287,52 @@ func truncate(s string, n int) string {
 	}
 	return s[:n] + "..."
 }
+
+// Reseal re-encrypts, under the ring's primary key, every record under
+// prefix that is sealed with aad = its own record key (the convention of
+// this package's canary and of the issuer's generated keys) and not yet
+// sealed with the primary. It returns how many records it rewrote. Run it
+// after making a new key primary, before removing the old key from the
+// ring. A record changed concurrently is skipped (its writer already used
+// the primary); one that does not decrypt fails the call.
+func Reseal(ctx context.Context, s Store, ring *KeyRing, prefix string) (int, error) {
+	n := 0
+	after := ""
+	for {
+		page, err := s.List(ctx, prefix, after, 100)
+		if err != nil {
+			return n, err
+		}
+		if len(page) == 0 {
+			return n, nil
+		}
+		for _, e := range page {
+			after = e.Key
+			if id, err := KeyID(e.Value); err == nil && id == ring.Primary() {
+				continue
+			}
+			pt, err := ring.Decrypt(e.Value, []byte(e.Key))
+			if err != nil {
+				return n, fmt.Errorf("store: reseal: record under %q: %w", prefix, err)
+			}
+			sealed, err := ring.Encrypt(pt, []byte(e.Key))
+			clear(pt)
+			if err != nil {
+				return n, err
+			}
+			var ttl time.Duration
+			if !e.ExpiresAt.IsZero() {
+				if ttl = time.Until(e.ExpiresAt); ttl <= 0 {
+					continue
+				}
+			}
+			switch _, err := s.CompareAndSwap(ctx, e.Key, e.Version, sealed, ttl); {
+			case err == nil:
+				n++
+			case errors.Is(err, ErrConflict), errors.Is(err, ErrNotFound):
+			default:
+				return n, fmt.Errorf("store: reseal: %w", err)
+			}
+		}
+	}
+}
