@@ -1,8 +1,13 @@
 package emulator
 
 import (
+	"fmt"
+	"net"
 	"net/http"
+	"strconv"
 	"strings"
+
+	"github.com/mcpauthz/mcpauthz/envoy"
 )
 
 // corsDecode is Envoy's CORS filter (source/extensions/filters/http/cors/
@@ -112,3 +117,31 @@ func (c *corsWriter) Flush() {
 }
 
 func (c *corsWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
+
+// RoutesFrom turns the routes of a bootstrap's parameters (for example
+// envoy.CatalogParams, what `mcpauthz envoy generate` renders) into
+// emulator routes, so the stand-in runs the configuration Envoy would: the
+// same matches, context_extensions, ext_authz exemptions and CORS
+// policies. Routes with a prefix_rewrite are refused (not emulated).
+func RoutesFrom(p envoy.BootstrapParams) ([]Route, error) {
+	out := make([]Route, 0, len(p.Routes))
+	for i, r := range p.Routes {
+		if r.PrefixRewrite != "" {
+			return nil, fmt.Errorf("emulator: routes[%d] (%s): prefix_rewrite is not emulated", i, r.Name)
+		}
+		scheme := "http"
+		if r.UpstreamTLS {
+			scheme = "https"
+		}
+		rt := Route{
+			Name: r.Name, Host: r.Host, PathPrefix: r.PathPrefix, Path: r.Path,
+			Upstream:          scheme + "://" + net.JoinHostPort(r.UpstreamHost, strconv.Itoa(r.UpstreamPort)),
+			ContextExtensions: r.ContextExtensions, DisableExtAuthz: r.DisableExtAuthz,
+		}
+		if len(r.CORSOrigins) > 0 {
+			rt.CORS = MCPCORS(r.CORSOrigins...)
+		}
+		out = append(out, rt)
+	}
+	return out, nil
+}

@@ -252,3 +252,46 @@ func TestRepeatedHeaders(t *testing.T) {
 		})
 	}
 }
+
+func TestRoutesFrom(t *testing.T) {
+	routes, err := RoutesFrom(envoy.ExampleParams())
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]Route{}
+	for _, r := range routes {
+		byName[r.Name] = r
+	}
+	meta, docs := byName["metadata.docs"], byName["docs"]
+	if meta.Path != "/.well-known/oauth-protected-resource/docs/mcp" || meta.PathPrefix != "" || !meta.DisableExtAuthz || meta.CORS != nil ||
+		meta.Upstream != "http://mcpauthz:8181" {
+		t.Errorf("metadata route = %+v", meta)
+	}
+	if docs.PathPrefix != "/docs/" || docs.ContextExtensions["mcp_server"] != "docs" || docs.DisableExtAuthz || docs.Upstream != "http://docs-mcp:8000" ||
+		docs.CORS == nil || !slices.Equal(docs.CORS.AllowOrigins, []string{"https://mcp.example.com", "https://chat.example.com"}) ||
+		docs.CORS.AllowHeaders != envoy.CORSAllowHeaders || docs.CORS.AllowCredentials {
+		t.Errorf("docs route = %+v (cors %+v)", docs, docs.CORS)
+	}
+	p := envoy.ExampleParams()
+	p.Routes[len(p.Routes)-1].PrefixRewrite = "/"
+	if _, err := RoutesFrom(p); err == nil || !strings.Contains(err.Error(), "prefix_rewrite") {
+		t.Errorf("prefix_rewrite accepted: %v", err)
+	}
+}
+
+func TestExactPathRoute(t *testing.T) {
+	h := newHarness(t, "", Config{})
+	up := h.proxy.routes[0].Upstream
+	h2 := newHarness(t, "", Config{Routes: []Route{
+		{Name: "meta", Path: "/.well-known/oauth-protected-resource/docs/mcp", Upstream: up, DisableExtAuthz: true},
+	}})
+	if res, _ := do(t, nil, "GET", h2.front.URL+"/.well-known/oauth-protected-resource/docs/mcp?x=1", nil, ""); res.StatusCode != 200 {
+		t.Errorf("exact path: %d", res.StatusCode)
+	}
+	if res, _ := do(t, nil, "GET", h2.front.URL+"/.well-known/oauth-protected-resource/docs/mcp/more", nil, ""); res.StatusCode != 404 {
+		t.Errorf("below the exact path: %d, want 404", res.StatusCode)
+	}
+	if _, err := New(t.Context(), Config{AuthzAddr: "x:1", Routes: []Route{{Path: "/a", PathPrefix: "/", Upstream: "http://x"}}}); err == nil {
+		t.Error("path and path_prefix together accepted")
+	}
+}

@@ -88,6 +88,7 @@ type Route struct {
 	Name              string
 	Host              string // optional exact :authority match, port-insensitive, case-insensitive
 	PathPrefix        string // case-sensitive prefix of the normalised path
+	Path              string // instead of PathPrefix: the exact normalised path (query ignored)
 	Upstream          string // base URL of the upstream, e.g. http://127.0.0.1:8081 (its path is ignored, like an Envoy cluster)
 	ContextExtensions map[string]string
 	DisableExtAuthz   bool // ExtAuthzPerRoute{disabled: true}
@@ -160,7 +161,12 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("headers_with_underscores_action: %q is not ALLOW, REJECT_REQUEST or DROP_HEADER", c.HeadersWithUnderscoresAction))
 	}
 	for i, r := range c.Routes {
-		if !strings.HasPrefix(r.PathPrefix, "/") {
+		switch {
+		case r.Path != "" && r.PathPrefix != "":
+			errs = append(errs, fmt.Errorf("routes[%d]: path and path_prefix are exclusive", i))
+		case r.Path != "" && !strings.HasPrefix(r.Path, "/"):
+			errs = append(errs, fmt.Errorf("routes[%d].path: %q must start with /", i, r.Path))
+		case r.Path == "" && !strings.HasPrefix(r.PathPrefix, "/"):
 			errs = append(errs, fmt.Errorf("routes[%d].path_prefix: %q must start with /", i, r.PathPrefix))
 		}
 		u, err := url.Parse(r.Upstream)
@@ -408,7 +414,7 @@ func (p *Proxy) match(host, path string) *route {
 		if rt.host != "" && rt.host != h {
 			continue
 		}
-		if strings.HasPrefix(path, rt.PathPrefix) {
+		if (rt.Path != "" && path == rt.Path) || (rt.Path == "" && strings.HasPrefix(path, rt.PathPrefix)) {
 			return rt
 		}
 	}
