@@ -440,6 +440,9 @@ func (e *Engine) build(ctx context.Context, raws []*rawBundle) (*snapshot, error
 	store := inmem.NewFromObjectWithOpts(merged.Data,
 		inmem.OptRoundTripOnWrite(false),
 		inmem.OptReturnASTValuesOnRead(true))
+	if err := checkDataErrors(ctx, compiler, store); err != nil {
+		return nil, err
+	}
 	pq, err := rego.New(
 		rego.Query(e.cfg.Query),
 		rego.Compiler(compiler),
