@@ -42,7 +42,7 @@ envoy-check:
 	$(GO) build -o bin/mcpauthz ./cmd/mcpauthz
 	bin/mcpauthz envoy validate --strict envoy/envoy.yaml envoy/envoy-mtls.yaml deploy/compose/envoy.yaml
 	bin/mcpauthz envoy generate --config cmd/mcpauthz/config.example.yaml -o bin/envoy-generated.yaml
-	bin/mcpauthz envoy validate --strict bin/envoy-generated.yaml
+	bin/mcpauthz envoy validate --strict --config cmd/mcpauthz/config.example.yaml bin/envoy-generated.yaml
 
 # Each fuzz target runs briefly on top of its committed seed corpus.
 fuzz:

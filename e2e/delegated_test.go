@@ -255,10 +255,12 @@ func TestDelegatedCredentialsReachUpstreams(t *testing.T) {
 		docs   want
 		report want
 	}{
+		// mcpauthz's own tokens name subjects qualified by the issuer's
+		// user namespace ("dev"); the external STS issues its own.
 		{"human", map[string]any{"sub": "alice"},
-			want{sub: "alice", scope: "docs:read"}, want{sub: "alice", scope: "reports:read"}},
+			want{sub: "dev/alice", scope: "docs:read"}, want{sub: "alice", scope: "reports:read"}},
 		{"agent for a user", map[string]any{"sub": "bob", "act": map[string]any{"sub": "assistant", "client_id": "assistant-app"}},
-			want{sub: "bob", act: "assistant", scope: "docs:read"}, want{sub: "bob", act: "assistant", scope: "reports:read"}},
+			want{sub: "dev/bob", act: "dev/assistant", scope: "docs:read"}, want{sub: "bob", act: "assistant", scope: "reports:read"}},
 	}
 	for _, c := range callers {
 		for _, target := range []string{"docs", "reports"} {

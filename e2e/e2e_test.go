@@ -96,7 +96,11 @@ func TestRolesPerTool(t *testing.T) {
 					if got := h.Values("Authorization"); len(got) != 1 || got[0] != "Bearer "+saSecret {
 						t.Errorf("%s: upstream Authorization = %q, want only the service account", tool, got)
 					}
-					wantHdr := map[string]string{"X-Mcp-Subject": p.claims["sub"].(string), "X-Mcp-Kind": p.kind, "X-Mcp-Actor": p.actor, "X-Mcp-Server": "docs", "X-Mcp-Org": "acme"}
+					actor := p.actor
+					if actor != "" {
+						actor = "dev/" + actor // qualified by the issuer's user namespace
+					}
+					wantHdr := map[string]string{"X-Mcp-Subject": "dev/" + p.claims["sub"].(string), "X-Mcp-Kind": p.kind, "X-Mcp-Actor": actor, "X-Mcp-Server": "docs", "X-Mcp-Org": "acme"}
 					for k, v := range wantHdr {
 						if got := h.Values(k); (v == "" && len(got) != 0) || (v != "" && (len(got) != 1 || got[0] != v)) {
 							t.Errorf("%s: upstream %s = %q, want %q", tool, k, got, v)
@@ -226,7 +230,7 @@ func TestSpoofedIdentityHeaders(t *testing.T) {
 		t.Fatalf("calls = %d", len(calls))
 	}
 	h := calls[0].Header
-	if got := h.Values("X-Mcp-Subject"); len(got) != 1 || got[0] != "vera" {
+	if got := h.Values("X-Mcp-Subject"); len(got) != 1 || got[0] != "dev/vera" {
 		t.Errorf("X-Mcp-Subject = %q", got)
 	}
 	for _, k := range []string{"X-Mcp-Actor", "X-Mcp-Role", "X-User-Id"} {

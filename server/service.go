@@ -26,6 +26,7 @@ import (
 	"github.com/mcpauthz/mcpauthz/credentials/identity"
 	"github.com/mcpauthz/mcpauthz/credentials/mint"
 	"github.com/mcpauthz/mcpauthz/credentials/outbound"
+	"github.com/mcpauthz/mcpauthz/credentials/store"
 	"github.com/mcpauthz/mcpauthz/envoy"
 	"github.com/mcpauthz/mcpauthz/policy"
 	"github.com/mcpauthz/mcpauthz/server/config"
@@ -70,6 +71,7 @@ type Service struct {
 	audit         *auditLog
 	metrics       *metrics
 	issuer        *mint.Issuer // built-in token issuer; nil unless configured
+	store         store.Store  // shared state (generated issuer keys); closed by Close
 	opa           opaLogger    // OPA-format decision log; nil unless configured
 	opaPath       string
 	// bundleNames name the policy sources in config order (decision-log
@@ -120,8 +122,18 @@ func NewService(ctx context.Context, cfg *config.Config, deps Deps) (*Service, e
 		}
 	}
 	oopts := outbound.Options{HTTPClient: deps.HTTPClient, Logger: s.log, Now: deps.Now}
+	var ring *store.KeyRing
+	if s.store, ring, err = store.Open(ctx, cfg.Store, store.Options{Now: deps.Now, Logger: s.log}); err != nil {
+		return nil, fmt.Errorf("server: store: %w", err)
+	}
+	built := false
+	defer func() {
+		if !built {
+			_ = s.store.Close()
+		}
+	}()
 	if cfg.Issuer != nil {
-		if s.issuer, err = mint.New(ctx, *cfg.Issuer, mint.Options{Now: deps.Now, Logger: s.log}); err != nil {
+		if s.issuer, err = mint.New(ctx, *cfg.Issuer, mint.Options{Now: deps.Now, Logger: s.log, Store: s.store, Cipher: ring}); err != nil {
 			return nil, fmt.Errorf("server: issuer: %w", err)
 		}
 		oopts.Minter = s.issuer
@@ -164,6 +176,7 @@ func NewService(ctx context.Context, cfg *config.Config, deps Deps) (*Service, e
 	}
 	s.alwaysRemove = alwaysRemoved(s.hdr, s.strip)
 	s.metrics = newMetrics(s)
+	built = true
 	return s, nil
 }
 
@@ -178,6 +191,11 @@ func (s *Service) Close() {
 		cancel()
 	}
 	s.prepared.close()
+	if s.store != nil {
+		if err := s.store.Close(); err != nil {
+			s.log.Warn("state store close", "err", err)
+		}
+	}
 }
 
 // Check implements the Envoy ext_authz v3 Authorization service. It never
@@ -629,10 +647,11 @@ func credentialDenial(err error) *denial {
 func credentialRequest(srv *mcpServer, p *identity.Principal, e *preparedEntry, r *envoy.Request, scopes []string) *outbound.Request {
 	req := &outbound.Request{ServerID: srv.id, Audience: srv.cfg.Resource, Scopes: scopes, Kind: string(identity.KindAnonymous)}
 	if p != nil {
-		req.Subject, req.UserKey, req.Org, req.Kind, req.ClientID = upstreamSubject(p), p.UserKey, p.Org, string(p.Kind), p.ClientID
-		req.SubjectExpiresAt = p.ExpiresAt
+		req.Subject, req.UserKey, req.Org, req.Kind, req.ClientID = p.Subject, p.UserKey, p.Org, string(p.Kind), p.ClientID
+		req.QualifiedSubject, req.SubjectExpiresAt = upstreamSubject(p), p.ExpiresAt
 		if p.Actor != nil {
-			req.Actor, req.ActorClientID, req.ActorIssuer = actorSubject(p.Actor), p.Actor.ClientID, p.Actor.Issuer
+			req.Actor, req.ActorClientID, req.ActorIssuer = p.Actor.Subject, p.Actor.ClientID, p.Actor.Issuer
+			req.QualifiedActor = actorSubject(p.Actor)
 		}
 		if e != nil {
 			req.Chain = e.chain

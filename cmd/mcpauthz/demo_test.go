@@ -47,8 +47,9 @@ func TestDemoTranscript(t *testing.T) {
 		"all outcomes as expected",
 		// The delegated token the upstream received names the user, the
 		// agent acting for them and only the scope this tool needs.
-		`sub="bob" act={"sub":"docs-assistant"} scope="docs:write"`,
-		`sub="alice" scope="docs:read"`,
+		// Subjects are qualified by the issuer's user namespace ("dev").
+		`sub="dev/bob" act={"sub":"dev/docs-assistant"} scope="docs:write"`,
+		`sub="dev/alice" scope="docs:read"`,
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("transcript lacks %q", want)
@@ -81,7 +82,7 @@ func TestDemoTranscript(t *testing.T) {
 			t.Errorf("no ✓ line for %s %s", l.who, l.op)
 		})
 	}
-	if !strings.Contains(got, "verified identity headers: x-mcp-subject=bob x-mcp-kind=agent_for_user x-mcp-actor=docs-assistant") {
+	if !strings.Contains(got, "verified identity headers: x-mcp-subject=dev/bob x-mcp-kind=agent_for_user x-mcp-actor=dev/docs-assistant") {
 		t.Error("no attribution line for the agent acting for bob")
 	}
 	if m := regexp.MustCompile(`decision log: (\d+) decisions \((\d+) allowed, (\d+) denied\)`).FindStringSubmatch(got); m == nil || m[3] != "5" {

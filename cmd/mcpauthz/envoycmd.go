@@ -147,7 +147,7 @@ func cmdEnvoyGenerate(args []string, stdout, stderr io.Writer) error {
 	}
 	servers := make([]envoy.CatalogServer, len(cfg.Servers))
 	for i, s := range cfg.Servers {
-		servers[i] = envoy.CatalogServer{ID: s.ID, Resource: s.Resource, Host: s.Match.Host, PathPrefix: s.Match.PathPrefix}
+		servers[i] = envoy.CatalogServer{ID: s.ID, Resource: s.Resource, Host: s.Match.Host, PathPrefix: s.Match.PathPrefix, AllowedOrigins: s.AllowedOrigins}
 	}
 	y, err := envoy.GenerateFromCatalog(servers, opts)
 	if err != nil {
@@ -222,8 +222,17 @@ func cmdEnvoyValidate(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("envoy validate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	strict := fs.Bool("strict", false, "also require the settings mcpauthz relies on")
+	cfgPath := fs.String("config", "", "mcpauthz config whose headers.prefix and headers.strip the ext_authz filter must not hide (with --strict; default prefix x-mcp-)")
 	if err := fs.Parse(args); err != nil {
 		return flag.ErrHelp // the flag package printed the problem and usage
+	}
+	var so envoy.StrictOptions
+	if *cfgPath != "" {
+		cfg, err := config.Load(*cfgPath)
+		if err != nil {
+			return fmt.Errorf("mcpauthz envoy validate: %w", err)
+		}
+		so = envoy.StrictOptions{IdentityHeaderPrefix: cfg.Headers.Prefix, StripHeaders: cfg.Headers.Strip}
 	}
 	if fs.NArg() == 0 {
 		fmt.Fprint(stderr, "mcpauthz envoy validate: no files given\n\n"+envoyUsage)
@@ -237,7 +246,7 @@ func cmdEnvoyValidate(args []string, stdout, stderr io.Writer) error {
 			bad++
 			continue
 		}
-		b, err := envoy.ParseBootstrapYAML(data)
+		doc, err := envoy.ParseBootstrapDocument(data)
 		var issues []envoy.Issue
 		var ve *envoy.ValidationError
 		switch {
@@ -246,7 +255,7 @@ func cmdEnvoyValidate(args []string, stdout, stderr io.Writer) error {
 		case err != nil:
 			issues = []envoy.Issue{{Message: err.Error()}}
 		case *strict:
-			issues = envoy.SecurityIssues(b)
+			issues = doc.SecurityIssues(so)
 		}
 		if len(issues) == 0 {
 			fmt.Fprintf(stdout, "%s: valid\n", f)

@@ -35,10 +35,10 @@ func (b builtinSource) obtain(ctx context.Context, d *delegation) (string, time.
 	if clientID == "" {
 		clientID = "mcpauthz"
 	}
-	c := mint.Claims{Audience: d.audience, Subject: r.Subject, ClientID: clientID, Scopes: d.scopes} // NOTAFTER-PENDING
+	c := mint.Claims{Audience: d.audience, Subject: r.upstreamSubject(), ClientID: clientID, Scopes: d.scopes, NotAfter: r.SubjectExpiresAt}
 	if r.Actor != "" {
 		actors := make([]mint.Actor, 0, 1+len(r.Chain))
-		actors = append(actors, mint.Actor{Subject: r.Actor, ClientID: r.ActorClientID, Issuer: r.ActorIssuer})
+		actors = append(actors, mint.Actor{Subject: r.upstreamActor(), ClientID: r.ActorClientID, Issuer: r.ActorIssuer})
 		for _, a := range r.Chain {
 			actors = append(actors, mint.Actor{Subject: a.Subject, ClientID: a.ClientID, Issuer: a.Issuer})
 		}

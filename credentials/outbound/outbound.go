@@ -71,13 +71,20 @@ type Request struct {
 	UserKey string
 	Org     string
 	Kind    string // human | agent_for_user | agent | anonymous
-	Actor   string // current actor subject, if any
+	Actor   string // current actor subject, if any, as in the token
+	// QualifiedSubject and QualifiedActor name the subject and actor to the
+	// upstream: qualified by the issuer's user namespace so the same sub
+	// from two directories never reads as one user (identity.Principal).
+	// Empty: Subject and Actor are used. Tokens mcpauthz mints carry them;
+	// comparisons with what an external STS issues use Subject and Actor.
+	QualifiedSubject string
+	QualifiedActor   string
 
 	ClientID string
 	Scopes   []string // downstream scopes the policy granted for this call
 
 	// The current actor's client and issuer, and the prior actors (nested
-	// act claims), outermost first.
+	// act claims), outermost first, their subjects qualified.
 	ActorClientID string
 	ActorIssuer   string
 	Chain         []Actor
@@ -288,4 +295,20 @@ var _ Provider = publicProvider{}
 
 func (p publicProvider) Credential(context.Context, *Request) (*Credential, error) {
 	return p.cred, nil
+}
+
+// upstreamSubject is the subject named to the upstream.
+func (r *Request) upstreamSubject() string {
+	if r.QualifiedSubject != "" {
+		return r.QualifiedSubject
+	}
+	return r.Subject
+}
+
+// upstreamActor is the current actor named to the upstream.
+func (r *Request) upstreamActor() string {
+	if r.QualifiedActor != "" {
+		return r.QualifiedActor
+	}
+	return r.Actor
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/mcpauthz/mcpauthz/credentials/identity"
 	"github.com/mcpauthz/mcpauthz/credentials/mint"
 	"github.com/mcpauthz/mcpauthz/credentials/outbound"
+	"github.com/mcpauthz/mcpauthz/credentials/store"
 	"github.com/mcpauthz/mcpauthz/internal/urlcheck"
 	"github.com/mcpauthz/mcpauthz/policy"
 	"github.com/mcpauthz/mcpauthz/server/decisionlog"
@@ -46,7 +47,11 @@ type Config struct {
 	// credentials with issuer builtin, and signed attribution headers. Its
 	// discovery document and JWKS are served on the HTTP listener below
 	// the issuer URL's path.
-	Issuer  *mint.Config `yaml:"issuer"`
+	Issuer *mint.Config `yaml:"issuer"`
+	// Store is the state replicas share (the built-in issuer's generated
+	// keys; per-user connections): memory (default, one process) or
+	// sqlite, encrypted at rest under its key ring.
+	Store   store.Config `yaml:"store"`
 	Servers []Server     `yaml:"servers"`
 }
 
@@ -366,6 +371,7 @@ func (c *Config) Validate() error {
 	if c.Issuer != nil {
 		errs = append(errs, prefixErr("issuer", c.Issuer.Validate()))
 	}
+	errs = append(errs, prefixErr("store", c.Store.Validate()))
 	if c.Headers.Sign && c.Issuer == nil {
 		add("headers.sign: needs the top-level issuer block (the attribution is signed with its keys)")
 	}
