@@ -10,8 +10,7 @@
 #     (decision.scopes), never everything the token carries;
 #   - decision.credential picks the upstream credential mode per caller kind
 #     (e.g. agents alone -> service_account, agents for users -> delegated)
-#     when the server offers that mode (input.server.credential_modes).
-#
+#     when the server offers that mode (input.server.credential_modes);
 #   - methods are matched exactly with their message kind (a "notification"
 #     that carries an id is a request), and a JSON-RPC response (an answer to
 #     the server's elicitation, sampling or roots request) is accepted only
