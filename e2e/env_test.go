@@ -137,7 +137,7 @@ servers:
 		boot, err := envoy.RenderBootstrap(envoy.BootstrapParams{
 			ListenAddr: "127.0.0.1", ListenPort: frontPort, AdminPort: adminPort, AuthzHost: authzHost, AuthzPort: authzPort,
 			Routes: []envoy.BootstrapRoute{
-				{Name: "metadata", PathPrefix: "/.well-known/oauth-protected-resource", UpstreamHost: mdHost, UpstreamPort: mdPort, DisableExtAuthz: true},
+				{Name: "metadata", Path: "/.well-known/oauth-protected-resource/docs/mcp", UpstreamHost: mdHost, UpstreamPort: mdPort, DisableExtAuthz: true},
 				{Name: "docs", PathPrefix: "/docs/", UpstreamHost: upHost, UpstreamPort: upPort, ContextExtensions: map[string]string{server.ContextExtensionKey: "docs"}},
 			},
 		})

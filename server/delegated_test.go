@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
@@ -306,6 +307,27 @@ func TestOPADecisionLog(t *testing.T) {
 		}
 		if erased, _ := ev["erased"].([]any); len(erased) != 2 {
 			t.Errorf("erased = %v", ev["erased"])
+		}
+	}
+}
+
+// Item: tokens never outlive their source. A caller token expiring in 90s
+// (less than the issuer's 5m token_ttl) yields a delegated token and a
+// signed attribution that expire with it, not later.
+func TestDelegatedAndAttributionNeverOutliveCallerToken(t *testing.T) {
+	f := delegatedFixture(t, true)
+	callerExp := time.Now().Add(90 * time.Second).Unix()
+	tok := f.token(t, map[string]any{"sub": "alice", "roles": []string{"viewer"}, "scope": "docs:read", "exp": callerExp})
+	o := f.do(t, req{body: toolCall("readDocument"), headers: bearer(tok)})
+	if !o.allowed {
+		t.Fatalf("denied %d %s", o.status, o.body)
+	}
+	minted, _ := strings.CutPrefix(o.set["authorization"], "Bearer ")
+	for name, jwt := range map[string]string{"delegated token": minted, "attribution": o.set["x-mcp-attribution"]} {
+		_, c := verifyMinted(t, f.svc.issuer, jwt)
+		exp, _ := c["exp"].(float64)
+		if int64(exp) > callerExp || int64(exp) < callerExp-5 {
+			t.Errorf("%s exp = %d, caller token exp = %d: must not outlive it", name, int64(exp), callerExp)
 		}
 	}
 }
