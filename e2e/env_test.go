@@ -57,6 +57,9 @@ type envOptions struct {
 	// policy, when set, replaces the config's policy block (YAML, indented
 	// by two spaces), e.g. to load bundles from a bundle server.
 	policy string
+	// allowedHeaders sets the ext_authz filter's allowed_headers in the
+	// Envoy stand-in (headers hidden from mcpauthz are still forwarded).
+	allowedHeaders []string
 }
 
 func newEnvWith(t *testing.T, opts envOptions) *env {
@@ -158,8 +161,9 @@ servers:
 		return e
 	}
 	proxy, err := emulator.New(ctx, emulator.Config{
-		AuthzAddr: e.srv.GRPCAddr(),
-		Timeout:   2 * time.Second,
+		AuthzAddr:      e.srv.GRPCAddr(),
+		Timeout:        2 * time.Second,
+		AllowedHeaders: opts.allowedHeaders,
 		Routes: []emulator.Route{
 			{Name: "metadata", PathPrefix: "/.well-known/oauth-protected-resource", Upstream: "http://" + e.srv.HTTPAddr(), DisableExtAuthz: true},
 			{Name: "docs", PathPrefix: "/docs/", Upstream: up.URL, ContextExtensions: map[string]string{server.ContextExtensionKey: "docs"}},

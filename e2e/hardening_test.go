@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 
@@ -122,5 +123,41 @@ func TestCommaInClaimsCannotForgeIdentity(t *testing.T) {
 		if v := h.Values(name); len(v) != 1 || v[0] != want {
 			t.Errorf("upstream %s = %q, want exactly %q", name, v, want)
 		}
+	}
+}
+
+// An operator who sets allowed_headers on the ext_authz filter hides the
+// client's x-mcp-* copies from mcpauthz, while Envoy still forwards them:
+// mcpauthz must remove every identity header it does not set anyway.
+func TestHiddenIdentityHeadersStillStripped(t *testing.T) {
+	if os.Getenv("ENVOY_BIN") != "" {
+		t.Skip("allowed_headers is modelled by the stand-in; the rendered bootstrap never sets it")
+	}
+	e := newEnvWith(t, envOptions{allowedHeaders: []string{"content-type", "mcp-protocol-version", "mcp-session-id", "accept"}})
+	ctx := ctxT(t)
+	tok := e.token(t, map[string]any{"sub": "vera", "roles": []string{"viewer"}})
+	c, err := docserver.Connect(ctx, docserver.ClientOptions{Endpoint: e.endpoint, Token: tok, ProtocolVersion: "2025-06-18",
+		ExtraHeaders: map[string]string{"X-Mcp-Actor": "root-agent", "X-Mcp-Actor-Chain": "a,b", "X-Mcp-Attribution": "forged", "X-User-Id": "root"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	e.upstream.Put(docserver.Document{ID: "doc-seed"})
+	e.upstream.Reset()
+	if res, err := c.CallTool(ctx, "readDocument", toolArgs("readDocument")); err != nil || res.IsError {
+		t.Fatalf("read: %v %v", res, err)
+	}
+	calls := e.upstream.ToolCalls()
+	if len(calls) != 1 {
+		t.Fatalf("upstream got %d tool calls", len(calls))
+	}
+	h := calls[0].Header
+	for _, name := range []string{"X-Mcp-Actor", "X-Mcp-Actor-Chain", "X-Mcp-Attribution", "X-User-Id"} {
+		if v := h.Values(name); len(v) != 0 {
+			t.Errorf("client's %s reached the upstream: %q", name, v)
+		}
+	}
+	if v := h.Values("X-Mcp-Subject"); len(v) != 1 || v[0] != "dev/vera" {
+		t.Errorf("X-Mcp-Subject = %q", v)
 	}
 }

@@ -66,6 +66,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -134,6 +135,13 @@ type Config struct {
 	// kept); false (Envoy's default) sends headers, repeated headers joined
 	// with "," and invalid UTF-8 bytes replaced with '!'.
 	EncodeRawHeaders bool
+	// AllowedHeaders is ext_authz's allowed_headers (exact, lower-case
+	// names): when set, only these request headers reach the CheckRequest,
+	// plus those Envoy always adds (:authority/host, :method, :path,
+	// content-length, authorization). Envoy still forwards the others
+	// upstream. It models a deployment that hides headers from mcpauthz;
+	// `mcpauthz envoy validate --strict` flags it.
+	AllowedHeaders []string
 	// HeadersWithUnderscoresAction is the HTTP connection manager's
 	// common_http_protocol_options.headers_with_underscores_action:
 	// "" or "REJECT_REQUEST" (what generated configurations set) answers
@@ -473,6 +481,19 @@ func sanitizeUTF8(s string) string {
 
 func (p *Proxy) checkRequest(r *http.Request, rt *route, hdr http.Header, scheme, fullPath string, body []byte, hasBody bool) *authv3.CheckRequest {
 	lines := headerLines(r, hdr, scheme, fullPath, hasBody)
+	if len(p.cfg.AllowedHeaders) > 0 {
+		kept := lines[:0:0]
+		for _, l := range lines {
+			switch {
+			case l[0] == ":authority" || l[0] == ":method" || l[0] == ":path" || l[0] == ":scheme" || l[0] == "host" ||
+				l[0] == "content-length" || l[0] == "authorization":
+			case !slices.Contains(p.cfg.AllowedHeaders, l[0]):
+				continue
+			}
+			kept = append(kept, l)
+		}
+		lines = kept
+	}
 	httpReq := &authv3.AttributeContext_HttpRequest{
 		Id:       streamID(hdr.Get("X-Request-Id")),
 		Method:   r.Method,
