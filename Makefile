@@ -53,6 +53,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzMask$$' -fuzztime $(FUZZTIME) ./server/decisionlog
 	$(GO) test -run '^$$' -fuzz '^FuzzSanitize$$' -fuzztime $(FUZZTIME) ./credentials/exchange
 	$(GO) test -run '^$$' -fuzz '^FuzzBuildPrincipal$$' -fuzztime $(FUZZTIME) ./credentials/identity
+	$(GO) test -run '^$$' -fuzz '^FuzzQualifiedSubject$$' -fuzztime $(FUZZTIME) ./credentials/identity
 	$(GO) test -run '^$$' -fuzz '^FuzzActorToken$$' -fuzztime $(FUZZTIME) ./credentials/outbound
 	$(GO) test -run '^$$' -fuzz '^FuzzSessionID$$' -fuzztime $(FUZZTIME) ./server
 
