@@ -54,8 +54,8 @@ func TestExplainShippedBundles(t *testing.T) {
 	}{
 		{"rbac", "readDocument", `{"id":"d1"}`, []any{"viewer"}, []string{"docs:read"}, true, "allowed", ""},
 		{"rbac", "deleteDocument", `{"id":"d1"}`, []any{"admin"}, []string{"docs:admin"}, false, "agent_destructive_tool", ""},
-		{"abac", "readDocument", `{"id":"acme/d1"}`, nil, nil, true, "allowed", ""},
-		{"abac", "readDocument", `{"id":"globex/d1"}`, nil, nil, false, "cross_org", ""},
+		{"abac", "readDocument", `{"id":"acme/doc-1"}`, nil, nil, true, "allowed", ""},
+		{"abac", "readDocument", `{"id":"globex/doc-2"}`, nil, nil, false, "cross_org", ""},
 		{"abac", "readDocument", `{"id":7}`, nil, nil, false, "invalid_arguments", ""},
 		{"guardrails", "updateDocument", `{}`, []any{"editor"}, nil, true, "allowed", ""},
 		{"guardrails", "updateDocument", `{}`, []any{"viewer"}, nil, false, "role_not_allowed", ""},

@@ -53,6 +53,11 @@ test_wrong if {
 		"policy_test.rego": "package mcpauthz_test\n\ntest_x if true\n",
 	})
 	noTests := writeBundle(t, map[string]string{"policy.rego": tinyPolicy})
+	// partial leaves the else branch of tinyPolicy uncovered.
+	partial := writeBundle(t, map[string]string{
+		"policy.rego":      tinyPolicy,
+		"policy_test.rego": "package mcpauthz_test\n\ntest_ok if data.mcpauthz.decision.allow with input as {\"ok\": true}\n",
+	})
 
 	tests := []struct {
 		name      string
@@ -74,9 +79,9 @@ test_wrong if {
 			[]string{"test_ok: PASS", "test_wrong: FAIL", "| Note \"checking the denial\""}, nil, nil},
 		{"syntax error with file:line:col", []string{"test", broken}, 1, nil,
 			[]string{`/policy\.rego:\d+:\d+: rego_parse_error/`}, nil},
-		{"threshold not met", []string{"test", "--threshold", "99.5", "../../bundles/rbac"}, 1,
-			[]string{"coverage:", "rbac/policy.rego"}, []string{"is below --threshold 99.5%"}, nil},
-		{"uncovered lines with -v", []string{"test", "--coverage", "-v", "../../bundles/rbac"}, 0,
+		{"threshold not met", []string{"test", "--threshold", "99.5", partial}, 1,
+			[]string{"coverage:", "policy.rego"}, []string{"is below --threshold 99.5%"}, nil},
+		{"uncovered lines with -v", []string{"test", "--coverage", "-v", partial}, 0,
 			[]string{"not covered: lines "}, nil, nil},
 		{"no tests", []string{"test", noTests}, 1, []string{"no tests ran"}, []string{"no tests found"}, nil},
 		{"run filter matches nothing", []string{"test", "--run", "^nothing$", "../../bundles/abac"}, 1, nil, []string{`no tests match --run "^nothing$"`}, nil},
@@ -162,7 +167,7 @@ servers:
 		{"short call allowed", []string{"eval", "--bundle", "../../bundles/rbac", "--request", td + "viewer-read.json"}, 0,
 			[]string{"signature not verified (eval is offline)", "== input ==", `"kind": "agent_for_user"`, `"user-agent": "eval-example/1.0"`,
 				`"roles": [`, "== decision ==", "allow: true", "reason: allowed", "revision: rbac-1",
-				"ALLOWED (HTTP 200)", "x-mcp-actor: agent-1", "x-mcp-org: acme", "upstream headers removed: authorization"},
+				"ALLOWED (HTTP 200)", "x-mcp-actor: eval/agent-1", "x-mcp-org: acme", "upstream headers removed: authorization"},
 			nil, []string{"== trace ==", "Bearer", "eyJ"}},
 		{"short call denied with explain", []string{"eval", "--explain", "--bundle", "../../bundles/rbac", "--request", td + "viewer-delete.json"}, 0,
 			[]string{"allow: false", "reason: role_not_allowed", "message: role viewer may not call deleteDocument", "http_status: 403",
