@@ -2,13 +2,19 @@ package server
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"hash/maphash"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/mcpauthz/mcpauthz/credentials/secret"
+	"github.com/mcpauthz/mcpauthz/credentials/store"
 	"github.com/mcpauthz/mcpauthz/server/config"
 )
 
@@ -288,5 +294,51 @@ func TestCheckParamHeadersMustMatchBody(t *testing.T) {
 	o := f.do(t, req{body: toolCall("readDocument"), headers: h("d2")})
 	if o.status != 400 || !strings.Contains(o.body, "-32020") {
 		t.Fatalf("mismatching Mcp-Param-Id: %d %s", o.status, o.body)
+	}
+}
+
+// With mcp.session_store: shared, a session bound on one replica is
+// refused to another principal on every replica sharing the store.
+func TestSharedSessionsHoldAcrossReplicas(t *testing.T) {
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "k1")
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(key)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	shared := func(c *config.Config) {
+		c.MCP.SessionStore = "shared"
+		c.MCP.MaxSessionsPerPrincipal = 3
+		c.Store = store.Config{Driver: "sqlite", Path: filepath.Join(dir, "state.db"),
+			Encryption: store.Encryption{Keys: []store.KeyConfig{{ID: "k1", Secret: secret.Ref{File: keyFile}}}}}
+	}
+	r1 := newFixtureWith(t, shared)
+	r2 := newFixtureWith(t, func(c *config.Config) {
+		shared(c)
+		c.Identity.Issuers[0].Issuer = r1.idp.URL() // both replicas trust the same IdP
+	})
+	alice := r1.token(t, map[string]any{"sub": "alice", "roles": []string{"viewer"}, "scope": "docs:read"})
+	mallory := r1.token(t, map[string]any{"sub": "mallory", "roles": []string{"viewer"}, "scope": "docs:read"})
+	call := func(f *fixture, tok, sid string) outcome {
+		return f.do(t, req{body: toolCall("readDocument"), headers: map[string]string{"authorization": "Bearer " + tok, "mcp-session-id": sid}})
+	}
+	if o := call(r1, alice, "s-1"); !o.allowed {
+		t.Fatalf("alice on replica 1: %d %s", o.status, o.body)
+	}
+	if o := call(r2, mallory, "s-1"); o.status != http.StatusForbidden {
+		t.Fatalf("mallory took alice's session on replica 2: %d %s", o.status, o.body)
+	}
+	if o := call(r2, alice, "s-1"); !o.allowed {
+		t.Fatalf("alice on replica 2: %d %s", o.status, o.body)
+	}
+	// The per-principal quota counts sessions on every replica.
+	call(r1, mallory, "m-1")
+	call(r2, mallory, "m-2")
+	call(r1, mallory, "m-3")
+	if o := call(r2, mallory, "m-4"); o.status != http.StatusTooManyRequests {
+		t.Fatalf("4th session across replicas: %d, want 429", o.status)
 	}
 }

@@ -142,7 +142,11 @@ func NewService(ctx context.Context, cfg *config.Config, deps Deps) (*Service, e
 	if err != nil {
 		return nil, err
 	}
-	s.sessions = newMemSessions(cfg.MCP.SessionTTL, cfg.MCP.MaxSessions, cfg.MCP.MaxSessionsPerPrincipal, cfg.MCP.MaxAnonymousSessions)
+	if cfg.MCP.SessionStore == "shared" {
+		s.sessions = newSharedSessions(s.store, cfg.MCP.SessionTTL, cfg.MCP.MaxSessionsPerPrincipal, cfg.MCP.MaxAnonymousSessions)
+	} else {
+		s.sessions = newMemSessions(cfg.MCP.SessionTTL, cfg.MCP.MaxSessions, cfg.MCP.MaxSessionsPerPrincipal, cfg.MCP.MaxAnonymousSessions)
+	}
 	s.sessionParams = cfg.MCP.LegacySessionParams
 	if s.prepared, err = newPreparedPrincipals(max(cfg.Identity.CacheSize, 10000), s.now); err != nil {
 		return nil, fmt.Errorf("server: %w", err)

@@ -90,6 +90,11 @@ type MCP struct {
 	// compared case-insensitively; a request carrying one twice, or two of
 	// them, is refused. Default [sessionId, sessionid, session_id].
 	LegacySessionParams []string `yaml:"legacy_session_params"`
+	// SessionStore is where bindings live: "memory" (default; this process
+	// only, bounded by max_sessions) or "shared" (the top-level store, so
+	// every replica sharing it enforces the same bindings; max_sessions
+	// does not apply there).
+	SessionStore string `yaml:"session_store"`
 }
 
 // Headers controls identity headers on the upstream request.
@@ -252,6 +257,9 @@ func (c *Config) ApplyDefaults() {
 	if c.MCP.MaxAnonymousSessions == 0 {
 		c.MCP.MaxAnonymousSessions = max(c.MCP.MaxSessions/4, 1)
 	}
+	if c.MCP.SessionStore == "" {
+		c.MCP.SessionStore = "memory"
+	}
 	if len(c.MCP.LegacySessionParams) == 0 {
 		c.MCP.LegacySessionParams = []string{"sessionId", "sessionid", "session_id"}
 	}
@@ -354,6 +362,11 @@ func (c *Config) Validate() error {
 	}
 	if c.MCP.MaxAnonymousSessions < 1 || c.MCP.MaxAnonymousSessions > c.MCP.MaxSessions {
 		add("mcp.max_anonymous_sessions: must be between 1 and mcp.max_sessions (%d)", c.MCP.MaxSessions)
+	}
+	switch c.MCP.SessionStore {
+	case "memory", "shared":
+	default:
+		add("mcp.session_store: %q must be memory or shared", c.MCP.SessionStore)
 	}
 	for i, n := range c.MCP.LegacySessionParams {
 		if n == "" || strings.ContainsFunc(n, func(r rune) bool { return r <= ' ' || r > '~' || strings.ContainsRune("&=%+#;", r) }) {
