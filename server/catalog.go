@@ -35,6 +35,7 @@ type mcpServer struct {
 	credOptions  map[string]outbound.Provider // further modes the policy may choose
 	policy       policy.Server
 	prepared     *policy.PreparedServer
+	versions     []string // protocol versions allowed (nil: every supported one)
 }
 
 // catalog maps requests to MCP servers. Immutable after construction; safe
@@ -107,6 +108,9 @@ func newCatalog(ctx context.Context, cfg *config.Config, opts outbound.Options) 
 			Labels:          sc.Labels,
 		}
 		s.prepared = policy.PrepareServer(s.policy)
+		if len(sc.ProtocolVersions) > 0 {
+			s.versions = sc.ProtocolVersions
+		}
 		c.byID[sc.ID] = s
 		c.ordered = append(c.ordered, s)
 	}

@@ -33,6 +33,7 @@ type denial struct {
 	headers   map[string]string // extra headers (policy-supplied)
 	body      string            // policy-supplied body replaces the JSON-RPC error
 	data      map[string]any    // JSON-RPC error data
+	required  []string          // scopes the policy said the operation needs (step-up)
 }
 
 func (d *denial) response() *authv3.CheckResponse {

@@ -179,6 +179,12 @@ func NewService(ctx context.Context, cfg *config.Config, deps Deps) (*Service, e
 		}
 	}
 	s.alwaysRemove = alwaysRemoved(s.hdr, s.strip)
+	for _, sc := range cfg.Servers {
+		if sc.AllowNewerProtocolVersions {
+			s.log.Warn("relaxation allow_newer_protocol_versions: MCP protocol versions newer than mcpauthz knows are let through and parsed by the newest rules it knows",
+				"server", sc.ID, "newest_known", mcp.SupportedVersions[len(mcp.SupportedVersions)-1])
+		}
+	}
 	s.metrics = newMetrics(s)
 	built = true
 	return s, nil
@@ -272,6 +278,8 @@ func (s *Service) check(ctx context.Context, req *authv3.CheckRequest, rec *reco
 		Legacy:          legacy && r.Method == http.MethodPost,
 		Body:            r.Body,
 		ParamHeaders:    paramHeaders(r.Headers),
+		Versions:        srv.versions,
+		AllowNewer:      srv.cfg.AllowNewerProtocolVersions,
 	}
 	if len(srv.cfg.ParamHeaders) > 0 {
 		in.ParamArguments = srv.paramArguments
@@ -286,7 +294,7 @@ func (s *Service) check(ctx context.Context, req *authv3.CheckRequest, rec *reco
 	if err != nil {
 		var me *mcp.Error
 		if errors.As(err, &me) {
-			return s.deny(rec, &denial{status: me.Status, reason: me.Reason, message: me.Msg, code: me.Code, id: me.ID})
+			return s.deny(rec, &denial{status: me.Status, reason: me.Reason, message: me.Msg, code: me.Code, id: me.ID, data: me.Data})
 		}
 		return s.deny(rec, &denial{status: http.StatusBadRequest, reason: "malformed", message: "malformed MCP request"})
 	}
@@ -316,27 +324,33 @@ func (s *Service) check(ctx context.Context, req *authv3.CheckRequest, rec *reco
 
 	dec, d := s.decide(ctx, r, srv, p, derived, call, sid, rec)
 	if d != nil {
-		return s.deny(rec, d)
+		if d.required != nil && p != nil {
+			// Step-up (MCP 2025-11-25): name every scope the operation
+			// needs, those the token has included, so a client that
+			// replaces its scope set with the challenge's keeps them.
+			d.challenge = insufficientScope(srv, stepUpScopes(p.Scopes, d.required))
+		}
+		return s.deny(rec, withCallID(d, call))
 	}
 	rec.Reason = orDefault(dec.Reason, "allowed")
 
 	prov, ok := srv.provider(dec.Credential)
 	if !ok {
-		return s.deny(rec, &denial{status: http.StatusForbidden, reason: "credential_mode_not_allowed",
-			message: fmt.Sprintf("policy chose credential mode %q, which server %s does not offer", dec.Credential, srv.id)})
+		return s.deny(rec, withCallID(&denial{status: http.StatusForbidden, reason: "credential_mode_not_allowed",
+			message: fmt.Sprintf("policy chose credential mode %q, which server %s does not offer", dec.Credential, srv.id)}, call))
 	}
 	cred, err := prov.Credential(ctx, credentialRequest(srv, p, derived, r, dec.Scopes))
 	if err != nil {
 		rec.CredentialError = err.Error()
-		return s.deny(rec, credentialDenial(err))
+		return s.deny(rec, withCallID(credentialDenial(err), call))
 	}
 	rec.Credential = &credLog{Mode: string(cred.Mode), Subject: cred.Subject, Actor: cred.Actor, Audience: cred.Audience, Scopes: cred.Scopes}
 	var attr string
 	if s.cfg.Headers.Sign && p != nil {
 		if attr, err = s.attribution(ctx, derived, srv, p); err != nil {
 			s.log.ErrorContext(ctx, "attribution signing failed", "decision_id", rec.ID, "err", err)
-			return s.deny(rec, &denial{status: http.StatusServiceUnavailable, reason: "attribution_unavailable",
-				message: "the signed attribution could not be produced right now; try again"})
+			return s.deny(rec, withCallID(&denial{status: http.StatusServiceUnavailable, reason: "attribution_unavailable",
+				message: "the signed attribution could not be produced right now; try again"}, call))
 		}
 	}
 	return s.allow(rec, srv, r, p, &dec, cred, attr)
@@ -505,6 +519,7 @@ func (s *Service) evaluate(ctx context.Context, srv *mcpServer, in *policy.Input
 		d.status, d.challenge = http.StatusUnauthorized, srv.challenge
 	case len(dec.RequiredScopes) > 0:
 		d.status, d.challenge = http.StatusForbidden, insufficientScope(srv, dec.RequiredScopes)
+		d.required = dec.RequiredScopes
 		d.data = map[string]any{"required_scopes": dec.RequiredScopes}
 		if dec.Reason == "" {
 			d.reason = "insufficient_scope"
@@ -633,6 +648,23 @@ func (s *Service) deny(rec *record, d *denial) *authv3.CheckResponse {
 		rec.Kind = string(identity.KindAnonymous)
 	}
 	return d.response()
+}
+
+// withCallID echoes the request id of a single-message call in a denial
+// made after the body parsed, so the client can correlate it.
+func withCallID(d *denial, call *mcp.Call) *denial {
+	if d.id == nil && call != nil && len(call.Messages) == 1 {
+		d.id = call.Messages[0].ID
+	}
+	return d
+}
+
+// stepUpScopes is the scope of an insufficient_scope challenge: the scopes
+// the token already has, then those the operation still needs.
+func stepUpScopes(granted, required []string) []string {
+	out := make([]string, 0, len(granted)+len(required))
+	out = append(out, granted...)
+	return unionStrings(out, required)
 }
 
 func credentialDenial(err error) *denial {

@@ -360,7 +360,9 @@ func TestCheckInsufficientScope(t *testing.T) {
 		t.Fatalf("status = %d, want 403: %s", o.status, o.body)
 	}
 	wa := o.set["www-authenticate"]
-	for _, want := range []string{`error="insufficient_scope"`, `scope="docs:write"`, `resource_metadata="https://mcp.example.com/.well-known/oauth-protected-resource/docs/mcp"`} {
+	// Step-up: the challenge names the scopes the token has and those still
+	// needed, so a client that replaces its scope set keeps what it had.
+	for _, want := range []string{`error="insufficient_scope"`, `scope="docs:read docs:write"`, `resource_metadata="https://mcp.example.com/.well-known/oauth-protected-resource/docs/mcp"`} {
 		if !strings.Contains(wa, want) {
 			t.Errorf("WWW-Authenticate %q lacks %s", wa, want)
 		}

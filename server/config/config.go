@@ -31,6 +31,7 @@ import (
 	"github.com/mcpauthz/mcpauthz/internal/urlcheck"
 	"github.com/mcpauthz/mcpauthz/policy"
 	"github.com/mcpauthz/mcpauthz/server/decisionlog"
+	"github.com/mcpauthz/mcpauthz/server/mcp"
 )
 
 // Config is the whole mcpauthz configuration file.
@@ -167,6 +168,14 @@ type Server struct {
 	// is accepted only when exactly one argument has its name (ignoring
 	// case) and equals it; otherwise the request is refused (400, -32020).
 	ParamHeaders map[string]map[string]string `yaml:"param_headers"`
+	// ProtocolVersions restricts the MCP protocol versions this server
+	// accepts (a subset of the ones mcpauthz parses strictly); default all
+	// of them. Others are refused with -32022 naming the supported ones.
+	ProtocolVersions []string `yaml:"protocol_versions"`
+	// AllowNewerProtocolVersions is a named relaxation: a well-formed
+	// version newer than any mcpauthz knows is let through and parsed by the
+	// newest rules it knows (logged at start-up). Default false.
+	AllowNewerProtocolVersions bool `yaml:"allow_newer_protocol_versions"`
 }
 
 // Match maps a request to a server by host and path prefix.
@@ -431,6 +440,11 @@ func (c *Config) Validate() error {
 		if h := s.Match.Host; h != "" {
 			if u, err := url.Parse("http://" + h); err != nil || u.Host != h || u.User != nil || u.Path != "" || strings.HasSuffix(h, ".") {
 				add("%s.match.host: %q must be host[:port]", p, h)
+			}
+		}
+		for j, v := range s.ProtocolVersions {
+			if !slices.Contains(mcp.SupportedVersions, v) {
+				add("%s.protocol_versions[%d]: %q is not a version mcpauthz parses (%s)", p, j, v, strings.Join(mcp.SupportedVersions, ", "))
 			}
 		}
 		for tool, m := range s.ParamHeaders {

@@ -120,14 +120,25 @@ type Input struct {
 	// server's configuration declares it (nil when none is declared).
 	ParamArguments func(tool string) map[string]string
 	Body           []byte
+	// Versions, when set, is the server's allow-list of protocol versions
+	// (a subset of SupportedVersions); nil allows every supported one.
+	Versions []string
+	// AllowNewer is a named relaxation: a well-formed version newer than
+	// every supported one is let through and parsed by the newest rules
+	// mcpauthz knows (Call.RequestedVersion keeps what the client said).
+	AllowNewer bool
 }
 
 // Call is a parsed HTTP request.
 type Call struct {
-	Version   string // effective protocol version
-	Transport Transport
-	Batch     bool
-	Messages  []Message // empty for GET/DELETE
+	Version string // effective protocol version
+	// RequestedVersion is the version the client asked for when it differs
+	// from Version: an initialize body's protocolVersion, or a newer header
+	// version let through by Input.AllowNewer.
+	RequestedVersion string
+	Transport        Transport
+	Batch            bool
+	Messages         []Message // empty for GET/DELETE
 }
 
 // Error is returned for every refusal; the server maps it to an HTTP status
@@ -138,6 +149,7 @@ type Error struct {
 	Reason string          // short snake_case code usable as a metric label
 	Msg    string          // human readable
 	ID     json.RawMessage // the offending message id when known
+	Data   map[string]any  // JSON-RPC error data (e.g. supported/requested versions)
 }
 
 // Error implements error.
@@ -212,7 +224,7 @@ type callOne struct {
 }
 
 func parse(in *Input) (*Call, *Error) {
-	var ver string
+	var ver, requested string
 	transport := TransportStreamable
 	if in.Legacy {
 		if in.ProtocolVersion != "" && in.ProtocolVersion != Version20241105 {
@@ -223,10 +235,14 @@ func parse(in *Input) (*Call, *Error) {
 		ver = DefaultVersion
 	} else {
 		v, ok := canonicalVersion(in.ProtocolVersion)
-		if !ok {
-			return nil, errorf(400, CodeUnsupportedVersion, "unsupported_version", "unsupported MCP-Protocol-Version")
+		switch {
+		case ok && versionAllowed(in, v):
+			ver = v
+		case !ok && in.AllowNewer && newerVersion(in.ProtocolVersion):
+			ver, requested = latestVersion(in), in.ProtocolVersion
+		default:
+			return nil, unsupportedVersion(in)
 		}
-		ver = v
 	}
 
 	switch in.HTTPMethod {
@@ -321,7 +337,91 @@ func parse(in *Input) (*Call, *Error) {
 			return nil, withID(err, m.ID)
 		}
 	}
+	call.RequestedVersion = requested
+	if len(call.Messages) == 1 && call.Messages[0].Method == "initialize" && call.Messages[0].Kind == KindRequest {
+		// initialize is judged by the version in its body (the header, if
+		// any, is the default); an unknown one is ordinary negotiation.
+		if bv := initializeVersion(call.Messages[0].Params); bv != "" && bv != call.Version {
+			if v, ok := canonicalVersion(bv); ok {
+				call.Version = v
+			} else {
+				call.RequestedVersion = bv
+			}
+		}
+	}
 	return call, nil
+}
+
+// initializeVersion returns params.protocolVersion of an initialize request.
+func initializeVersion(params json.RawMessage) string {
+	var p struct {
+		ProtocolVersion string `json:"protocolVersion"`
+	}
+	if len(params) == 0 || json.Unmarshal(params, &p) != nil {
+		return ""
+	}
+	return p.ProtocolVersion
+}
+
+func versionAllowed(in *Input, v string) bool {
+	if in.Versions == nil {
+		return true
+	}
+	for _, a := range in.Versions {
+		if a == v {
+			return true
+		}
+	}
+	return false
+}
+
+// latestVersion is the newest version the server allows.
+func latestVersion(in *Input) string {
+	if len(in.Versions) > 0 {
+		best := in.Versions[0]
+		for _, v := range in.Versions[1:] {
+			if v > best {
+				best = v
+			}
+		}
+		return best
+	}
+	return SupportedVersions[len(SupportedVersions)-1]
+}
+
+// newerVersion reports a well-formed YYYY-MM-DD version newer than every
+// supported one.
+func newerVersion(v string) bool {
+	if len(v) != 10 || v[4] != '-' || v[7] != '-' {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		if i != 4 && i != 7 && (v[i] < '0' || v[i] > '9') {
+			return false
+		}
+	}
+	return v > SupportedVersions[len(SupportedVersions)-1]
+}
+
+// unsupportedVersion is the -32022 refusal, with the id of the message when
+// the body parses under the newest rules, and data.supported / requested.
+func unsupportedVersion(in *Input) *Error {
+	supported := in.Versions
+	if supported == nil {
+		supported = SupportedVersions
+	}
+	e := errorf(400, CodeUnsupportedVersion, "unsupported_version", "unsupported MCP-Protocol-Version")
+	e.Data = map[string]any{"supported": supported, "requested": in.ProtocolVersion}
+	if in.HTTPMethod == "POST" && len(in.Body) > 0 {
+		// Probe with a version whose rules need no mirror headers.
+		probe := *in
+		probe.ProtocolVersion, probe.Versions, probe.AllowNewer, probe.Legacy = Version20251125, nil, false, false
+		probe.HeaderMethod, probe.HeaderName, probe.ParamHeaders, probe.ParamArguments = nil, nil, nil, nil
+		if c, err := parse(&probe); err == nil && len(c.Messages) == 1 {
+			e.ID = c.Messages[0].ID
+		}
+	}
+	return e
 }
 
 func withID(e *Error, id json.RawMessage) *Error {

@@ -126,8 +126,8 @@ func TestParseRefusals(t *testing.T) {
 		{"batch mixed", post("", `[`+toolCall+`,{"jsonrpc":"2.0","id":3,"result":{}}]`), 400, -32600, "mixed_batch", ""},
 		{"batch dup in later element", post("", `[`+toolCall+`,{"jsonrpc":"2.0","id":2,"id":3,"method":"ping"}]`), 400, -32700, "duplicate_key", ""},
 		// Versions and HTTP.
-		{"unknown version", post("2099-01-01", toolCall), 400, -32022, "unsupported_version", ""},
-		{"version with space", post("2025-06-18 ", toolCall), 400, -32022, "unsupported_version", ""},
+		{"unknown version", post("2099-01-01", toolCall), 400, -32022, "unsupported_version", "7"},
+		{"version with space", post("2025-06-18 ", toolCall), 400, -32022, "unsupported_version", "7"},
 		{"legacy with other version", Input{HTTPMethod: "POST", ContentType: "application/json", ProtocolVersion: Version20250618, Legacy: true, Body: []byte(toolCall)}, 400, -32022, "unsupported_version", ""},
 		{"GET 2026", Input{HTTPMethod: "GET", ProtocolVersion: Version20260728}, 405, -32000, "method_not_allowed", ""},
 		{"DELETE 2026", Input{HTTPMethod: "DELETE", ProtocolVersion: Version20260728}, 405, -32000, "method_not_allowed", ""},
