@@ -40,35 +40,136 @@ var asymmetricAlgorithms = []string{
 
 // ClaimsConfig names the token claims the verifier reads. Empty fields take
 // the documented defaults.
+//
+// The user id, org and client id claims must be strings or integers
+// (rendered exactly, whatever their size); any other type refuses the
+// token (invalid_claim naming the claim). See claims.go.
 type ClaimsConfig struct {
 	// UserID is the claim holding the stable user id. Default "sub".
+	// For Entra ID prefer "oid" (sub is pairwise: it differs per client).
 	UserID string `yaml:"user_id"`
 	// Org is the claim holding the organization id. Default "org_id".
 	Org string `yaml:"org"`
-	// ClientID is the claim holding the OAuth client id. Default "client_id",
-	// falling back to "azp" when the configured claim is absent.
+	// ClientID is the claim holding the OAuth client id. Default
+	// "client_id"; when the configured claim is absent, "azp" (OIDC,
+	// Entra v2, Keycloak, Auth0), then "appid" (Entra v1), then "cid"
+	// (Okta).
 	ClientID string `yaml:"client_id"`
 	// Scope is the claim holding scopes. Default "scope" (space separated),
 	// falling back to "scp" (array or space separated string).
 	Scope string `yaml:"scope"`
+	// Roles is where the caller's roles are: a dotted path such as
+	// "realm_access.roles" (Keycloak realm roles) or a list of claim names
+	// (["https://example.com/roles"] for Auth0 namespaced claims). Default
+	// "roles" (Entra app roles, most IdPs). The value must be an array of
+	// strings; any other shape refuses the token. Policies read roles as
+	// principal.claims.roles: with another path, that claim is replaced by
+	// the roles found at the path (and removed when there are none), so
+	// policies written for `roles` work unchanged. Principal.Roles holds
+	// them too.
+	Roles ClaimPath `yaml:"roles"`
 }
 
-// AgentConfig decides which tokens without an `act` claim belong to an agent
-// (a workload acting on its own behalf) rather than a human.
+// AgentConfig decides which tokens without an `act` claim belong to an
+// agent. A token with `act` (RFC 8693 delegation) is always
+// agent_for_user, whatever this says. Otherwise, in this order:
 //
-// Defaults: a token whose sub equals its client_id (the client-credentials
-// grant of most IdPs) is an agent, and a `gty` claim of "client-credentials"
-// (Auth0 style) always means agent.
+//  1. kind agent (a workload acting on its own behalf) when the token's
+//     client id is in ClientIDs, when Claim holds one of Values, or when one
+//     of the enabled Rules matches (all are on by default; see AgentRules
+//     for the token shape each one recognises);
+//  2. kind agent_for_user when the token's client id is in
+//     OnBehalfOfClientIDs: a user's token obtained by an agent (Entra
+//     on-behalf-of, a Keycloak token exchange without `act`, a login to the
+//     agent's own client). The actor is the client, exactly as if the token
+//     carried act {sub: <client id>, client_id: <client id>, iss: <iss>};
+//  3. kind human otherwise.
+//
+// For example:
+//
+//	agent:
+//	  client_ids: [nightly-report]          # always agents
+//	  on_behalf_of_client_ids: [8f1c...]    # agents acting for the signed-in user
+//	  rules: {entra_app_only: false}        # switch one built-in rule off
 type AgentConfig struct {
-	// ClientIDs lists client ids whose tokens are agents.
+	// ClientIDs lists client ids whose tokens are agents acting on their
+	// own behalf.
 	ClientIDs []string `yaml:"client_ids"`
+	// OnBehalfOfClientIDs lists client ids of agents whose tokens carry a
+	// user (sub is the user, the client is the agent): such tokens are
+	// agent_for_user with the client as actor, unless a rule above makes
+	// them agents. A client id may not be in both lists.
+	OnBehalfOfClientIDs []string `yaml:"on_behalf_of_client_ids"`
 	// Claim and Values: a token whose Claim (string or array of strings)
 	// holds one of Values is an agent, e.g. claim "token_use" values ["agent"].
 	Claim  string   `yaml:"claim"`
 	Values []string `yaml:"values"`
-	// SubjectEqualsClientID, default true: tokens with sub == client_id are agents.
+	// SubjectEqualsClientID is rules.subject_equals_client_id, kept for
+	// existing configurations; setting both to different values is an error.
 	SubjectEqualsClientID *bool `yaml:"subject_equals_client_id"`
+	// Rules switches the built-in token-shape rules; each defaults to true.
+	Rules AgentRules `yaml:"rules"`
 }
+
+// AgentRules are the built-in rules recognising an agent acting on its own
+// behalf (client-credentials and app-only tokens) from the shapes the major
+// identity providers give such tokens. Each is on unless set to false. A
+// rule reads only string claims; a claim of another type does not match.
+type AgentRules struct {
+	// SubjectEqualsClientID: sub equals the token's client id (client_id,
+	// else azp, appid, cid): the client-credentials grant of most IdPs
+	// (RFC 9068 section 2.2: sub is the client when no user is involved).
+	SubjectEqualsClientID *bool `yaml:"subject_equals_client_id"`
+	// Auth0ClientCredentials: Auth0 machine-to-machine tokens, recognised by
+	// gty "client-credentials" (Auth0 token profile) or by sub being
+	// "<client id>@clients" (both token profiles; the RFC 9068 profile has
+	// client_id and no gty).
+	Auth0ClientCredentials *bool `yaml:"auth0_client_credentials"`
+	// OktaClientCredentials: Okta access tokens whose sub equals cid (Okta's
+	// client id claim). Okta user tokens have sub = the user's login and a
+	// uid claim.
+	OktaClientCredentials *bool `yaml:"okta_client_credentials"`
+	// KeycloakServiceAccount: a Keycloak client-credentials token, whose sub
+	// is the id of the client's service-account user and azp the client.
+	// Recognised by preferred_username "service-account-<azp>" (the user
+	// Keycloak creates for the client, lower-cased as Keycloak stores
+	// usernames), or by the client notes Keycloak adds to service-account
+	// tokens: client_id (Keycloak 25+) or clientId (earlier) equal to azp,
+	// together with clientAddress or clientHost.
+	KeycloakServiceAccount *bool `yaml:"keycloak_service_account"`
+	// EntraAppOnly: a Microsoft Entra ID app-only token (client credentials
+	// or a managed identity). Recognised by idtyp "app" (the optional claim
+	// Microsoft calls the most accurate signal), or, without idtyp, by an
+	// oid equal to sub and no scp: in a token for a user, sub is a pairwise
+	// id that differs from the user's oid, and scp is present.
+	EntraAppOnly *bool `yaml:"entra_app_only"`
+}
+
+// Names of the classification rules (Principal.AgentRule).
+const (
+	RuleAct                    = "act"
+	RuleClientIDs              = "client_ids"
+	RuleOnBehalfOfClientIDs    = "on_behalf_of_client_ids"
+	RuleClaim                  = "claim"
+	RuleSubjectEqualsClientID  = "subject_equals_client_id"
+	RuleAuth0ClientCredentials = "auth0_client_credentials"
+	RuleOktaClientCredentials  = "okta_client_credentials"
+	RuleKeycloakServiceAccount = "keycloak_service_account"
+	RuleEntraAppOnly           = "entra_app_only"
+)
+
+// withDefaults returns r with every unset rule true and no pointer shared
+// with the caller.
+func (r AgentRules) withDefaults() AgentRules {
+	for _, f := range []**bool{&r.SubjectEqualsClientID, &r.Auth0ClientCredentials, &r.OktaClientCredentials, &r.KeycloakServiceAccount, &r.EntraAppOnly} {
+		v := *f == nil || **f
+		*f = &v
+	}
+	return r
+}
+
+// enabled reports whether a rule is on (unset means on).
+func enabled(b *bool) bool { return b == nil || *b }
 
 // IssuerConfig configures one trusted token issuer.
 type IssuerConfig struct {
@@ -205,6 +306,12 @@ func (c Config) Validate() error {
 		if (is.Agent.Claim == "") != (len(is.Agent.Values) == 0) {
 			add(p+".agent", "claim and values must be set together")
 		}
+		errs = append(errs, is.Agent.validate(p+".agent")...)
+		if is.Claims.Roles != nil {
+			if err := is.Claims.Roles.validate(); err != nil {
+				add(p+".claims.roles", "%v", err)
+			}
+		}
 		switch {
 		case is.UserNamespace != "":
 			if err := checkNamespace(is.UserNamespace); err != nil {
@@ -242,6 +349,31 @@ func (c Config) Validate() error {
 		return nil
 	}
 	return fmt.Errorf("identity: invalid config: %w", errors.Join(errs...))
+}
+
+// validate checks the agent lists (non-empty ids, no id in both lists) and
+// that the legacy subject_equals_client_id agrees with its rules twin.
+func (a AgentConfig) validate(path string) []error {
+	var errs []error
+	own := map[string]bool{}
+	for j, id := range a.ClientIDs {
+		if id == "" {
+			errs = append(errs, fmt.Errorf("%s.client_ids[%d]: must not be empty", path, j))
+		}
+		own[id] = true
+	}
+	for j, id := range a.OnBehalfOfClientIDs {
+		switch {
+		case id == "":
+			errs = append(errs, fmt.Errorf("%s.on_behalf_of_client_ids[%d]: must not be empty", path, j))
+		case own[id]:
+			errs = append(errs, fmt.Errorf("%s.on_behalf_of_client_ids[%d]: %q is also in client_ids (an agent acts alone or for a user, not both)", path, j, id))
+		}
+	}
+	if a.SubjectEqualsClientID != nil && a.Rules.SubjectEqualsClientID != nil && *a.SubjectEqualsClientID != *a.Rules.SubjectEqualsClientID {
+		errs = append(errs, fmt.Errorf("%s.subject_equals_client_id: contradicts %s.rules.subject_equals_client_id (set only one)", path, path))
+	}
+	return errs
 }
 
 // checkMaxAge accepts 0 (the default) or a duration in [1s, 1h].
@@ -358,19 +490,23 @@ func (c Config) withDefaults() Config {
 		if is.Claims.Scope == "" {
 			is.Claims.Scope = "scope"
 		}
+		if len(is.Claims.Roles) == 0 {
+			is.Claims.Roles = ClaimPath{"roles"}
+		} else {
+			is.Claims.Roles = slices.Clone(is.Claims.Roles)
+		}
 		if is.Introspection != nil {
 			in := is.Introspection.withDefaults()
 			is.Introspection = &in
 		}
 		is.Agent.ClientIDs = slices.Clone(is.Agent.ClientIDs)
+		is.Agent.OnBehalfOfClientIDs = slices.Clone(is.Agent.OnBehalfOfClientIDs)
 		is.Agent.Values = slices.Clone(is.Agent.Values)
-		if is.Agent.SubjectEqualsClientID == nil {
-			t := true
-			is.Agent.SubjectEqualsClientID = &t
-		} else {
-			v := *is.Agent.SubjectEqualsClientID
-			is.Agent.SubjectEqualsClientID = &v
+		if is.Agent.Rules.SubjectEqualsClientID == nil {
+			is.Agent.Rules.SubjectEqualsClientID = is.Agent.SubjectEqualsClientID
 		}
+		is.Agent.Rules = is.Agent.Rules.withDefaults()
+		is.Agent.SubjectEqualsClientID = is.Agent.Rules.SubjectEqualsClientID
 		out.Issuers[i] = is
 	}
 	return out

@@ -2,7 +2,6 @@ package identity
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -299,8 +298,8 @@ func (in *introspector) call(ctx context.Context, raw string) (map[string]any, e
 		in.log.WarnContext(ctx, "identity: introspection response is not JSON", "issuer", in.name)
 		return nil, tokenErr(ReasonIntrospectionFailed, in.name+": content type")
 	}
-	members := map[string]any{}
-	if err := jsonUnmarshalObject(body, &members); err != nil {
+	members, err := DecodeClaims(body)
+	if err != nil {
 		in.log.WarnContext(ctx, "identity: introspection response malformed", "issuer", in.name)
 		return nil, tokenErr(ReasonIntrospectionFailed, in.name+": malformed JSON")
 	}
@@ -348,8 +347,9 @@ func (v *Verifier) judgeIntrospection(ic IssuerConfig, m map[string]any, now tim
 		m["iss"] = ic.Issuer
 	}
 	if raw, present := m["scope"]; present {
-		if s, ok := raw.(string); !ok || !strictScope(s) {
-			return nil, tokenErr(ReasonInvalidClaim, "scope")
+		// RFC 7662 section 2.2: a space-separated string.
+		if _, ok := raw.(string); !ok {
+			return nil, tokenErr(ReasonInvalidClaim, "scope: must be a space-separated string, not "+jsonKind(raw))
 		}
 	}
 	exp, err := checkTimes(m, now, ic.Leeway)
@@ -362,20 +362,6 @@ func (v *Verifier) judgeIntrospection(ic IssuerConfig, m map[string]any, now tim
 	}
 	p.Method = "introspection"
 	return p, nil
-}
-
-// strictScope reports whether s is scope-tokens separated by single U+0020
-// (RFC 6749 section 3.3), or empty.
-func strictScope(s string) bool {
-	if s == "" {
-		return true
-	}
-	for tok := range strings.SplitSeq(s, " ") {
-		if !urlcheck.ScopeToken(tok) {
-			return false
-		}
-	}
-	return true
 }
 
 // introspect judges an opaque token through st's introspection endpoint.
@@ -428,15 +414,6 @@ func (v *Verifier) introspect(ctx context.Context, st *issuerState, raw string, 
 	case <-ctx.Done():
 		return nil, tokenErr(ReasonIntrospectionUnavailable, "request cancelled")
 	}
-}
-
-// jsonUnmarshalObject decodes a JSON object (not null, not an array).
-func jsonUnmarshalObject(b []byte, m *map[string]any) error {
-	t := strings.TrimLeft(string(b), " \t\r\n")
-	if !strings.HasPrefix(t, "{") {
-		return errors.New("not a JSON object")
-	}
-	return json.Unmarshal(b, m)
 }
 
 func minTime(a, b time.Time) time.Time {

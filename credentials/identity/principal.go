@@ -2,8 +2,6 @@ package identity
 
 import (
 	"net/url"
-	"slices"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -68,10 +66,17 @@ type Principal struct {
 	Issuer   string
 	ClientID string
 	// Scopes come from "scope" (space separated) or "scp" (array or string).
-	Scopes   []string
+	Scopes []string
+	// Roles are the roles at the issuer's claims.roles path (default
+	// "roles"), nil when the token has none.
+	Roles    []string
 	Audience []string
-	// Actor is the current actor: the outermost `act`, nil if none.
+	// Actor is the current actor: the outermost `act`, or the client of a
+	// token whose client is in agent.on_behalf_of_client_ids; nil if none.
 	Actor *Actor
+	// AgentRule names what decided Kind (Rule* constants): "act" or a rule
+	// of AgentConfig; "" for humans, mTLS and anonymous callers.
+	AgentRule string
 	// Chain lists prior actors (the `act` nested inside the outermost),
 	// outermost first. Informational only.
 	Chain     []Actor
@@ -98,11 +103,17 @@ func (p *Principal) HumanPresent() bool {
 const maxActDepth = 16
 
 // buildPrincipal builds the Principal of a token issued by ic (its iss is
-// ic.Issuer) with these claims. ss qualifies the subjects.
+// ic.Issuer) with these claims, decoded exactly (json.Number, see
+// claims.go). ss qualifies the subjects. When ic's roles path is not
+// "roles", claims["roles"] is replaced by the roles found there.
 func buildPrincipal(ss *subjectSpace, ic IssuerConfig, claims map[string]any, exp time.Time) (*Principal, error) {
-	sub, _ := claims["sub"].(string)
-	if sub == "" {
+	subV, present := claims["sub"]
+	sub, isString := subV.(string)
+	switch {
+	case !present || isString && sub == "":
 		return nil, tokenErr(ReasonMissingClaim, "sub")
+	case !isString:
+		return nil, tokenErr(ReasonInvalidClaim, "sub: must be a string, not "+jsonKind(subV))
 	}
 	qsub, err := ss.qualify(subjectScope{namespace: ic.UserNamespace, global: ic.SubjectsGloballyUnique}, sub, "sub")
 	if err != nil {
@@ -116,44 +127,100 @@ func buildPrincipal(ss *subjectSpace, ic IssuerConfig, claims map[string]any, ex
 		ExpiresAt:        exp,
 		Claims:           claims,
 	}
-	p.ClientID = stringClaim(claims, ic.Claims.ClientID)
-	if _, present := claims[ic.Claims.ClientID]; !present {
-		p.ClientID = stringClaim(claims, "azp")
+	if p.ClientID, err = clientIDClaim(claims, ic.Claims.ClientID); err != nil {
+		return nil, err
 	}
 	scopeClaim := ic.Claims.Scope
 	if _, present := claims[scopeClaim]; !present {
 		scopeClaim = "scp"
 	}
+	if p.Scopes, err = parseScopes(claims[scopeClaim], scopeClaim); err != nil {
+		return nil, err
+	}
 	var ok bool
-	if p.Scopes, ok = stringList(claims[scopeClaim], true); !ok {
-		return nil, tokenErr(ReasonInvalidClaim, "scope")
+	if p.Audience, ok = stringOrArray(claims["aud"]); !ok {
+		return nil, tokenErr(ReasonInvalidClaim, "aud: must be a string or an array of strings")
 	}
-	if p.Audience, ok = stringList(claims["aud"], false); !ok {
-		return nil, tokenErr(ReasonInvalidClaim, "aud")
+	if p.Org, _, err = keyClaim(claims, ic.Claims.Org, ic.Claims.Org+" (org)"); err != nil {
+		return nil, err
 	}
-	p.Org = stringClaim(claims, ic.Claims.Org)
+	if err := applyRoles(p, ic.Claims.Roles); err != nil {
+		return nil, err
+	}
 
 	if act, present := claims["act"]; present {
 		actor, chain, err := parseAct(ss, ic.Issuer, act)
 		if err != nil {
 			return nil, err
 		}
-		p.Kind, p.Actor, p.Chain = KindAgentForUser, actor, chain
-	} else if isAgent(ic.Agent, claims, sub, p.ClientID) {
-		p.Kind = KindAgent
+		p.Kind, p.Actor, p.Chain, p.AgentRule = KindAgentForUser, actor, chain, RuleAct
 	} else {
-		p.Kind = KindHuman
+		c := classify(ic.Agent, claims, sub, p.ClientID)
+		p.Kind, p.AgentRule = c.kind, c.rule
+		if c.actor {
+			// The client acts for the user, as act {sub, client_id, iss} would say.
+			q, err := ss.qualifyActor(ic.Issuer, ic.Issuer, p.ClientID)
+			if err != nil {
+				return nil, err
+			}
+			p.Actor = &Actor{Subject: p.ClientID, ClientID: p.ClientID, Issuer: ic.Issuer, QualifiedSubject: q}
+		}
 	}
 
-	p.UserID = stringClaim(claims, ic.Claims.UserID)
+	uid, _, err := keyClaim(claims, ic.Claims.UserID, ic.Claims.UserID+" (user id)")
+	if err != nil {
+		return nil, err
+	}
+	p.UserID = uid
 	if p.UserID == "" {
 		if p.Kind != KindAgent {
-			return nil, tokenErr(ReasonMissingClaim, "user id")
+			return nil, tokenErr(ReasonMissingClaim, "user id ("+ic.Claims.UserID+")")
 		}
 		p.UserID = sub // an agent's own identity
 	}
 	p.UserKey = UserKey(ic.UserNamespace, p.Org, p.UserID)
 	return p, nil
+}
+
+// clientIDFallbacks are read, in order, when the configured client id claim
+// is absent: azp (OIDC, Entra v2, Keycloak, Auth0), appid (Entra v1), cid
+// (Okta).
+var clientIDFallbacks = []string{"azp", "appid", "cid"}
+
+// clientIDClaim returns the token's client id: the configured claim, else
+// the first present fallback. A present claim of the wrong type refuses the
+// token.
+func clientIDClaim(claims map[string]any, configured string) (string, error) {
+	for _, name := range append([]string{configured}, clientIDFallbacks...) {
+		s, present, err := keyClaim(claims, name, name+" (client id)")
+		if err != nil || present {
+			return s, err
+		}
+	}
+	return "", nil
+}
+
+// applyRoles reads the roles at path into p.Roles and, for a path other
+// than "roles", makes p.Claims["roles"] say the same.
+func applyRoles(p *Principal, path ClaimPath) error {
+	roles, err := readRoles(p.Claims, path)
+	if err != nil {
+		return err
+	}
+	p.Roles = roles
+	if len(path) == 0 || path.isDefaultRoles() {
+		return nil
+	}
+	if roles == nil {
+		delete(p.Claims, "roles")
+		return nil
+	}
+	vals := make([]any, len(roles))
+	for i, r := range roles {
+		vals[i] = r
+	}
+	p.Claims["roles"] = vals
+	return nil
 }
 
 // UserKey builds the stable user key namespace|org|userID. '%' and '|' in
@@ -169,25 +236,6 @@ func escapeKeyPart(s string) string {
 	return strings.NewReplacer("%", "%25", "|", "%7C").Replace(s)
 }
 
-func isAgent(ac AgentConfig, claims map[string]any, sub, clientID string) bool {
-	if clientID != "" && slices.Contains(ac.ClientIDs, clientID) {
-		return true
-	}
-	if ac.Claim != "" {
-		vals, _ := stringList(claims[ac.Claim], false)
-		for _, v := range vals {
-			if slices.Contains(ac.Values, v) {
-				return true
-			}
-		}
-	}
-	if ac.SubjectEqualsClientID != nil && *ac.SubjectEqualsClientID && clientID != "" && sub == clientID {
-		return true
-	}
-	gty, _ := claims["gty"].(string)
-	return gty == "client-credentials"
-}
-
 // parseAct returns the outermost actor and the nested prior actors. Each
 // actor's subject is qualified by the namespace of its issuer (the act
 // claim's iss, else tokenIss); see subjectSpace.qualifyActor.
@@ -199,18 +247,23 @@ func parseAct(ss *subjectSpace, tokenIss string, v any) (*Actor, []Actor, error)
 		}
 		m, ok := v.(map[string]any)
 		if !ok {
-			return nil, nil, tokenErr(ReasonInvalidClaim, "act")
+			return nil, nil, tokenErr(ReasonInvalidClaim, "act: must be an object, not "+jsonKind(v))
 		}
-		a := Actor{
-			Subject:  stringClaim(m, "sub"),
-			ClientID: stringClaim(m, "client_id"),
-			Issuer:   stringClaim(m, "iss"),
+		var a Actor
+		var err error
+		if a.Subject, _, err = keyClaim(m, "sub", "act.sub"); err != nil {
+			return nil, nil, err
+		}
+		if a.ClientID, _, err = keyClaim(m, "client_id", "act.client_id"); err != nil {
+			return nil, nil, err
 		}
 		if a.Subject == "" && a.ClientID == "" {
 			return nil, nil, tokenErr(ReasonInvalidClaim, "act without sub or client_id")
 		}
-		if _, present := m["iss"]; present && a.Issuer == "" {
-			return nil, nil, tokenErr(ReasonInvalidClaim, "act.iss")
+		if raw, present := m["iss"]; present {
+			if a.Issuer = stringValue(raw); a.Issuer == "" {
+				return nil, nil, tokenErr(ReasonInvalidClaim, "act.iss: must be a non-empty string")
+			}
 		}
 		if a.Subject != "" {
 			q, err := ss.qualifyActor(tokenIss, a.Issuer, a.Subject)
@@ -231,43 +284,6 @@ func parseAct(ss *subjectSpace, tokenIss string, v any) (*Actor, []Actor, error)
 		chain = actors[1:]
 	}
 	return &cur, chain, nil
-}
-
-// stringClaim returns a string claim; numbers are rendered without
-// exponent so numeric user ids work.
-func stringClaim(m map[string]any, name string) string {
-	switch v := m[name].(type) {
-	case string:
-		return v
-	case float64:
-		return strconv.FormatFloat(v, 'f', -1, 64)
-	}
-	return ""
-}
-
-// stringList reads a string or an array of strings. A string is split on
-// spaces when split is true. Absent (nil) gives an empty list.
-func stringList(v any, split bool) ([]string, bool) {
-	switch t := v.(type) {
-	case nil:
-		return nil, true
-	case string:
-		if split {
-			return strings.Fields(t), true
-		}
-		return []string{t}, true
-	case []any:
-		out := make([]string, 0, len(t))
-		for _, e := range t {
-			s, ok := e.(string)
-			if !ok {
-				return nil, false
-			}
-			out = append(out, s)
-		}
-		return out, true
-	}
-	return nil, false
 }
 
 // AudienceContains reports whether p's audience contains resource, compared
@@ -314,8 +330,17 @@ func canonicalResource(s string) string {
 // with these claims, WITHOUT verifying any signature, expiry or audience. It
 // is for offline tooling (`mcpauthz eval`) only; the hot path uses
 // [Verifier.VerifyToken]. The claims' "iss" must name a configured issuer.
+//
+// Decode the claims with [DecodeClaims] so numbers keep their digits. Other
+// numbers are converted first: a float64 that is an integer of at most 2^53
+// in magnitude counts as that integer, any other float64 is not an integer
+// (so a user id or org holding it is refused rather than rounded).
 func PrincipalFromClaims(cfg Config, claims map[string]any) (*Principal, error) {
 	cfg = cfg.withDefaults()
+	claims, err := exactClaims(claims)
+	if err != nil {
+		return nil, tokenErr(ReasonMalformed, err.Error())
+	}
 	iss, _ := claims["iss"].(string)
 	for _, ic := range cfg.Issuers {
 		if ic.Issuer == iss {

@@ -45,6 +45,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -327,9 +328,9 @@ func (v *Verifier) verify(ctx context.Context, raw string, now time.Time) (*Prin
 		}
 		return nil, tokenErr(ReasonInvalidClaim, "")
 	}
-	claims := map[string]any{}
-	if err := tok.Claims(&claims); err != nil {
-		return nil, tokenErr(ReasonMalformed, "claims")
+	claims, err := exactTokenClaims(tok)
+	if err != nil {
+		return nil, err
 	}
 	exp, err := checkTimes(claims, now, is.cfg.Leeway)
 	if err != nil {
@@ -394,10 +395,36 @@ func decodeSegment(seg string, v any) error {
 	return json.Unmarshal(b, v)
 }
 
-// numericDate converts a JSON NumericDate (seconds, possibly fractional).
+// exactTokenClaims decodes a verified token's payload with every number
+// kept exactly (json.Number).
+func exactTokenClaims(tok *oidc.IDToken) (map[string]any, error) {
+	var raw json.RawMessage
+	if err := tok.Claims(&raw); err != nil {
+		return nil, tokenErr(ReasonMalformed, "claims")
+	}
+	claims, err := DecodeClaims(raw)
+	if err != nil {
+		return nil, tokenErr(ReasonMalformed, "claims")
+	}
+	return claims, nil
+}
+
+// numericDate converts a JSON NumericDate (seconds, possibly fractional),
+// decoded as json.Number or float64.
 func numericDate(v any) (time.Time, bool) {
-	f, ok := v.(float64)
-	if !ok || f < 0 || f > 1e11 {
+	var f float64
+	switch t := v.(type) {
+	case float64:
+		f = t
+	case json.Number:
+		var err error
+		if f, err = strconv.ParseFloat(string(t), 64); err != nil {
+			return time.Time{}, false
+		}
+	default:
+		return time.Time{}, false
+	}
+	if f < 0 || f > 1e11 {
 		return time.Time{}, false
 	}
 	sec := int64(f)
