@@ -108,6 +108,7 @@ type Client struct {
 	subjType  string
 	expAud    string
 	opaque    bool
+	ignored   []string // issued scopes tolerated and dropped
 	timeout   time.Duration
 	hc        *http.Client
 	verifier  *oidc.IDTokenVerifier // nil without issued_issuer
@@ -135,6 +136,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Client, error) {
 		subjType:  orDefault(cfg.SubjectTokenType, TokenTypeAccessToken),
 		expAud:    cfg.ExpectedAudience,
 		opaque:    cfg.AllowOpaque,
+		ignored:   slices.Clone(cfg.IgnoredIssuedScopes),
 		timeout:   cfg.Timeout,
 		now:       opts.Now,
 		log:       opts.Logger,
@@ -466,6 +468,7 @@ func (c *Client) parse(ctx context.Context, body []byte, cl *call) (*Token, erro
 	}
 	tok.Scopes = cl.scopes
 	if s := strings.Fields(tr.Scope); len(s) > 0 {
+		s = slices.DeleteFunc(s, func(sc string) bool { return slices.Contains(c.ignored, sc) && !slices.Contains(cl.scopes, sc) })
 		tok.Scopes = s
 		if c.flavor == FlavorRFC8693 && len(cl.scopes) > 0 {
 			for _, sc := range s {

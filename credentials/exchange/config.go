@@ -112,6 +112,13 @@ type Config struct {
 	// signature must verify with a key from JWKSURL.
 	IssuedIssuer string `yaml:"issued_issuer"`
 	JWKSURL      string `yaml:"jwks_url"`
+
+	// IgnoredIssuedScopes are scopes the STS always adds to what was
+	// requested (Keycloak adds the exchanging client's default scopes such
+	// as profile and email). They are tolerated in the issued scope and
+	// dropped from what mcpauthz records; any other unrequested scope still
+	// refuses the token (rfc8693).
+	IgnoredIssuedScopes []string `yaml:"ignored_issued_scopes"`
 }
 
 // signingAlgs are the client assertion algorithms accepted in signing_alg.

@@ -581,3 +581,25 @@ func BenchmarkExchange(b *testing.B) {
 		})
 	}
 }
+
+// Keycloak adds the exchanging client's default scopes (profile, email) to
+// what was requested: ignored_issued_scopes tolerates exactly those.
+func TestIgnoredIssuedScopes(t *testing.T) {
+	f := newFixture(t, nil)
+	f.sts.SetFault(ststest.Fault{ExtraScope: "profile"})
+	t.Cleanup(func() { f.sts.SetFault(ststest.Fault{}) })
+	cfg := f.config("")
+	cfg.IgnoredIssuedScopes = []string{"profile", "email"}
+	c, _ := f.client(t, cfg)
+	tok, err := c.Exchange(context.Background(), exchange.Request{SubjectToken: f.user, Scopes: []string{"docs:read"}})
+	if err != nil {
+		t.Fatalf("profile added by the STS refused: %v", err)
+	}
+	if strings.Join(tok.Scopes, " ") != "docs:read" {
+		t.Fatalf("recorded scopes %v, want the requested docs:read only", tok.Scopes)
+	}
+	f.sts.SetFault(ststest.Fault{ExtraScope: "docs:write"})
+	if _, err := c.Exchange(context.Background(), exchange.Request{SubjectToken: f.user, Scopes: []string{"docs:read"}}); err == nil {
+		t.Fatal("an unrequested scope that is not ignored was accepted")
+	}
+}
