@@ -1,0 +1,284 @@
+package connect
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+)
+
+// wrongAccount is the phishing-defence refusal: the page never says whose
+// link it was.
+const wrongAccount = "This link was created for another account — sign in as that account or ask for a new link."
+
+// userServers returns the servers a user connects personally, in config order.
+func (h *Handler) userServers() []ServerInfo {
+	out := make([]ServerInfo, 0, len(h.order))
+	for _, id := range h.order {
+		if s := h.servers[id]; s.Mode != "service_account" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// userServer looks up a server the signed-in user may connect.
+func (h *Handler) userServer(id string) (ServerInfo, bool) {
+	s, ok := h.servers[id]
+	return s, ok && s.Mode != "service_account"
+}
+
+// serveList shows the signed-in user's servers with status and actions.
+func (h *Handler) serveList(w http.ResponseWriter, r *http.Request) {
+	s := h.requireLogin(w, r)
+	if s == nil {
+		return
+	}
+	conns, err := h.opts.Manager.List(r.Context(), Filter{Org: s.Org, UserKey: s.UserKey})
+	if err != nil {
+		h.log.Error("connect: list connections", "org", s.Org, "user_key", s.UserKey, "err", err)
+		h.renderError(w, r, http.StatusServiceUnavailable, "Connections are unavailable", "mcpauthz could not read your connections. Try again in a minute.", "/connect/")
+		return
+	}
+	byServer := map[string]Connection{}
+	for _, c := range conns {
+		// Belt and braces: only this user's records, whatever List returned.
+		if c.Key.Org == s.Org && c.Key.UserKey == s.UserKey {
+			byServer[c.Key.Server] = c
+		}
+	}
+	d := pageData{Title: "Your connections"}
+	for _, srv := range h.userServers() {
+		d.Servers = append(d.Servers, h.view(srv, byServer[srv.ID]))
+	}
+	h.render(w, r, http.StatusOK, "list.html", s, d)
+}
+
+// serveServer shows one server with a Connect button (proactive connect).
+func (h *Handler) serveServer(w http.ResponseWriter, r *http.Request) {
+	s := h.requireLogin(w, r)
+	if s == nil {
+		return
+	}
+	srv, ok := h.userServer(r.PathValue("server"))
+	if !ok {
+		h.serveNotFound(w, r)
+		return
+	}
+	conns, err := h.opts.Manager.List(r.Context(), Filter{Org: s.Org, UserKey: s.UserKey, Server: srv.ID})
+	if err != nil {
+		h.log.Error("connect: list connections", "server", srv.ID, "err", err)
+		h.renderError(w, r, http.StatusServiceUnavailable, "Connections are unavailable", "mcpauthz could not read your connection. Try again in a minute.", "/connect/")
+		return
+	}
+	var c Connection
+	for _, x := range conns {
+		if x.Key == (Key{Org: s.Org, UserKey: s.UserKey, Server: srv.ID}) {
+			c = x
+		}
+	}
+	v := h.view(srv, c)
+	h.render(w, r, http.StatusOK, "server.html", s, pageData{Title: srv.Name, Server: &v})
+}
+
+// serveConnect (POST /connect/{server}) starts a proactive connect.
+func (h *Handler) serveConnect(w http.ResponseWriter, r *http.Request) {
+	s := h.postSession(w, r)
+	if s == nil {
+		return
+	}
+	srv, ok := h.userServer(r.PathValue("server"))
+	if !ok {
+		h.serveNotFound(w, r)
+		return
+	}
+	h.start(w, r, s, Key{Org: s.Org, UserKey: s.UserKey, Server: srv.ID}, "")
+}
+
+// serveRevoke (POST /connect/{server}/revoke) revokes the user's connection.
+func (h *Handler) serveRevoke(w http.ResponseWriter, r *http.Request) {
+	s := h.postSession(w, r)
+	if s == nil {
+		return
+	}
+	srv, ok := h.userServer(r.PathValue("server"))
+	if !ok {
+		h.serveNotFound(w, r)
+		return
+	}
+	key := Key{Org: s.Org, UserKey: s.UserKey, Server: srv.ID}
+	err := h.opts.Manager.Revoke(r.Context(), key, Actor{Kind: "user", ID: s.UserKey}, "user_revoked")
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		h.log.Error("connect: revoke", "org", s.Org, "user_key", s.UserKey, "server", srv.ID, "err", err)
+		h.renderError(w, r, http.StatusServiceUnavailable, "Revoking failed", "mcpauthz could not revoke the connection. Try again.", "/connect/")
+		return
+	}
+	h.log.Info("connect: revoked by user", "org", s.Org, "user_key", s.UserKey, "server", srv.ID)
+	http.Redirect(w, r, "/connect/", http.StatusSeeOther)
+}
+
+// postSession returns the session of a POST that passes the Origin and CSRF
+// checks, or answers 403 and returns nil.
+func (h *Handler) postSession(w http.ResponseWriter, r *http.Request) *session {
+	s := h.session(r)
+	if s == nil {
+		h.renderError(w, r, http.StatusForbidden, "You are not signed in", "Your session ended. Sign in and try again.", "/connect/login")
+		return nil
+	}
+	if reason := h.checkPOST(r, s); reason != "" {
+		h.refusePOST(w, r, s, reason)
+		return nil
+	}
+	return s
+}
+
+func (h *Handler) refusePOST(w http.ResponseWriter, r *http.Request, s *session, reason string) {
+	h.log.Warn("connect: POST refused", "reason", reason, "path", r.URL.Path, "org", s.Org, "user_key", s.UserKey)
+	h.renderError(w, r, http.StatusForbidden, "This request was refused",
+		"The form did not come from this site, or it is out of date. Go back, reload the page and try again.", "")
+}
+
+// serveStart (GET /connect/start?link=) follows an "authorize at" link: the
+// link must have been minted for the signed-in user.
+func (h *Handler) serveStart(w http.ResponseWriter, r *http.Request) {
+	link := r.URL.Query().Get("link")
+	if link == "" || len(link) > 256 || strings.ContainsFunc(link, func(r rune) bool { return r <= ' ' || r > '~' }) {
+		h.renderError(w, r, http.StatusBadRequest, "This link is not valid", "Go back to your MCP client and try again to get a new link.", "")
+		return
+	}
+	s := h.requireLogin(w, r)
+	if s == nil {
+		return
+	}
+	key, err := h.opts.Manager.ResolveLink(r.Context(), link)
+	if err != nil {
+		h.linkError(w, r, s, err)
+		return
+	}
+	if key.Org != s.Org || key.UserKey != s.UserKey {
+		h.log.Warn("connect: link for another user refused", "signed_in_org", s.Org, "signed_in_user_key", s.UserKey,
+			"link_org", key.Org, "link_user_key", key.UserKey, "server", key.Server)
+		h.renderError(w, r, http.StatusForbidden, "This link is for another account", wrongAccount, "/connect/logout")
+		return
+	}
+	if _, ok := h.userServer(key.Server); !ok {
+		h.renderError(w, r, http.StatusNotFound, "This server is not available", "The MCP server this link was for is no longer set up for personal connections.", "")
+		return
+	}
+	h.start(w, r, s, key, link)
+}
+
+// start creates the flow and sends the browser to the provider.
+func (h *Handler) start(w http.ResponseWriter, r *http.Request, s *session, key Key, link string) {
+	authURL, err := h.opts.Manager.StartConnect(r.Context(), key, link, "/connect/")
+	if err != nil {
+		h.linkError(w, r, s, err)
+		return
+	}
+	origin, err := originOf(authURL)
+	if err != nil {
+		h.log.Error("connect: provider authorization URL is not absolute http(s)", "server", key.Server)
+		h.renderError(w, r, http.StatusBadGateway, "Connecting failed", "The service's sign-in address is misconfigured. Tell your administrator.", "")
+		return
+	}
+	h.rememberFlow(w, s, key, authURL)
+	h.log.Info("connect: flow started", "org", s.Org, "user_key", s.UserKey, "server", key.Server, "from_link", link != "")
+	if r.Method == http.MethodPost && !h.knownOrigin(origin) {
+		// The page that posted the form did not allow this origin in its
+		// CSP form-action, so a redirect would be blocked: offer a link.
+		h.addOrigin(origin)
+		srv := h.servers[key.Server]
+		h.render(w, r, http.StatusOK, "continue.html", s, pageData{
+			Title: "Continue to " + origin, Heading: "Continue to " + origin,
+			Text: "Sign in there and approve access for " + srv.Name + ". You come back here when you are done.",
+			Link: authURL, LinkText: "Continue",
+		})
+		return
+	}
+	http.Redirect(w, r, authURL, http.StatusSeeOther)
+}
+
+// linkError renders ResolveLink/StartConnect failures.
+func (h *Handler) linkError(w http.ResponseWriter, r *http.Request, s *session, err error) {
+	switch {
+	case errors.Is(err, ErrForbidden):
+		h.log.Warn("connect: start refused by the connections manager", "org", s.Org, "user_key", s.UserKey, "err", err)
+		h.renderError(w, r, http.StatusForbidden, "This link is for another account", wrongAccount, "/connect/logout")
+	case errors.Is(err, ErrNotFound), errors.Is(err, ErrFlowExpired):
+		h.renderError(w, r, http.StatusGone, "This link has expired or was already used",
+			"Links work once and for a few minutes. Go back to your MCP client and try again to get a new link, or connect from your connections page.", "")
+	default:
+		h.log.Error("connect: start", "org", s.Org, "user_key", s.UserKey, "err", err)
+		h.renderError(w, r, http.StatusServiceUnavailable, "Connecting is unavailable", "mcpauthz could not start the connection. Try again in a minute.", "")
+	}
+}
+
+// serveCallback (GET /connect/callback) is where the provider sends the
+// browser back: the flow completes for the signed-in user only.
+func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) {
+	s := h.requireLogin(w, r)
+	if s == nil {
+		return
+	}
+	q := r.URL.Query()
+	state, code, iss, perr := q.Get("state"), q.Get("code"), q.Get("iss"), q.Get("error")
+	if state == "" || len(state) > 256 {
+		h.renderError(w, r, http.StatusBadRequest, "This page was opened without a connection attempt",
+			"Start connecting from your connections page.", "")
+		return
+	}
+	if perr != "" {
+		perr = errorCode(perr)
+	}
+	signedIn := Key{Org: s.Org, UserKey: s.UserKey}
+	fc, haveFlow := h.flowCookie(w, r, state)
+	otherUser := haveFlow && (fc.Org != s.Org || fc.UserKey != s.UserKey)
+	if haveFlow {
+		signedIn.Server = fc.Server
+	}
+	// Always called, so the state is consumed and the attempt audited, even
+	// when the result is already known to be a refusal.
+	c, ret, err := h.opts.Manager.CompleteConnect(r.Context(), state, code, iss, perr, signedIn)
+	switch {
+	case otherUser || (err == nil && (c.Key.Org != s.Org || c.Key.UserKey != s.UserKey)):
+		h.log.Warn("connect: callback for another user refused", "org", s.Org, "user_key", s.UserKey)
+		h.renderError(w, r, http.StatusForbidden, "This connection was started by another account",
+			"Nothing was connected. Sign in as the account that started it, or start again.", "/connect/logout")
+	case errors.Is(err, ErrFlowExpired), errors.Is(err, ErrNotFound):
+		h.renderError(w, r, http.StatusGone, "This connection attempt expired",
+			"Connecting must finish within a few minutes. Nothing was connected. Start again from your connections page.", "")
+	case errors.Is(err, ErrForbidden):
+		h.log.Warn("connect: callback refused", "org", s.Org, "user_key", s.UserKey, "err", err)
+		text := "Nothing was connected. It was already used, or the answer did not come from the expected service. Start again from your connections page."
+		if !haveFlow {
+			text = "Nothing was connected. It was already used, or started by another account or in another browser. Start again from your connections page."
+		}
+		h.renderError(w, r, http.StatusForbidden, "This connection attempt was refused", text, "")
+	case perr != "":
+		h.log.Info("connect: provider refused the connection", "org", s.Org, "user_key", s.UserKey, "error", perr)
+		status, title := http.StatusBadGateway, "The service did not connect"
+		if perr == "access_denied" {
+			status, title = http.StatusForbidden, "You declined access"
+		}
+		h.renderError(w, r, status, title, describeOAuthError(perr), "")
+	case err != nil:
+		h.log.Error("connect: callback", "org", s.Org, "user_key", s.UserKey, "err", err)
+		h.renderError(w, r, http.StatusBadGateway, "Connecting failed",
+			"The service's answer could not be used. Start again from your connections page.", "")
+	default:
+		srv, ok := h.servers[c.Key.Server]
+		if !ok {
+			srv = ServerInfo{ID: c.Key.Server, Name: c.Key.Server}
+		}
+		back, ok := safeReturn(ret)
+		if !ok {
+			back = "/connect/"
+		}
+		v := h.view(srv, c)
+		h.log.Info("connect: connected", "org", s.Org, "user_key", s.UserKey, "server", c.Key.Server)
+		h.render(w, r, http.StatusOK, "message.html", s, pageData{
+			Title: "Connected: " + srv.Name, Heading: "Connected: " + srv.Name, Kind: "ok", Badge: &v,
+			Text: "Go back to your MCP client and try again: it now works with your account.",
+			Link: back, LinkText: "Back to your connections",
+		})
+	}
+}

@@ -1,0 +1,296 @@
+package connect
+
+import (
+	"bytes"
+	"embed"
+	"fmt"
+	"html/template"
+	"net/http"
+	"strings"
+	"time"
+)
+
+//go:embed templates/*.html static/style.css
+var assets embed.FS
+
+// pages holds the parsed templates: each page is parsed with the shared
+// layout, so a page file only defines "content" (and may use the shared
+// "badge", "time" and "actions" blocks).
+type pages struct {
+	t   map[string]*template.Template
+	css []byte
+}
+
+var pageFiles = []string{"list.html", "server.html", "message.html", "logout.html", "continue.html"}
+
+func loadPages() (*pages, error) {
+	p := &pages{t: map[string]*template.Template{}}
+	for _, f := range pageFiles {
+		t, err := template.New(f).ParseFS(assets, "templates/layout.html", "templates/parts.html", "templates/"+f)
+		if err != nil {
+			return nil, fmt.Errorf("connect: template %s: %w", f, err)
+		}
+		p.t[f] = t
+	}
+	css, err := assets.ReadFile("static/style.css")
+	if err != nil {
+		return nil, fmt.Errorf("connect: stylesheet: %w", err)
+	}
+	p.css = css
+	return p, nil
+}
+
+// pageData is what every page template receives.
+type pageData struct {
+	Title   string // <title>
+	Heading string
+	Text    string
+	Kind    string // "", "ok", "error": the message box style
+	Link    string // a same-origin path or the provider URL on continue.html
+	// LinkText labels Link.
+	LinkText string
+	// Badge shows a status on message pages.
+	Badge   *serverView
+	Servers []serverView
+	Server  *serverView
+	// Filled by render.
+	User     *userView
+	CSRF     string
+	Insecure bool
+}
+
+type userView struct{ Display, Org string }
+
+// serverView is one server's row on the list and its own page.
+type serverView struct {
+	ID, Name       string
+	Status         Status
+	Class          string // badge modifier, lower-case status
+	Reason         string // the reason in words
+	LastError      string
+	Scopes         []string
+	Connected      timeView
+	LastUsed       timeView
+	LastRefreshed  timeView
+	AccessExpires  timeView
+	ConnectLabel   string // "Connect" or "Reconnect"
+	CanConnect     bool
+	CanRevoke      bool
+	CSRF           string
+	ProviderOrigin string
+}
+
+type timeView struct {
+	Set            bool
+	ISO, Text, Ago string
+}
+
+// render executes a page; it never writes a partial page.
+func (h *Handler) render(w http.ResponseWriter, _ *http.Request, status int, page string, s *session, d pageData) {
+	if s != nil {
+		name := s.Name
+		if name == "" {
+			name = s.Subject
+		}
+		d.User = &userView{Display: name, Org: s.Org}
+		d.CSRF = h.csrfToken(s)
+		for i := range d.Servers {
+			d.Servers[i].CSRF = d.CSRF
+		}
+		if d.Server != nil {
+			d.Server.CSRF = d.CSRF
+		}
+	}
+	d.Insecure = h.cfg.InsecureCookies
+	var buf bytes.Buffer
+	if err := h.pages.t[page].ExecuteTemplate(&buf, "layout", d); err != nil {
+		h.log.Error("connect: render", "page", page, "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	_, _ = w.Write(buf.Bytes())
+}
+
+// renderError shows a message page with an error style.
+func (h *Handler) renderError(w http.ResponseWriter, r *http.Request, status int, heading, text, link string) {
+	d := pageData{Title: heading, Heading: heading, Text: text, Kind: "error", Link: link}
+	switch link {
+	case "":
+		d.Link, d.LinkText = "/connect/", "Go to your connections"
+	case "/connect/login":
+		d.LinkText = "Sign in again"
+	default:
+		d.LinkText = "Continue"
+	}
+	h.render(w, r, status, "message.html", h.session(r), d)
+}
+
+func (h *Handler) serveCSS(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/css; charset=utf-8")
+	_, _ = w.Write(h.pages.css)
+}
+
+func (h *Handler) serveNotFound(w http.ResponseWriter, r *http.Request) {
+	h.renderError(w, r, http.StatusNotFound, "Page not found", "There is no page at this address.", "")
+}
+
+// view builds a server's view from its connection (zero: none yet).
+func (h *Handler) view(s ServerInfo, c Connection) serverView {
+	st := c.Status
+	if st == "" {
+		st = StatusNeedsAuthorization
+	}
+	v := serverView{
+		ID: s.ID, Name: s.Name, Status: st, Class: strings.ToLower(string(st)),
+		Reason:         reasonText(st, c.Reason),
+		LastError:      truncateRunes(c.LastError, 300),
+		Scopes:         c.Scopes,
+		Connected:      h.timeView(c.ConnectedAt),
+		LastUsed:       h.timeView(c.LastUsedAt),
+		LastRefreshed:  h.timeView(c.LastRefreshedAt),
+		AccessExpires:  h.timeView(c.AccessExpiresAt),
+		ProviderOrigin: s.ProviderOrigin,
+	}
+	switch st {
+	case StatusNeedsAuthorization:
+		v.ConnectLabel, v.CanConnect = "Connect", true
+	case StatusPending:
+		v.ConnectLabel, v.CanConnect = "Connect", true
+		v.CanRevoke = !c.ConnectedAt.IsZero()
+	case StatusAuthorized, StatusExpired, StatusError:
+		v.ConnectLabel, v.CanConnect, v.CanRevoke = "Reconnect", true, true
+	case StatusRevoked:
+		v.ConnectLabel, v.CanConnect = "Reconnect", true
+	default:
+		v.ConnectLabel, v.CanConnect, v.CanRevoke = "Reconnect", true, true
+		v.Class = "error"
+	}
+	return v
+}
+
+func (h *Handler) timeView(t time.Time) timeView {
+	if t.IsZero() {
+		return timeView{}
+	}
+	t = t.UTC()
+	return timeView{Set: true, ISO: t.Format(time.RFC3339), Text: t.Format("2 Jan 2006, 15:04 UTC"), Ago: ago(h.now().Sub(t))}
+}
+
+// ago says a duration in words ("in 5 minutes" for the future).
+func ago(d time.Duration) string {
+	future := d < 0
+	if future {
+		d = -d
+	}
+	var s string
+	switch {
+	case d < time.Minute:
+		if future {
+			return "in under a minute"
+		}
+		return "just now"
+	case d < time.Hour:
+		s = plural(int(d/time.Minute), "minute")
+	case d < 48*time.Hour:
+		s = plural(int(d/time.Hour), "hour")
+	default:
+		s = plural(int(d/(24*time.Hour)), "day")
+	}
+	if future {
+		return "in " + s
+	}
+	return s + " ago"
+}
+
+func plural(n int, unit string) string {
+	if n == 1 {
+		return "1 " + unit
+	}
+	return fmt.Sprintf("%d %ss", n, unit)
+}
+
+// reasons says the connections package's reason codes in words.
+var reasons = map[string]string{
+	"connected":              "Connected. mcpauthz renews the authorization before it runs out.",
+	"refreshed":              "Connected. mcpauthz renews the authorization before it runs out.",
+	"connect_started":        "A connection was started but not finished.",
+	"connect_abandoned":      "A connection was started but not finished in time.",
+	"flow_expired":           "A connection was started but not finished in time.",
+	"connect_failed":         "The last attempt to connect failed.",
+	"wrong_user":             "The last attempt to connect was finished by another account and refused.",
+	"exchange_failed":        "The last attempt to connect failed: the service did not accept it.",
+	"provider_access_denied": "Access was declined at the service.",
+	"user_revoked":           "You revoked this connection.",
+	"admin_revoked":          "An administrator revoked this connection.",
+	"revoked":                "The connection was revoked.",
+	"mode_switch":            "This server now uses a shared account set up by an administrator, so your connection was removed.",
+	"server_removed":         "This server is no longer set up for personal connections, so your connection was removed.",
+	"refresh_invalid_grant":  "The service no longer accepts the authorization: it was revoked there or it ran out.",
+	"refresh_revoked":        "The service no longer accepts the authorization: it was revoked there.",
+	"refresh_expired":        "The authorization ran out at the service.",
+	"access_expired":         "The authorization ran out and the service gave no way to renew it.",
+	"upstream_rejected":      "The MCP server refused the access token and renewing it did not help.",
+	"refresh_failed":         "Renewing the authorization failed; mcpauthz keeps trying.",
+	"refresh_gave_up":        "Renewing the authorization failed several times in a row.",
+}
+
+// reasonText explains a status and its reason to the user.
+func reasonText(st Status, reason string) string {
+	if t, ok := reasons[reason]; ok {
+		return t
+	}
+	if strings.HasPrefix(reason, "provider_") {
+		return "The last attempt to connect failed: the service answered " + errorCode(strings.TrimPrefix(reason, "provider_")) + "."
+	}
+	base := map[Status]string{
+		StatusNeedsAuthorization: "You have not connected this server yet.",
+		StatusPending:            "A connection was started but not finished.",
+		StatusAuthorized:         "Connected. mcpauthz renews the authorization before it runs out.",
+		StatusExpired:            "The authorization ran out. Reconnect to keep using this server.",
+		StatusRevoked:            "The authorization was revoked. Reconnect to use this server again.",
+		StatusError:              "mcpauthz could not renew the authorization. Reconnect, or try again later.",
+	}[st]
+	if base == "" {
+		base = "Unknown status."
+	}
+	if reason == "" {
+		return base
+	}
+	// An unknown code: show it in words, after the status's explanation.
+	return base + " (" + strings.ReplaceAll(errorCode(reason), "_", " ") + ")"
+}
+
+// errorCode reduces a provider's error code to a safe short token.
+func errorCode(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if b.Len() >= 64 {
+			break
+		}
+		if (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9') || r == '_' || r == '-' || r == '.' {
+			b.WriteRune(r)
+		}
+	}
+	if b.Len() == 0 {
+		return "unknown"
+	}
+	return b.String()
+}
+
+// describeOAuthError says an RFC 6749 error code in words.
+func describeOAuthError(code string) string {
+	switch code {
+	case "access_denied":
+		return "Access was declined. Nothing was connected."
+	case "temporarily_unavailable", "server_error":
+		return "The service had a temporary problem. Try again in a minute."
+	case "invalid_scope":
+		return "The service does not offer the permissions mcpauthz asked for. Tell your administrator."
+	case "login_required", "consent_required", "interaction_required":
+		return "The service needs you to sign in or approve access. Try again."
+	default:
+		return "The service refused the request (" + errorCode(code) + "). Try again, or tell your administrator."
+	}
+}
