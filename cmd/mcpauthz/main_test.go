@@ -186,7 +186,7 @@ servers:
 	}{
 		{"missing secret and broken bundle", "{path: " + bundle + "}, {path: " + broken + "}", 1,
 			[]string{"secrets: 1 of 2 references resolve", "policy.bundles[0]: " + bundle + " compiles (revision rbac-1)"},
-			[]string{"servers[1].credential.static.headers[0].value: secret: file", "policy.bundles[1] (" + broken + ")", "policy.rego:3: rego_parse_error", "2 problem(s) found with --deep"}},
+			[]string{"servers[1].credential.static.headers[0].value: secret: file", "policy.bundles[1].path: bundle " + broken + ": ", "policy.rego:3: rego_parse_error", "2 problem(s) found with --deep"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
