@@ -3,8 +3,17 @@
 // tokens (RFC 9068, typ at+jwt) with RS256 or ES256 keys. It also issues
 // opaque access tokens, kept in memory, and answers RFC 7662 introspection
 // for them on POST /introspect (with client authentication). It exists for
-// tests, end-to-end runs and a development mode; it has no login, consent or
-// token endpoint and must never be used to protect production traffic.
+// tests, end-to-end runs and a development mode and must never be used to
+// protect production traffic.
+//
+// Browsers and stock MCP clients sign in at it (authorize.go): a login
+// form at /authorize for the users of Options.Users (default alice, bob and
+// carol, password = username, org_id "acme"), the authorization code grant
+// with PKCE S256 and refresh tokens at /token, RFC 7591 dynamic client
+// registration at /register (with a consent page), RFC 7009 revocation at
+// /revoke, OIDC ID tokens and userinfo, and complete RFC 8414 / OIDC
+// metadata. The endpoints are an embedded internal/oauthtest Provider whose
+// tokens this issuer signs.
 //
 // Close stops the server and Start serves again at the same address, so a
 // test can take the IdP down mid-run and bring it back.
@@ -16,7 +25,6 @@
 package devidp
 
 import (
-	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -29,10 +37,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"maps"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -40,6 +46,8 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/mcpauthz/mcpauthz/internal/oauthtest"
 )
 
 // Options configures an Issuer. All fields are optional.
@@ -59,6 +67,21 @@ type Options struct {
 	IntrospectionClients map[string]string
 	// OpaqueTokenPrefix starts every opaque token (e.g. "devat_"); default none.
 	OpaqueTokenPrefix string
+
+	// Users sign in at /authorize; default DefaultUsers() (alice, bob,
+	// carol). A user's org_id claim defaults to "acme".
+	Users map[string]User
+	// Clients are pre-registered sign-in clients: client_id -> secret ("" =
+	// public client). They may redirect to any loopback URI and skip the
+	// consent page. MCP clients may instead register at /register.
+	Clients map[string]string
+	// ClientRedirectURIs adds non-loopback redirect URIs per client_id,
+	// matched exactly (e.g. https://mcpauthz.example.com/connect/login/callback).
+	ClientRedirectURIs map[string][]string
+	// Scopes, when set, are scopes_supported and the only scopes granted at
+	// /authorize (openid and offline_access always are); otherwise any
+	// well-formed scope is granted as requested.
+	Scopes []string
 }
 
 type keyPair struct {
@@ -80,10 +103,10 @@ type Issuer struct {
 	// previous one, so tokens minted before RotateKey stay verifiable.
 	published []keyPair
 	gen       int
-	srv       *http.Server
-	ln        net.Listener
-	addr      string                    // the address of the first Start
 	opaque    map[string]map[string]any // opaque token -> claims
+
+	lis  oauthtest.Listener
+	auth *oauthtest.Provider // the sign-in endpoints (authorize.go)
 }
 
 // New creates an Issuer with one RS256 and one ES256 key.
@@ -102,6 +125,7 @@ func New(opts Options) (*Issuer, error) {
 	if err := i.rotate(); err != nil {
 		return nil, err
 	}
+	i.auth = i.newAuthServer()
 	return i, nil
 }
 
@@ -155,22 +179,12 @@ func (i *Issuer) URL() string {
 func (i *Issuer) JWKSFetches() int { return int(i.fetches.Load()) }
 
 // Handler serves /.well-known/openid-configuration,
-// /.well-known/oauth-authorization-server, /jwks and POST /introspect.
+// /.well-known/oauth-authorization-server, /jwks, POST /introspect and the
+// sign-in endpoints /authorize, /token, /revoke, /register and /userinfo.
 func (i *Issuer) Handler() http.Handler {
 	mux := http.NewServeMux()
-	disc := func(w http.ResponseWriter, r *http.Request) {
-		u := i.URL()
-		writeJSON(w, map[string]any{
-			"issuer":                                        u,
-			"jwks_uri":                                      u + "/jwks",
-			"response_types_supported":                      []string{"code"},
-			"subject_types_supported":                       []string{"public"},
-			"id_token_signing_alg_values_supported":         []string{"RS256", "ES256"},
-			"token_endpoint_auth_methods_supported":         []string{"none"},
-			"introspection_endpoint":                        u + "/introspect",
-			"introspection_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
-		})
-	}
+	disc := func(w http.ResponseWriter, r *http.Request) { writeJSON(w, i.discovery()) }
+	i.mountAuthServer(mux)
 	mux.HandleFunc("GET /.well-known/openid-configuration", disc)
 	mux.HandleFunc("GET /.well-known/oauth-authorization-server", disc)
 	mux.HandleFunc("GET /jwks", func(w http.ResponseWriter, r *http.Request) {
@@ -203,52 +217,23 @@ func writeJSON(w http.ResponseWriter, v any) {
 // Start serves Handler on 127.0.0.1 at a free port and returns the issuer
 // URL ("http://127.0.0.1:PORT"), unless Options.IssuerURL fixed it. After
 // Close, Start serves again at the address of the first Start (keys, opaque
-// tokens and clients are kept), so the issuer URL stays valid.
+// tokens, clients, sign-in grants are kept), so the issuer URL stays valid.
 func (i *Issuer) Start() (string, error) {
-	i.mu.RLock()
-	addr, running := i.addr, i.srv != nil
-	i.mu.RUnlock()
-	if running {
-		return "", errors.New("devidp: already started")
-	}
-	if addr == "" {
-		addr = "127.0.0.1:0"
-	}
-	ln, err := net.Listen("tcp", addr)
+	base, err := i.lis.Start(i.Handler())
 	if err != nil {
-		return "", fmt.Errorf("devidp: listen: %w", err)
+		return "", fmt.Errorf("devidp: %w", err)
 	}
-	srv := &http.Server{Handler: i.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	i.mu.Lock()
-	if i.srv != nil {
-		i.mu.Unlock()
-		_ = ln.Close()
-		return "", errors.New("devidp: already started")
-	}
-	i.srv, i.ln = srv, ln
-	i.addr = ln.Addr().String()
+	defer i.mu.Unlock()
 	if i.url == "" {
-		i.url = "http://" + ln.Addr().String()
+		i.url = base
 	}
-	u := i.url
-	i.mu.Unlock()
-	go func() { _ = srv.Serve(ln) }()
-	return u, nil
+	return i.url, nil
 }
 
 // Close stops the server started by Start: open connections are closed and
 // new ones refused until Start is called again.
-func (i *Issuer) Close() {
-	i.mu.Lock()
-	srv := i.srv
-	i.srv = nil
-	i.mu.Unlock()
-	if srv != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	}
-}
+func (i *Issuer) Close() { i.lis.Close() }
 
 // MintOption adjusts one minted token.
 type MintOption func(*mintOpts)
