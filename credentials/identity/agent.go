@@ -56,10 +56,10 @@ func classify(ac AgentConfig, claims map[string]any, sub, clientID string) class
 			}
 		}
 	}
+	// The IdP-specific rules come first so that AgentRule names the most
+	// precise one; the order does not change the kind.
 	r := ac.Rules
 	switch {
-	case enabled(r.SubjectEqualsClientID) && clientID != "" && sub == clientID:
-		return agent(RuleSubjectEqualsClientID)
 	case enabled(r.Auth0ClientCredentials) && isAuth0ClientCredentials(claims, sub, clientID):
 		return agent(RuleAuth0ClientCredentials)
 	case enabled(r.OktaClientCredentials) && isOktaClientCredentials(claims, sub):
@@ -68,6 +68,8 @@ func classify(ac AgentConfig, claims map[string]any, sub, clientID string) class
 		return agent(RuleKeycloakServiceAccount)
 	case enabled(r.EntraAppOnly) && isEntraAppOnly(claims, sub):
 		return agent(RuleEntraAppOnly)
+	case enabled(r.SubjectEqualsClientID) && clientID != "" && sub == clientID:
+		return agent(RuleSubjectEqualsClientID)
 	}
 	if clientID != "" && slices.Contains(ac.OnBehalfOfClientIDs, clientID) {
 		return classification{kind: KindAgentForUser, rule: RuleOnBehalfOfClientIDs, actor: true}
