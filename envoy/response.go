@@ -6,7 +6,17 @@ import (
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/genproto/googleapis/rpc/code"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
 )
+
+// ExtAuthzMetadataNamespace is the dynamic metadata namespace under which
+// Envoy's ext_authz filter stores CheckResponse.dynamic_metadata; the
+// ext_proc filter forwards it to mcpauthz when its
+// metadata_options.forwarding_namespaces.untyped lists it.
+const ExtAuthzMetadataNamespace = "envoy.filters.http.ext_authz"
+
+// ExtProcFilterName is the name of Envoy's external processing HTTP filter.
+const ExtProcFilterName = "envoy.filters.http.ext_proc"
 
 // Header is one HTTP header to set on the upstream request (Allow) or on the
 // local reply (Deny).
@@ -47,6 +57,15 @@ func Allow(set []Header, remove []string) *authv3.CheckResponse {
 			HeadersToRemove: remove,
 		}},
 	}
+}
+
+// AllowWithMetadata is Allow carrying dynamic metadata: Envoy's ext_authz
+// filter stores md under ExtAuthzMetadataNamespace for the filters after it
+// (mcpauthz's ext_proc reads it there). md is not copied; a nil md is Allow.
+func AllowWithMetadata(set []Header, remove []string, md *structpb.Struct) *authv3.CheckResponse {
+	r := Allow(set, remove)
+	r.DynamicMetadata = md
+	return r
 }
 
 // Deny builds a denied CheckResponse: Envoy sends httpStatus, headers and

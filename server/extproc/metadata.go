@@ -1,0 +1,217 @@
+package extproc
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/mcpauthz/mcpauthz/envoy"
+)
+
+// MetadataVersion is the value of the "v" field of the hand-off; ParseMetadata
+// refuses any other.
+const MetadataVersion = "1"
+
+// metadataKey is the key, inside Envoy's ext_authz namespace, of the struct
+// mcpauthz's ext_authz decision hands to its ext_proc side.
+const metadataKey = "mcpauthz"
+
+// Values of Metadata.Transport.
+const (
+	TransportStreamable = "streamable_http"
+	TransportLegacySSE  = "sse" // HTTP+SSE (2024-11-05): responses arrive on the GET stream
+)
+
+// ErrNoMetadata means the ext_authz hand-off is absent: the request was not
+// allowed by mcpauthz's ext_authz, or the Envoy filter does not forward
+// the ext_authz namespace.
+var ErrNoMetadata = errors.New("extproc: no mcpauthz metadata from ext_authz")
+
+// Metadata is what mcpauthz's ext_authz decision hands to ext_proc through
+// Envoy dynamic metadata (CheckResponse.dynamic_metadata, namespace
+// envoy.ExtAuthzMetadataNamespace, key "mcpauthz"). It never carries a
+// token, a session id or any other secret: the principal is an opaque
+// handle the Evaluator resolves, the session a one-way key.
+type Metadata struct {
+	// Principal is an opaque handle to the caller as ext_authz prepared it
+	// ("" for anonymous callers); only the Evaluator interprets it.
+	Principal string
+	// Kind is the principal kind (human|agent_for_user|agent|anonymous).
+	Kind   string
+	Server string // MCP server id (required)
+	// Method is the JSON-RPC method of the single message ("" for a GET
+	// stream, a DELETE, a client response or a batch).
+	Method string
+	// RPCKind is request|notification|response|stream|end_session.
+	RPCKind string
+	// RequestID is the JSON text of the message id as the client sent it
+	// (`7`, `"abc"`), "" when it has none.
+	RequestID string
+	// Batch is set for a JSON-RPC batch (2025-03-26); BatchMethods lists
+	// its methods.
+	Batch        bool
+	BatchMethods []string
+	Protocol     string // MCP protocol version
+	Transport    string // TransportStreamable or TransportLegacySSE
+	// Session is SessionKey(Server, session id), "" without a session.
+	Session    string
+	Revision   string // policy revision of the decision
+	DecisionID string
+	Credential string // upstream credential mode used for the request
+	Connection string // per-user connection key, when the credential is one
+}
+
+// SessionKey is the one-way key under which ext_authz and ext_proc name an
+// MCP session (Mcp-Session-Id or a legacy sessionId) of a server: session
+// ids act like credentials and never travel in metadata.
+func SessionKey(serverID, sessionID string) string {
+	h := sha256.New()
+	h.Write([]byte(serverID))
+	h.Write([]byte{0})
+	h.Write([]byte(sessionID))
+	var sum [sha256.Size]byte
+	return hex.EncodeToString(h.Sum(sum[:0])[:16])
+}
+
+// Struct is the CheckResponse.dynamic_metadata for m (see
+// envoy.AllowWithMetadata). Empty fields are left out.
+func (m *Metadata) Struct() *structpb.Struct {
+	f := make(map[string]*structpb.Value, 16)
+	f["v"] = structpb.NewStringValue(MetadataVersion)
+	add := func(k, v string) {
+		if v != "" {
+			f[k] = structpb.NewStringValue(v)
+		}
+	}
+	add("principal", m.Principal)
+	add("kind", m.Kind)
+	add("server", m.Server)
+	add("method", m.Method)
+	add("rpc_kind", m.RPCKind)
+	add("id", m.RequestID)
+	add("protocol", m.Protocol)
+	add("transport", m.Transport)
+	add("session", m.Session)
+	add("revision", m.Revision)
+	add("decision", m.DecisionID)
+	add("credential", m.Credential)
+	add("connection", m.Connection)
+	if m.Batch {
+		f["batch"] = structpb.NewBoolValue(true)
+		vs := make([]*structpb.Value, len(m.BatchMethods))
+		for i, s := range m.BatchMethods {
+			vs[i] = structpb.NewStringValue(s)
+		}
+		f["batch_methods"] = structpb.NewListValue(&structpb.ListValue{Values: vs})
+	}
+	inner := &structpb.Struct{Fields: f}
+	return &structpb.Struct{Fields: map[string]*structpb.Value{metadataKey: structpb.NewStructValue(inner)}}
+}
+
+// ParseMetadata reads the hand-off from a ProcessingRequest's
+// metadata_context. It returns ErrNoMetadata when the namespace or key is
+// absent and a descriptive error when anything in it is malformed; either
+// way the caller fails closed.
+func ParseMetadata(md *corev3.Metadata) (Metadata, error) {
+	ns := md.GetFilterMetadata()[envoy.ExtAuthzMetadataNamespace]
+	v, ok := ns.GetFields()[metadataKey]
+	if !ok {
+		return Metadata{}, ErrNoMetadata
+	}
+	s := v.GetStructValue()
+	if s == nil {
+		return Metadata{}, fmt.Errorf("extproc: metadata %s.%s: want a struct", envoy.ExtAuthzMetadataNamespace, metadataKey)
+	}
+	var m Metadata
+	var errs []error
+	str := func(k string, dst *string) {
+		fv, ok := s.Fields[k]
+		if !ok {
+			return
+		}
+		sv, ok := fv.GetKind().(*structpb.Value_StringValue)
+		if !ok {
+			errs = append(errs, fmt.Errorf("%s: want a string", k))
+			return
+		}
+		*dst = sv.StringValue
+	}
+	var ver string
+	str("v", &ver)
+	str("principal", &m.Principal)
+	str("kind", &m.Kind)
+	str("server", &m.Server)
+	str("method", &m.Method)
+	str("rpc_kind", &m.RPCKind)
+	str("id", &m.RequestID)
+	str("protocol", &m.Protocol)
+	str("transport", &m.Transport)
+	str("session", &m.Session)
+	str("revision", &m.Revision)
+	str("decision", &m.DecisionID)
+	str("credential", &m.Credential)
+	str("connection", &m.Connection)
+	if bv, ok := s.Fields["batch"]; ok {
+		b, ok := bv.GetKind().(*structpb.Value_BoolValue)
+		if !ok {
+			errs = append(errs, errors.New("batch: want a bool"))
+		} else {
+			m.Batch = b.BoolValue
+		}
+	}
+	if lv, ok := s.Fields["batch_methods"]; ok {
+		l, ok := lv.GetKind().(*structpb.Value_ListValue)
+		if !ok {
+			errs = append(errs, errors.New("batch_methods: want a list"))
+		} else {
+			for i, e := range l.ListValue.GetValues() {
+				sv, ok := e.GetKind().(*structpb.Value_StringValue)
+				if !ok {
+					errs = append(errs, fmt.Errorf("batch_methods[%d]: want a string", i))
+					continue
+				}
+				m.BatchMethods = append(m.BatchMethods, sv.StringValue)
+			}
+		}
+	}
+	switch {
+	case ver != MetadataVersion:
+		errs = append(errs, fmt.Errorf("v: %q is not version %s", ver, MetadataVersion))
+	case m.Server == "":
+		errs = append(errs, errors.New("server: required"))
+	}
+	switch m.Transport {
+	case "", TransportStreamable, TransportLegacySSE:
+	default:
+		errs = append(errs, fmt.Errorf("transport: unknown %q", m.Transport))
+	}
+	if m.RequestID != "" && !validID([]byte(m.RequestID)) {
+		errs = append(errs, errors.New("id: not a JSON string or number"))
+	}
+	if !m.Batch && len(m.BatchMethods) > 0 {
+		errs = append(errs, errors.New("batch_methods: only with batch"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return Metadata{}, fmt.Errorf("extproc: metadata %s.%s: %w", envoy.ExtAuthzMetadataNamespace, metadataKey, err)
+	}
+	return m, nil
+}
+
+// validID reports a JSON string or number, alone.
+func validID(b []byte) bool {
+	if len(b) == 0 || (b[0] != '"' && b[0] != '-' && (b[0] < '0' || b[0] > '9')) {
+		return false
+	}
+	end, err := scanValue(b, 0, 0)
+	return err == nil && end == len(b)
+}
+
+// listMethods are the methods whose results ext_proc filters.
+var listMethods = []string{"tools/list", "prompts/list", "resources/list", "resources/templates/list"}
+
+func isListMethod(m string) bool { return slices.Contains(listMethods, m) }
