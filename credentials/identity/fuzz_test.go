@@ -3,9 +3,12 @@ package identity
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mcpauthz/mcpauthz/internal/urlcheck"
 )
 
 func FuzzParseSPIFFEID(f *testing.F) {
@@ -46,6 +49,12 @@ func FuzzBuildPrincipal(f *testing.F) {
 		`{"sub":"spiffe://td/x"}`,
 		`{"sub":"u","act":{"sub":"m/a","iss":"https://g"}}`,
 		`{"sub":"u","act":{"sub":"a","iss":"https://evil"}}`,
+		`{"sub":"u","org_id":9007199254740993,"uid":12345678901234567890123}`,
+		`{"sub":"u","org_id":1.5}`,
+		`{"sub":"u","azp":"agent","scp":"a b"}`,
+		`{"sub":"x@clients","azp":"x","roles":{"admin":true}}`,
+		`{"sub":"s","realm_access":{"roles":["r"]},"azp":"c","preferred_username":"service-account-c"}`,
+		`{"sub":"o","oid":"o","idtyp":"app","scope":"a b"}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -54,7 +63,8 @@ func FuzzBuildPrincipal(f *testing.F) {
 	cfg := Config{Issuers: []IssuerConfig{
 		{Name: "n", Issuer: "https://i"},
 		{Name: "n2", Issuer: "https://i2", UserNamespace: "n"},
-		{Name: "m", Issuer: "https://m"},
+		{Name: "m", Issuer: "https://m", Claims: ClaimsConfig{UserID: "uid", Roles: ClaimPath{"realm_access", "roles"}},
+			Agent: AgentConfig{OnBehalfOfClientIDs: []string{"agent"}}},
 		{Name: "g", Issuer: "https://g", SubjectsGloballyUnique: true},
 	}}.withDefaults()
 	ss := newSubjectSpace(cfg.Issuers)
@@ -62,14 +72,46 @@ func FuzzBuildPrincipal(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		qs := map[string]*Principal{}
 		for _, ic := range cfg.Issuers {
-			claims := map[string]any{}
-			if json.Unmarshal(data, &claims) != nil {
+			claims, err := DecodeClaims(data)
+			if err != nil {
 				return
 			}
 			claims["iss"] = ic.Issuer
+			orig, _ := DecodeClaims(data) // buildPrincipal may rewrite roles
 			p, err := buildPrincipal(ss, ic, claims, exp)
 			if err != nil {
+				var te *TokenError
+				if !errors.As(err, &te) {
+					t.Fatalf("error %v is not a *TokenError", err)
+				}
 				continue
+			}
+			// Key claims are exact: the claim's own string, or its integer digits.
+			for _, kc := range []struct{ claim, got string }{{ic.Claims.UserID, p.UserID}, {ic.Claims.Org, p.Org}} {
+				switch v := orig[kc.claim].(type) {
+				case string:
+					if v != "" && v != kc.got {
+						t.Fatalf("%s %q read as %q", kc.claim, v, kc.got)
+					}
+				case json.Number:
+					want, ok := exactInteger(v)
+					if !ok || want != kc.got {
+						t.Fatalf("%s %s read as %q", kc.claim, v, kc.got)
+					}
+				case nil:
+				default:
+					t.Fatalf("%s of type %T accepted", kc.claim, v)
+				}
+			}
+			for _, sc := range p.Scopes {
+				if !urlcheck.ScopeToken(sc) {
+					t.Fatalf("scope %q accepted", sc)
+				}
+			}
+			if rs, present := p.Claims["roles"]; present {
+				if _, ok := stringArray(rs); !ok {
+					t.Fatalf("claims.roles %#v accepted", rs)
+				}
 			}
 			if strings.Count(p.UserKey, "|") != 2 || p.Subject == "" || p.UserID == "" || p.Issuer != ic.Issuer {
 				t.Fatalf("principal %+v", p)
