@@ -334,7 +334,7 @@ func safeReturn(raw string) (string, bool) {
 	}
 	u, err := url.ParseRequestURI(raw)
 	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || !strings.HasPrefix(u.Path, "/") ||
-		strings.HasPrefix(u.Path, "//") || strings.Contains(u.Path, "\\") {
+		strings.HasPrefix(u.Path, "//") || strings.ContainsFunc(u.Path, func(r rune) bool { return r < 0x20 || r == 0x7f || r == '\\' }) {
 		return "", false
 	}
 	return raw, true
