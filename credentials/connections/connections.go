@@ -447,8 +447,9 @@ func (m *Manager) RotateKey(ctx context.Context) (int, error) {
 		if !stale(r.sealed) {
 			return
 		}
+		wrote := false
 		_, err := m.update(ctx, r.key, func(r *record, exists bool, _ time.Time) ([]Event, error) {
-			if !exists || !stale(r.sealed) {
+			if wrote = exists && stale(r.sealed); !wrote {
 				return nil, errNoWrite
 			}
 			t, err := r.open(m.cipher)
@@ -456,13 +457,13 @@ func (m *Manager) RotateKey(ctx context.Context) (int, error) {
 				return nil, err
 			}
 			r.sealed, err = seal(m.cipher, r.key.recKey(), r.meta.Generation, t)
-			if err == nil {
-				n++
-			}
 			return nil, err
 		})
-		if err != nil {
+		switch {
+		case err != nil:
 			errs = append(errs, err)
+		case wrote:
+			n++
 		}
 	})
 	errs = append(errs, err)

@@ -290,7 +290,8 @@ func (m *Manager) CompleteConnect(ctx context.Context, state, code, iss, provide
 	}
 	now := m.now()
 	// Consume first: whatever happens next, the state is dead.
-	f.Used = true
+	verifier := f.Verifier
+	f.Used, f.Verifier = true, "" // the used marker keeps no verifier
 	ct, err := m.sealJSON(fk, f)
 	if err != nil {
 		return Connection{}, "", err
@@ -338,7 +339,7 @@ func (m *Manager) CompleteConnect(ctx context.Context, state, code, iss, provide
 	if code == "" || len(code) > 4096 || strings.ContainsFunc(code, urlcheck.IsControl) {
 		return fail("no_code", by, fmt.Errorf("connections: the callback carries no valid code: %w", ErrForbidden))
 	}
-	g, err := srv.exchange(ctx, ep, code, f.Verifier)
+	g, err := srv.exchange(ctx, ep, code, verifier)
 	if err != nil {
 		return fail("exchange_failed", by, fmt.Errorf("connections: code exchange: %w", err))
 	}

@@ -108,6 +108,7 @@ type env struct {
 	sqlite store.Store
 	fs     *faultStore
 	ring   *store.KeyRing
+	keys   testKeys
 	clock  *fakeclock.Clock
 	logs   *syncBuffer
 	m      *Manager
@@ -118,19 +119,34 @@ type env struct {
 	events []Event
 }
 
-func newKeyRing(t testing.TB, primary string, ids ...string) *store.KeyRing {
-	t.Helper()
-	keys := map[string][]byte{}
-	for _, id := range ids {
-		k := make([]byte, store.KeySize)
-		_, _ = rand.Read(k)
-		keys[id] = k
+// testKeys are raw ring keys by id, kept to build rings with several keys.
+type testKeys map[string][]byte
+
+// with returns a copy of k plus a random key for each id.
+func (k testKeys) with(ids ...string) testKeys {
+	out := testKeys{}
+	for id, b := range k {
+		out[id] = b
 	}
-	r, err := store.NewKeyRing(primary, keys)
+	for _, id := range ids {
+		b := make([]byte, store.KeySize)
+		_, _ = rand.Read(b)
+		out[id] = b
+	}
+	return out
+}
+
+func (k testKeys) ring(t testing.TB, primary string) *store.KeyRing {
+	t.Helper()
+	r, err := store.NewKeyRing(primary, k)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return r
+}
+
+func newKeyRing(t testing.TB, primary string, ids ...string) *store.KeyRing {
+	return testKeys{}.with(ids...).ring(t, primary)
 }
 
 func newEnv(t *testing.T, o envOpts) *env {
@@ -159,7 +175,8 @@ func newEnv(t *testing.T, o envOpts) *env {
 	t.Cleanup(func() { _ = s.Close() })
 	e.sqlite = s
 	e.fs = &faultStore{Store: s}
-	e.ring = newKeyRing(t, "k1", "k1")
+	e.keys = testKeys{}.with("k1")
+	e.ring = e.keys.ring(t, "k1")
 	e.pc = ProviderConfig{
 		Issuer: issuer, ClientID: testClientID, ClientSecret: &secret.Ref{Env: testSecretEnv},
 		Scopes: []string{"repo", "read:user"}, AuthorizeParams: map[string]string{"access_type": "offline", "prompt": "consent"},
