@@ -19,7 +19,9 @@ func TestProviderConfigValidate(t *testing.T) {
 		want []string
 	}{
 		{"ok", func(*ProviderConfig) {}, nil},
-		{"issuer only", func(p *ProviderConfig) { p.Issuer, p.AuthorizationURL, p.TokenURL = "https://accounts.google.com", "", "" }, nil},
+		{"issuer only", func(p *ProviderConfig) {
+			p.Issuer, p.AuthorizationURL, p.TokenURL = "https://accounts.google.com", "", ""
+		}, nil},
 		{"public client", func(p *ProviderConfig) { p.AuthStyle, p.ClientSecret = "none", nil }, nil},
 		{"nothing", func(p *ProviderConfig) { *p = ProviderConfig{} }, []string{
 			"authorization_url: required", "token_url: required", "client_id: required", "client_secret: required"}},
@@ -32,7 +34,7 @@ func TestProviderConfigValidate(t *testing.T) {
 		{"reserved param", func(p *ProviderConfig) { p.AuthorizeParams = map[string]string{"state": "x", "access_type": "offline"} }, []string{"authorize_params.state: set by mcpauthz"}},
 		{"param value", func(p *ProviderConfig) { p.AuthorizeParams = map[string]string{"prompt": "a\nb"} }, []string{"authorize_params.prompt: contains control characters"}},
 		{"resource", func(p *ProviderConfig) { p.Resource = "not a uri#frag" }, []string{"resource: must be an absolute URI"}},
-		{"durations", func(p *ProviderConfig) { p.RefreshBefore, p.Timeout = -1, 2 * time.Minute }, []string{"refresh_before: must not be negative", "timeout: must be between"}},
+		{"durations", func(p *ProviderConfig) { p.RefreshBefore, p.Timeout = -1, 2*time.Minute }, []string{"refresh_before: must not be negative", "timeout: must be between"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
