@@ -1,7 +1,9 @@
 package oauthtest
 
 import (
+	"context"
 	"crypto/subtle"
+	"errors"
 	"html/template"
 	"net/http"
 	"net/url"
@@ -47,9 +49,9 @@ func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	c := p.client(q.Get("client_id"))
-	if c == nil {
-		p.errorPage(w, http.StatusBadRequest, "Unknown client_id: the application is not registered here.")
+	c, err := p.client(r.Context(), q.Get("client_id"))
+	if err != nil {
+		p.errorPage(w, http.StatusBadRequest, "Unknown client_id: "+err.Error()+".")
 		return
 	}
 	redirect := q.Get("redirect_uri")
@@ -125,8 +127,8 @@ func (p *Provider) authorizeForm(w http.ResponseWriter, r *http.Request) {
 		p.errorPage(w, http.StatusBadRequest, "This sign-in request is unknown or has expired. Start again from the application.")
 		return
 	}
-	c := p.client(pr.clientID)
-	if c == nil {
+	c, err := p.client(r.Context(), pr.clientID)
+	if err != nil {
 		p.errorPage(w, http.StatusBadRequest, "The application is no longer registered.")
 		return
 	}
@@ -269,13 +271,19 @@ func (p *Provider) checkScopes(raw string, allowed []string) ([]string, string) 
 	return out, ""
 }
 
-func (p *Provider) client(id string) *client {
-	if id == "" {
-		return nil
-	}
+// client returns a registered client, or the client a Client ID Metadata
+// Document URL names. The error text is safe to show.
+func (p *Provider) client(ctx context.Context, id string) (*client, error) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.clients[id]
+	c := p.clients[id]
+	p.mu.Unlock()
+	switch {
+	case c != nil:
+		return c, nil
+	case p.o.ClientIDMetadataDocuments && isMetadataClientID(id):
+		return p.metadataClient(ctx, id)
+	}
+	return nil, errors.New("the application is not registered here")
 }
 
 // allowsRedirect matches a redirect URI exactly against the registered

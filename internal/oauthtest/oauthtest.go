@@ -80,6 +80,16 @@ type Options struct {
 	AnyLoopbackRedirect bool
 	// Registration serves RFC 7591 dynamic client registration at /register.
 	Registration bool
+	// ClientIDMetadataDocuments accepts a client_id that is an https URL of
+	// a Client ID Metadata Document (draft-ietf-oauth-client-id-metadata-
+	// document, as MCP clients use it): fetched on first use, cached 5
+	// minutes, at most 16 KiB, no redirects. Such clients are public and
+	// always get the consent page.
+	ClientIDMetadataDocuments bool
+	// MetadataHTTPClient fetches those documents. The default refuses
+	// connections to loopback, private, link-local and other non-public
+	// addresses (SSRF) and times out after 5s; set one to reach a test server.
+	MetadataHTTPClient *http.Client
 	// Scopes, when set, are scopes_supported and the only scopes granted
 	// (openid and offline_access are always accepted); otherwise any
 	// well-formed scope is granted as requested.
@@ -203,17 +213,19 @@ type Provider struct {
 	fault     atomic.Int32
 	accessTTL atomic.Int64
 
-	lis         Listener
-	mu          sync.Mutex
-	base        string // http://host:port of the listener
-	counts      map[string]int
-	clients     map[string]*client
-	pending     map[string]*pending // authorization requests awaiting login or consent
-	codes       map[string]*codeRec // by token hash
-	access      map[string]*accessRec
-	refresh     map[string]*refreshRec
-	issued      int
-	nRegistered int
+	lis          Listener
+	mu           sync.Mutex
+	base         string // http://host:port of the listener
+	counts       map[string]int
+	clients      map[string]*client
+	pending      map[string]*pending // authorization requests awaiting login or consent
+	codes        map[string]*codeRec // by token hash
+	access       map[string]*accessRec
+	refresh      map[string]*refreshRec
+	issued       int
+	cimd         map[string]cimdEntry // fetched Client ID Metadata Documents
+	metadataHTTP *http.Client
+	nRegistered  int
 }
 
 // New creates a Provider. It panics only if crypto/rand fails.
@@ -249,6 +261,10 @@ func New(o Options) *Provider {
 		codes:   map[string]*codeRec{},
 		access:  map[string]*accessRec{},
 		refresh: map[string]*refreshRec{},
+		cimd:    map[string]cimdEntry{},
+	}
+	if o.ClientIDMetadataDocuments {
+		p.metadataHTTP = metadataHTTPClient(o.MetadataHTTPClient)
 	}
 	p.accessTTL.Store(int64(o.AccessTTL))
 	for id, secret := range o.Clients {
@@ -483,6 +499,9 @@ func (p *Provider) Metadata() map[string]any {
 	}
 	if p.o.Registration {
 		md["registration_endpoint"] = u + "/register"
+	}
+	if p.o.ClientIDMetadataDocuments {
+		md["client_id_metadata_document_supported"] = true
 	}
 	return md
 }

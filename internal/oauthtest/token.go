@@ -89,9 +89,9 @@ func (p *Provider) authenticate(r *http.Request) (*client, error) {
 	default:
 		id, secret = formID, formSecret
 	}
-	c := p.client(id)
-	if c == nil {
-		return nil, errAuthClient{"unknown client"}
+	c, err := p.client(r.Context(), id)
+	if err != nil {
+		return nil, errAuthClient{"unknown client: " + err.Error()}
 	}
 	if c.public {
 		if secret != "" || basic && pass != "" {

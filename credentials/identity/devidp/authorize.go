@@ -33,7 +33,8 @@ func DefaultUsers() map[string]User {
 // Clients in Options.Clients sign in without a consent page, on any
 // loopback redirect URI (plus Options.ClientRedirectURIs); clients
 // registered through RFC 7591 get the consent page and their own redirect
-// URIs. Access tokens are JWTs like Mint's (aud = the RFC 8707 resource,
+// URIs, as do clients whose client_id is the https URL of a Client ID
+// Metadata Document. Access tokens are JWTs like Mint's (aud = the RFC 8707 resource,
 // else the client_id) carrying the user's claims, scope and client_id;
 // ID tokens carry the user's claims, nonce, aud = client_id.
 func (i *Issuer) newAuthServer() *oauthtest.Provider {
@@ -55,18 +56,20 @@ func (i *Issuer) newAuthServer() *oauthtest.Provider {
 		claims[name] = c
 	}
 	return oauthtest.New(oauthtest.Options{
-		Clients:             i.opts.Clients,
-		RedirectURIs:        i.opts.ClientRedirectURIs,
-		AnyLoopbackRedirect: true,
-		Users:               passwords,
-		UserClaims:          claims,
-		Scopes:              i.opts.Scopes,
-		AccessTTL:           i.opts.TokenTTL,
-		RequireConsent:      new(false),
-		Registration:        true,
-		JWTAccessTokens:     true,
-		Now:                 i.opts.Now,
-		Issuer:              i.URL,
+		Clients:                   i.opts.Clients,
+		RedirectURIs:              i.opts.ClientRedirectURIs,
+		AnyLoopbackRedirect:       true,
+		Users:                     passwords,
+		UserClaims:                claims,
+		Scopes:                    i.opts.Scopes,
+		AccessTTL:                 i.opts.TokenTTL,
+		RequireConsent:            new(false),
+		Registration:              true,
+		ClientIDMetadataDocuments: true,
+		MetadataHTTPClient:        i.opts.ClientMetadataHTTPClient,
+		JWTAccessTokens:           true,
+		Now:                       i.opts.Now,
+		Issuer:                    i.URL,
 		Sign: func(c map[string]any, typ string) (string, error) {
 			return i.Mint(c, WithHeader("typ", typ))
 		},

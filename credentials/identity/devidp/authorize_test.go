@@ -178,69 +178,94 @@ func TestBrowserLoginWithPreregisteredClient(t *testing.T) {
 
 // TestMCPSDKClientSignsIn runs the Go MCP SDK's own authorization code
 // handler against the IdP, as an MCP client does on a 401: protected
-// resource metadata, authorization server metadata, RFC 7591 registration,
-// login and consent, code exchange with PKCE and resource, then a refresh.
+// resource metadata, authorization server metadata, client registration
+// (RFC 7591, or a Client ID Metadata Document), login and consent, code
+// exchange with PKCE and resource, then a refresh.
 func TestMCPSDKClientSignsIn(t *testing.T) {
-	idp, iss := startIdP(t, Options{TokenTTL: time.Minute})
-	mux := http.NewServeMux()
-	rs := httptest.NewServer(mux)
-	defer rs.Close()
-	resource := rs.URL + "/mcp"
-	mux.Handle("/.well-known/oauth-protected-resource/mcp", auth.ProtectedResourceMetadataHandler(&oauthex.ProtectedResourceMetadata{
-		Resource: resource, AuthorizationServers: []string{iss}, ScopesSupported: []string{"docs:read", "docs:write"},
+	const redirect = "http://127.0.0.1:49152/callback"
+	docs := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{
+			"client_id": "https://" + r.Host + r.URL.Path, "client_name": "sdk doc client", "redirect_uris": []string{redirect},
+			"grant_types": []string{"authorization_code", "refresh_token"}, "token_endpoint_auth_method": "none",
+		})
 	}))
-
-	var consented bool
-	h, err := auth.NewAuthorizationCodeHandler(&auth.AuthorizationCodeHandlerConfig{
-		DynamicClientRegistrationConfig: &auth.DynamicClientRegistrationConfig{Metadata: &oauthex.ClientRegistrationMetadata{
-			RedirectURIs: []string{"http://127.0.0.1:49152/callback"}, ClientName: "sdk test client",
-			GrantTypes: []string{"authorization_code", "refresh_token"}, TokenEndpointAuthMethod: "none",
+	defer docs.Close()
+	for _, tc := range []struct {
+		name string
+		cfg  auth.AuthorizationCodeHandlerConfig
+	}{
+		{"dynamic registration", auth.AuthorizationCodeHandlerConfig{
+			DynamicClientRegistrationConfig: &auth.DynamicClientRegistrationConfig{Metadata: &oauthex.ClientRegistrationMetadata{
+				RedirectURIs: []string{redirect}, ClientName: "sdk test client",
+				GrantTypes: []string{"authorization_code", "refresh_token"}, TokenEndpointAuthMethod: "none",
+			}},
 		}},
-		RequestRefreshToken: true,
-		AuthorizationCodeFetcher: func(ctx context.Context, args *auth.AuthorizationArgs) (*auth.AuthorizationResult, error) {
-			cb, err := oauthtest.Authorize(ctx, args.URL, "bob", "bob")
-			if err != nil {
-				return nil, err
+		{"client ID metadata document", auth.AuthorizationCodeHandlerConfig{
+			ClientIDMetadataDocumentConfig: &auth.ClientIDMetadataDocumentConfig{URL: docs.URL + "/client.json"},
+			RedirectURL:                    redirect,
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			idp, iss := startIdP(t, Options{TokenTTL: time.Minute, ClientMetadataHTTPClient: docs.Client()})
+			mux := http.NewServeMux()
+			rs := httptest.NewServer(mux)
+			defer rs.Close()
+			resource := rs.URL + "/mcp"
+			mux.Handle("/.well-known/oauth-protected-resource/mcp", auth.ProtectedResourceMetadataHandler(&oauthex.ProtectedResourceMetadata{
+				Resource: resource, AuthorizationServers: []string{iss}, ScopesSupported: []string{"docs:read", "docs:write"},
+			}))
+			var consented bool
+			cfg := tc.cfg
+			cfg.RequestRefreshToken = true
+			cfg.AuthorizationCodeFetcher = func(ctx context.Context, args *auth.AuthorizationArgs) (*auth.AuthorizationResult, error) {
+				cb, err := oauthtest.Authorize(ctx, args.URL, "bob", "bob")
+				if err != nil {
+					return nil, err
+				}
+				consented = idp.AuthServer().Requests("/authorize") == 3 // form, login, consent
+				q := cb.Query()
+				return &auth.AuthorizationResult{Code: q.Get("code"), State: q.Get("state"), Iss: q.Get("iss")}, nil
 			}
-			consented = idp.AuthServer().Requests("/authorize") == 3 // form, login, consent
-			q := cb.Query()
-			return &auth.AuthorizationResult{Code: q.Get("code"), State: q.Get("state"), Iss: q.Get("iss")}, nil
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	req := httptest.NewRequest(http.MethodPost, resource, nil)
-	resp := &http.Response{StatusCode: http.StatusUnauthorized, Body: io.NopCloser(strings.NewReader("")), Header: http.Header{
-		"Www-Authenticate": {`Bearer resource_metadata="` + rs.URL + `/.well-known/oauth-protected-resource/mcp"`},
-	}}
-	if err := h.Authorize(t.Context(), req, resp); err != nil {
-		t.Fatal(err)
-	}
-	if !consented || idp.AuthServer().Requests("/register") != 1 {
-		t.Fatalf("consent page shown %v, registrations %d", consented, idp.AuthServer().Requests("/register"))
-	}
-	ts, _ := h.TokenSource(t.Context())
-	tok, err := ts.Token()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := accessClaims(t, idp, tok.AccessToken)
-	if c["aud"] != resource || c["sub"] != "bob" || c["scope"] != "docs:read docs:write offline_access" || c["org_id"] != "acme" || c["iss"] != iss {
-		t.Fatalf("access token claims %v", c)
-	}
-	if tok.RefreshToken == "" {
-		t.Fatal("no refresh token")
-	}
-	// An expired token is refreshed by the client's token source.
-	cfg := &oauth2.Config{ClientID: c["client_id"].(string), Endpoint: oauth2.Endpoint{TokenURL: iss + "/token", AuthStyle: oauth2.AuthStyleInParams}}
-	tok.Expiry = time.Now().Add(-time.Second)
-	fresh, err := cfg.TokenSource(t.Context(), tok).Token()
-	if err != nil || fresh.AccessToken == tok.AccessToken {
-		t.Fatalf("refresh: %v", err)
-	}
-	if c := accessClaims(t, idp, fresh.AccessToken); c["aud"] != resource || c["sub"] != "bob" {
-		t.Fatalf("refreshed claims %v", c)
+			h, err := auth.NewAuthorizationCodeHandler(&cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req := httptest.NewRequest(http.MethodPost, resource, nil)
+			resp := &http.Response{StatusCode: http.StatusUnauthorized, Body: io.NopCloser(strings.NewReader("")), Header: http.Header{
+				"Www-Authenticate": {`Bearer resource_metadata="` + rs.URL + `/.well-known/oauth-protected-resource/mcp"`},
+			}}
+			if err := h.Authorize(t.Context(), req, resp); err != nil {
+				t.Fatal(err)
+			}
+			if !consented {
+				t.Fatal("no consent page for a client that registered itself")
+			}
+			ts, _ := h.TokenSource(t.Context())
+			tok, err := ts.Token()
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := accessClaims(t, idp, tok.AccessToken)
+			scopes := strings.Fields(c["scope"].(string))
+			slices.Sort(scopes)
+			if c["aud"] != resource || c["sub"] != "bob" || !slices.Equal(scopes, []string{"docs:read", "docs:write", "offline_access"}) || c["org_id"] != "acme" || c["iss"] != iss {
+				t.Fatalf("access token claims %v", c)
+			}
+			if tok.RefreshToken == "" {
+				t.Fatal("no refresh token")
+			}
+			// An expired token is refreshed by the client's token source.
+			oc := &oauth2.Config{ClientID: c["client_id"].(string), Endpoint: oauth2.Endpoint{TokenURL: iss + "/token", AuthStyle: oauth2.AuthStyleInParams}}
+			tok.Expiry = time.Now().Add(-time.Second)
+			fresh, err := oc.TokenSource(t.Context(), tok).Token()
+			if err != nil || fresh.AccessToken == tok.AccessToken {
+				t.Fatalf("refresh: %v", err)
+			}
+			if c := accessClaims(t, idp, fresh.AccessToken); c["aud"] != resource || c["sub"] != "bob" {
+				t.Fatalf("refreshed claims %v", c)
+			}
+		})
 	}
 }
 

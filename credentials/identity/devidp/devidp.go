@@ -10,9 +10,9 @@
 // form at /authorize for the users of Options.Users (default alice, bob and
 // carol, password = username, org_id "acme"), the authorization code grant
 // with PKCE S256 and refresh tokens at /token, RFC 7591 dynamic client
-// registration at /register (with a consent page), RFC 7009 revocation at
-// /revoke, OIDC ID tokens and userinfo, and complete RFC 8414 / OIDC
-// metadata. The endpoints are an embedded internal/oauthtest Provider whose
+// registration at /register and Client ID Metadata Documents (both with a
+// consent page), RFC 7009 revocation at /revoke, OIDC ID tokens and
+// userinfo, and complete RFC 8414 / OIDC metadata. The endpoints are an embedded internal/oauthtest Provider whose
 // tokens this issuer signs.
 //
 // Close stops the server and Start serves again at the same address, so a
@@ -82,6 +82,10 @@ type Options struct {
 	// /authorize (openid and offline_access always are); otherwise any
 	// well-formed scope is granted as requested.
 	Scopes []string
+	// ClientMetadataHTTPClient fetches Client ID Metadata Documents (a
+	// client_id that is an https URL). The default refuses non-public
+	// addresses; tests set one that trusts their TLS server.
+	ClientMetadataHTTPClient *http.Client
 }
 
 type keyPair struct {
