@@ -299,44 +299,55 @@ func (v *Verifier) verify(ctx context.Context, raw string, now time.Time) (*Prin
 		return nil, tokenErr(ReasonTypNotAllowed, "")
 	}
 
+	claims, exp, err := checkSigned(ctx, is, raw, parts[1], now)
+	if err != nil {
+		return nil, err
+	}
+	return buildPrincipal(v.subjects, is.cfg, claims, exp)
+}
+
+// checkSigned verifies raw's signature with is's keys (go-oidc, issuer
+// checked), decodes its payload exactly and checks exp, nbf and iat. It
+// returns the claims and exp. payload is raw's second segment.
+func checkSigned(ctx context.Context, is *issuerState, raw, payload string, now time.Time) (map[string]any, time.Time, error) {
 	st := &verifyState{}
 	vctx := context.WithValue(ctx, verifyStateKey{}, st)
 	tok, err := is.verifier.Verify(vctx, raw)
 	if err != nil {
 		if st.err != nil {
-			return nil, st.err
+			return nil, time.Time{}, st.err
 		}
 		var exp *oidc.TokenExpiredError
 		if errors.As(err, &exp) {
 			if exp.Expiry.IsZero() {
-				return nil, tokenErr(ReasonMissingClaim, "exp")
+				return nil, time.Time{}, tokenErr(ReasonMissingClaim, "exp")
 			}
-			return nil, tokenErr(ReasonExpired, "")
+			return nil, time.Time{}, tokenErr(ReasonExpired, "")
 		}
 		if !st.verified {
-			return nil, tokenErr(ReasonMalformed, "jws")
+			return nil, time.Time{}, tokenErr(ReasonMalformed, "jws")
 		}
 		// The signature verified but go-oidc refused the claims (issuer
 		// mismatch, undecodable claims, nbf far in the future).
 		var c struct {
 			Nbf any `json:"nbf"`
 		}
-		if decodeSegment(parts[1], &c) == nil {
+		if decodeSegment(payload, &c) == nil {
 			if nbf, ok := numericDate(c.Nbf); ok && now.Add(is.cfg.Leeway).Before(nbf) {
-				return nil, tokenErr(ReasonNotYetValid, "nbf")
+				return nil, time.Time{}, tokenErr(ReasonNotYetValid, "nbf")
 			}
 		}
-		return nil, tokenErr(ReasonInvalidClaim, "")
+		return nil, time.Time{}, tokenErr(ReasonInvalidClaim, "")
 	}
 	claims, err := exactTokenClaims(tok)
 	if err != nil {
-		return nil, err
+		return nil, time.Time{}, err
 	}
 	exp, err := checkTimes(claims, now, is.cfg.Leeway)
 	if err != nil {
-		return nil, err
+		return nil, time.Time{}, err
 	}
-	return buildPrincipal(v.subjects, is.cfg, claims, exp)
+	return claims, exp, nil
 }
 
 // checkTimes requires exp and checks exp, nbf and iat against now with
