@@ -169,9 +169,8 @@ type client struct {
 	redirects    []string
 	anyLoopback  bool // any loopback redirect (Options.AnyLoopbackRedirect)
 	loopbackPort bool // registered loopback URIs match on any port (RFC 8252 section 7.3)
-	registered   bool // dynamically registered: always asks for consent
+	registered   bool // registered itself (RFC 7591 or a metadata document): always asks for consent
 	name         string
-	metadata     map[string]any // the RFC 7591 registration response
 }
 
 // grant is one authorization: every code, access and refresh token issued
@@ -185,12 +184,11 @@ type grant struct {
 }
 
 type codeRec struct {
-	g                       *grant
-	redirectURI, challenge  string
-	nonce                   string
-	exp                     time.Time
-	used                    bool
-	accessHash, refreshHash string // tokens issued from the code, revoked on reuse
+	g                      *grant
+	redirectURI, challenge string
+	nonce                  string
+	exp                    time.Time
+	used                   bool
 }
 
 type accessRec struct {

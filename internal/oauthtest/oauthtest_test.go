@@ -168,6 +168,23 @@ func TestLoginAndConsentPages(t *testing.T) {
 		if _, err := Authorize(t.Context(), authURL, "mallory", "mallory"); err == nil {
 			t.Fatal("an unknown user signed in")
 		}
+		resp, err := http.Get(authURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, _ := pageForm(resp)
+		resp.Body.Close()
+		f.values.Set("username", "alice")
+		f.values.Set("password", "hunter2-secret")
+		resp, err = http.PostForm(f.action.String(), f.values)
+		if err != nil {
+			t.Fatal(err)
+		}
+		page, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized || strings.Contains(string(page), "hunter2") || !strings.Contains(string(page), `value="alice"`) {
+			t.Fatalf("wrong password page: %d, echoes the password or forgets the username: %s", resp.StatusCode, page)
+		}
 	})
 	t.Run("deny", func(t *testing.T) {
 		cb, err := Authorize(t.Context(), authURL, "alice", "alice", Deny())
@@ -438,6 +455,9 @@ func TestRefresh(t *testing.T) {
 		// The old token again: invalid_grant, and the whole family is revoked.
 		status, body, _ = e.post("/token", refreshForm(tok.RefreshToken), "app", "s3cret")
 		wantError(t, status, body, 400, "invalid_grant")
+		if d := body["error_description"].(string); strings.Contains(d, tok.RefreshToken[4:]) {
+			t.Fatalf("error description echoes the refresh token: %q", d)
+		}
 		status, body, _ = e.post("/token", refreshForm(next), "app", "s3cret")
 		wantError(t, status, body, 400, "invalid_grant")
 		if _, _, ok := e.p.VerifyAccessToken(at); ok {

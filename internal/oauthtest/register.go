@@ -74,7 +74,6 @@ func (p *Provider) register(w http.ResponseWriter, r *http.Request) {
 			md[k] = v
 		}
 	}
-	c.metadata = md
 	p.mu.Lock()
 	if p.nRegistered >= maxClients {
 		p.mu.Unlock()

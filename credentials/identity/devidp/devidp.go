@@ -12,8 +12,8 @@
 // with PKCE S256 and refresh tokens at /token, RFC 7591 dynamic client
 // registration at /register and Client ID Metadata Documents (both with a
 // consent page), RFC 7009 revocation at /revoke, OIDC ID tokens and
-// userinfo, and complete RFC 8414 / OIDC metadata. The endpoints are an embedded internal/oauthtest Provider whose
-// tokens this issuer signs.
+// userinfo, and complete RFC 8414 / OIDC metadata. The endpoints are an
+// embedded internal/oauthtest Provider whose tokens this issuer signs.
 //
 // Close stops the server and Start serves again at the same address, so a
 // test can take the IdP down mid-run and bring it back.
