@@ -196,11 +196,18 @@ func newEnv(t *testing.T, o envOpts) *env {
 // manager builds another Manager on the same store (a replica, or a restart).
 func (e *env) manager(cfg Config, ring store.Cipher) *Manager {
 	e.t.Helper()
+	return e.managerWith(e.fs, cfg, ring)
+}
+
+// managerWith builds a Manager on st (e.g. the SQLite store without the
+// fault injector: another process).
+func (e *env) managerWith(st store.Store, cfg Config, ring store.Cipher) *Manager {
+	e.t.Helper()
 	if cfg.PublicURL == "" {
 		cfg.PublicURL = testPublicURL
 	}
 	m, err := New(ctx, cfg, Options{
-		Store: e.fs, Cipher: ring, Now: e.clock.Now,
+		Store: st, Cipher: ring, Now: e.clock.Now,
 		Logger: slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Audit: func(ev Event) {
 			e.evMu.Lock()
@@ -255,10 +262,7 @@ func (e *env) authorize(m *Manager, key Key, user string, opts ...oauthtest.Logi
 // crash reasoning).
 func (e *env) tokens(key Key) tokens {
 	e.t.Helper()
-	r, err := e.m.read(ctx, key)
-	if err != nil {
-		e.t.Fatalf("read: %v", err)
-	}
+	r := e.record(key)
 	if len(r.sealed) == 0 {
 		return tokens{}
 	}
@@ -269,11 +273,16 @@ func (e *env) tokens(key Key) tokens {
 	return tk
 }
 
+// record reads key's record straight from SQLite.
 func (e *env) record(key Key) *record {
 	e.t.Helper()
-	r, err := e.m.read(ctx, key)
+	v, ver, err := e.sqlite.Get(ctx, key.recKey())
 	if err != nil {
 		e.t.Fatalf("read: %v", err)
+	}
+	r, err := decodeRecord(key, v, ver)
+	if err != nil {
+		e.t.Fatal(err)
 	}
 	return r
 }

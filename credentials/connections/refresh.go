@@ -263,6 +263,11 @@ func (m *Manager) refresh(ctx context.Context, srv *server, key Key, need needFu
 		if (st != StatusAuthorized && st != StatusError) || len(r.sealed) == 0 || !need(r, now) {
 			return m.cacheRecord(r, now), nil
 		}
+		if u := m.getUnsaved(key); u != nil && u.gen == r.meta.Generation {
+			// Our last refresh was not stored: store it, never redeem the
+			// old refresh token again (a rotating provider refuses it).
+			return m.commitRefresh(ctx, key, u.gen, u.g, u.forced, u.base)
+		}
 		if !r.meta.HasRefresh {
 			return m.cacheRecord(r, now), errNoRefresh
 		}
@@ -669,6 +674,7 @@ func (m *Manager) sweep(ctx context.Context) sweepReport {
 	counts := map[string]map[Status]int{}
 	var due, abandoned, expired []Key
 	rep := sweepReport{}
+	m.retryUnsaved(ctx)
 	err := m.scan(ctx, func(r *record) {
 		rep.records++
 		st, _ := r.status(now)
@@ -723,7 +729,6 @@ func (m *Manager) sweep(ctx context.Context) sweepReport {
 	}
 	close(work)
 	wg.Wait()
-	m.retryUnsaved(ctx)
 	m.cache.purge(m.now())
 	m.links.Range(func(k, v any) bool {
 		if !m.now().Before(v.(linkEntry).until) {
