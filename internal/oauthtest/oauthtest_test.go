@@ -168,22 +168,9 @@ func TestLoginAndConsentPages(t *testing.T) {
 		if _, err := Authorize(t.Context(), authURL, "mallory", "mallory"); err == nil {
 			t.Fatal("an unknown user signed in")
 		}
-		resp, err := http.Get(authURL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		f, _ := pageForm(resp)
-		resp.Body.Close()
-		f.values.Set("username", "alice")
-		f.values.Set("password", "hunter2-secret")
-		resp, err = http.PostForm(f.action.String(), f.values)
-		if err != nil {
-			t.Fatal(err)
-		}
-		page, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusUnauthorized || strings.Contains(string(page), "hunter2") || !strings.Contains(string(page), `value="alice"`) {
-			t.Fatalf("wrong password page: %d, echoes the password or forgets the username: %s", resp.StatusCode, page)
+		status, page, _ := postLogin(t, authURL, "alice", "hunter2-secret")
+		if status != http.StatusUnauthorized || strings.Contains(page, "hunter2") || !strings.Contains(page, `value="alice"`) {
+			t.Fatalf("wrong password page: %d, echoes the password or forgets the username: %s", status, page)
 		}
 	})
 	t.Run("deny", func(t *testing.T) {
@@ -198,27 +185,14 @@ func TestLoginAndConsentPages(t *testing.T) {
 	})
 	t.Run("consent page", func(t *testing.T) {
 		// Log in by hand to see the consent page itself.
-		resp, err := http.Get(authURL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		f, _ := pageForm(resp)
-		resp.Body.Close()
-		f.values.Set("username", "alice")
-		f.values.Set("password", "alice")
-		resp, err = http.PostForm(f.action.String(), f.values)
-		if err != nil {
-			t.Fatal(err)
-		}
-		page, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
+		_, page, f := postLogin(t, authURL, "alice", "alice")
 		for _, want := range []string{`id="approve"`, `id="deny"`, `<li>repo</li>`, `id="user">alice<`} {
-			if !strings.Contains(string(page), want) {
+			if !strings.Contains(page, want) {
 				t.Errorf("consent page lacks %s", want)
 			}
 		}
 		// The login step's request id cannot be replayed.
-		resp, err = http.PostForm(f.action.String(), f.values)
+		resp, err := http.PostForm(f.action.String(), f.values)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -236,6 +210,29 @@ func TestLoginAndConsentPages(t *testing.T) {
 			t.Fatalf("authorize requests = %d, want 2 (form, login)", e.p.Requests("/authorize"))
 		}
 	})
+}
+
+// postLogin opens the login page of authURL and posts it by hand.
+func postLogin(t *testing.T, authURL, user, pass string) (int, string, *form) {
+	t.Helper()
+	resp, err := http.Get(authURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, _ := pageForm(resp)
+	resp.Body.Close()
+	if f == nil {
+		t.Fatalf("no login form at %s", authURL)
+	}
+	f.values.Set("username", user)
+	f.values.Set("password", pass)
+	resp, err = http.PostForm(f.action.String(), f.values)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	page, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(page), f
 }
 
 func TestAuthorizeRequestErrors(t *testing.T) {
