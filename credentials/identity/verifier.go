@@ -16,6 +16,13 @@
 //   - an opaque token goes to exactly one issuer's introspection endpoint,
 //     chosen by configuration (token_prefix), never to any other.
 //
+// Claims are read exactly (claims.go): numbers stay json.Number, the
+// claims that name someone must be strings or integers, scopes and roles
+// have one accepted shape each. Agents are recognised from `act`, from
+// configuration and from the token shapes of the major IdPs (agent.go,
+// AgentRules). [Verifier.PrincipalFromIDToken] judges OIDC ID tokens for
+// sign-in flows with the same claim rules.
+//
 // The JWS `typ` header is not enforced: RFC 9068 asks for at+jwt, but
 // several IdPs (Auth0, Keycloak) issue access tokens typed "JWT".
 //
