@@ -544,7 +544,7 @@ func initializeCapabilities(body []byte) (ClientCapabilities, bool) {
 	}
 	el, ok := member(body, caps, "elicitation")
 	if !ok || body[el] != '{' {
-		return c, ok
+		return c, true // declared nothing usable
 	}
 	c.Elicitation = true
 	_, c.ElicitationURL = member(body, el, "url")

@@ -195,8 +195,8 @@ func listedNames(msg []byte) []string {
 	var generic map[string]any
 	if json.Unmarshal(msg, &generic) == nil {
 		if r, ok := generic["result"].(map[string]any); ok {
-			for k, v := range r {
-				l, _ := v.([]any)
+			for _, k := range []string{"tools", "prompts", "resources", "resourceTemplates"} {
+				l, _ := r[k].([]any)
 				for _, e := range l {
 					if o, ok := e.(map[string]any); ok {
 						for _, nk := range []string{"name", "uri", "uriTemplate"} {

@@ -141,13 +141,27 @@ func elements(b []byte, i, depth int, fn func(v0 int) (int, error)) (int, error)
 	}
 }
 
+// plainString marks bytes a string may hold as they are: printable ASCII
+// other than '"' and '\\'.
+var plainString = func() (t [256]bool) {
+	for c := 0x20; c < 0x80; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
 // scanString validates the string at b[i] ('"'): escapes, no control
 // characters, valid UTF-8. esc reports a backslash inside.
 func scanString(b []byte, i int) (end int, esc bool, err error) {
 	j := i + 1
-	for j < len(b) {
-		c := b[j]
-		switch {
+	for {
+		for j < len(b) && plainString[b[j]] {
+			j++
+		}
+		if j >= len(b) {
+			return 0, esc, errSyntax
+		}
+		switch c := b[j]; {
 		case c == '"':
 			return j + 1, esc, nil
 		case c == '\\':
@@ -168,8 +182,6 @@ func scanString(b []byte, i int) (end int, esc bool, err error) {
 			}
 		case c < 0x20:
 			return 0, esc, errSyntax
-		case c < utf8.RuneSelf:
-			j++
 		default:
 			r, n := utf8.DecodeRune(b[j:])
 			if r == utf8.RuneError && n <= 1 {
@@ -178,7 +190,6 @@ func scanString(b []byte, i int) (end int, esc bool, err error) {
 			j += n
 		}
 	}
-	return 0, esc, errSyntax
 }
 
 func isHex4(h []byte) bool {

@@ -27,9 +27,11 @@ type sseFilter struct {
 
 	buf     []byte // carried bytes: the start of an unfinished event
 	scanned int    // buf[:scanned] holds complete lines
-	started bool   // the BOM check is done
-	out     []byte
-	join    []byte // multi-line data, joined
+	// searched: buf[scanned:searched] holds no line end (searched may lag)
+	searched int
+	started  bool // the BOM check is done
+	out      []byte
+	join     []byte // multi-line data, joined
 }
 
 // write feeds one chunk (eos: the last) and returns the bytes to send on
@@ -47,11 +49,14 @@ func (f *sseFilter) write(chunk []byte, eos bool) ([]byte, error) {
 	}
 	start, i := 0, f.scanned
 	for i < len(buf) {
-		j := bytes.IndexAny(buf[i:], "\r\n")
+		// Bytes before f.searched (in the line at i) hold no line end.
+		from := max(i, f.searched)
+		j := lineEnd(buf[from:])
 		if j < 0 {
+			f.searched = len(buf)
 			break
 		}
-		le, next := i+j, i+j+1
+		le, next := from+j, from+j+1
 		if buf[le] == '\r' {
 			switch {
 			case next < len(buf):
@@ -59,6 +64,7 @@ func (f *sseFilter) write(chunk []byte, eos bool) ([]byte, error) {
 					next++
 				}
 			case !eos: // CR at the end: a CRLF may be split across chunks
+				f.searched = le
 				le = -1
 			}
 		}
@@ -77,21 +83,37 @@ func (f *sseFilter) write(chunk []byte, eos bool) ([]byte, error) {
 		i = next
 	}
 	if eos {
-		f.buf, f.scanned = f.buf[:0], 0
+		f.buf, f.scanned, f.searched = f.buf[:0], 0, 0
 		return f.out, nil
 	}
 	if len(buf)-start > f.max {
 		return nil, errEventTooLarge
 	}
-	n := copy(f.buf, buf[start:])
-	f.buf, f.scanned = f.buf[:n], i-start
+	if shift := len(f.buf) - len(buf) + start; shift > 0 { // consumed bytes (and a BOM)
+		n := copy(f.buf, buf[start:])
+		f.buf = f.buf[:n]
+	}
+	f.scanned, f.searched = i-start, max(f.searched-start, 0)
 	return f.out, nil
+}
+
+// lineEnd is the index of the first CR or LF in b, or -1.
+func lineEnd(b []byte) int {
+	n := bytes.IndexByte(b, '\n')
+	scope := b
+	if n >= 0 {
+		scope = b[:n]
+	}
+	if c := bytes.IndexByte(scope, '\r'); c >= 0 {
+		return c
+	}
+	return n
 }
 
 // sseLine splits ev at p into one line (without terminator) and the index
 // of the next line; ev always ends with a complete line.
 func sseLine(ev []byte, p int) (line []byte, next int) {
-	j := bytes.IndexAny(ev[p:], "\r\n")
+	j := lineEnd(ev[p:])
 	if j < 0 {
 		return ev[p:], len(ev)
 	}
