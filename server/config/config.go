@@ -220,14 +220,16 @@ func Parse(data []byte) (*Config, error) {
 	if root.Kind == 0 || len(root.Content) == 0 {
 		return nil, errors.New("empty document")
 	}
-	if errs := checkKnownFields(&root, reflect.TypeFor[Config](), ""); len(errs) > 0 {
-		return nil, errors.Join(errs...)
+	c := checker{lines: lines{}}
+	c.check(&root, reflect.TypeFor[Config](), "")
+	if len(c.errs) > 0 {
+		return nil, errors.Join(c.errs...)
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	var cfg Config
 	if err := dec.Decode(&cfg); err != nil {
-		return nil, fmt.Errorf("decode: %w", err)
+		return nil, c.lines.fieldErrors(err)
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
@@ -235,7 +237,7 @@ func Parse(data []byte) (*Config, error) {
 	}
 	cfg.ApplyDefaults()
 	if err := cfg.Validate(); err != nil {
-		return nil, err
+		return nil, c.lines.withLines(err)
 	}
 	return &cfg, nil
 }

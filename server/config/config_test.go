@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -64,41 +65,59 @@ func TestParseErrors(t *testing.T) {
 		edit func(string) string
 		want []string // every substring must appear in the error
 	}{
-		{"unknown top-level key", func(s string) string { return s + "extra: 1\n" }, []string{"extra: unknown field (line"}},
+		{"unknown top-level key", func(s string) string { return s + "extra: 1\n" }, []string{"extra (line 21): unknown field; known fields: audit, "}},
 		{"unknown nested key names its path", func(s string) string {
 			return strings.Replace(s, "    scopes: [docs:read, docs:write]", "    scopes: [docs:read, docs:write]\n    scopez: [x]", 1)
-		}, []string{"servers[0].scopez: unknown field"}},
+		}, []string{"servers[0].scopez (line 15): unknown field"}},
 		{"unknown key deep in credential", func(s string) string {
 			return strings.Replace(s, "      mode: static", "      mode: static\n      modus: x", 1)
-		}, []string{"servers[0].credential.modus: unknown field"}},
-		{"case-variant key is unknown", func(s string) string { return strings.Replace(s, "version: 1", "Version: 1", 1) }, []string{"Version: unknown field"}},
+		}, []string{"servers[0].credential.modus (line 17): unknown field; known fields: delegated, mode, service_account, static"}},
+		{"case-variant key is unknown", func(s string) string { return strings.Replace(s, "version: 1", "Version: 1", 1) }, []string{"Version (line 2): unknown field"}},
 		{"inline secret refused", func(s string) string {
 			return strings.Replace(s, "value: {env: DOCS_API_KEY}", "value: hunter2-secret", 1)
-		}, []string{"{env: NAME}"}},
+		}, []string{"servers[0].credential.static.headers[0].value (line 20): inline secrets are not allowed: use {env: NAME} or {file: PATH}"}},
 		{"duplicate server ids", func(s string) string {
 			return s + "  - id: docs\n    resource: https://mcp.example.com/other\n    credential: {mode: public}\n"
-		}, []string{`servers[1].id: "docs" already used by servers[0]`}},
+		}, []string{`servers[1].id (line 21): "docs" already used by servers[0]`}},
 		{"http resource off loopback", func(s string) string {
 			return strings.Replace(s, "https://mcp.example.com/docs/mcp", "http://mcp.example.com/docs/mcp", 1)
 		}, []string{"servers[0].resource", "https"}},
 		{"offline_access advertised", func(s string) string {
 			return strings.Replace(s, "[docs:read, docs:write]", "[docs:read, offline_access]", 1)
-		}, []string{"servers[0].scopes[1]: offline_access"}},
+		}, []string{"servers[0].scopes[1] (line 14): offline_access"}},
 		{"no servers", func(s string) string { return s[:strings.Index(s, "servers:")] }, []string{"servers: at least one"}},
-		{"wrong version", func(s string) string { return strings.Replace(s, "version: 1", "version: 2", 1) }, []string{"version: must be 1"}},
+		{"wrong version", func(s string) string { return strings.Replace(s, "version: 1", "version: 2", 1) }, []string{"version (line 2): must be 1, got 2"}},
 		{"unknown issuer name", func(s string) string {
 			return strings.Replace(s, "    scopes: [docs:read, docs:write]", "    scopes: [docs:read]\n    issuers: [nope]", 1)
-		}, []string{`servers[0].issuers[0]: no identity issuer named "nope"`}},
-		{"bad path prefix", func(s string) string { return strings.Replace(s, "path_prefix: /docs/", "path_prefix: docs", 1) }, []string{"servers[0].match.path_prefix: must start with /"}},
+		}, []string{`servers[0].issuers[0] (line 15): no identity issuer named "nope"`}},
+		{"bad path prefix", func(s string) string { return strings.Replace(s, "path_prefix: /docs/", "path_prefix: docs", 1) }, []string{"servers[0].match.path_prefix (line 13): must start with /"}},
 		{"several errors reported at once", func(s string) string {
 			s = strings.Replace(s, "version: 1", "version: 3", 1)
 			return strings.Replace(s, "path_prefix: /docs/", "path_prefix: docs", 1)
-		}, []string{"version: must be 1", "match.path_prefix"}},
+		}, []string{"version (line 2): must be 1", "servers[0].match.path_prefix (line 13)"}},
 		{"two documents", func(s string) string { return s + "---\nversion: 1\n" }, []string{"more than one YAML document"}},
 		{"alias refused", func(s string) string {
 			return strings.Replace(s, "    scopes: [docs:read, docs:write]", "    scopes: &s [docs:read]\n    labels: *s", 1)
-		}, []string{"aliases are not supported"}},
-		{"type error", func(s string) string { return strings.Replace(s, "version: 1", "version: one", 1) }, []string{"decode"}},
+		}, []string{"servers[0].labels (line 15): YAML aliases are not supported"}},
+		{"type error", func(s string) string { return strings.Replace(s, "version: 1", "version: one", 1) }, []string{`version (line 2): want a whole number, got "one"`}},
+		{"yes is not a boolean", func(s string) string { return s[:strings.Index(s, "    scopes:")] + "    allow_anonymous: yes\n" + s[strings.Index(s, "    scopes:"):] },
+			[]string{`servers[0].allow_anonymous (line 14): want a boolean (true or false), got "yes"`}},
+		{"quoted boolean", func(s string) string { return s + "headers: {sign: \"true\"}\n" }, []string{`headers.sign (line 21): want a boolean (true or false), got "true"`}},
+		{"fraction is not an integer", func(s string) string { return s + "mcp: {max_sessions: 1.5}\n" }, []string{"mcp.max_sessions (line 21): want a whole number, got 1.5"}},
+		{"duration without unit", func(s string) string {
+			return strings.Replace(s, `http: "127.0.0.1:8181"}`, `http: "127.0.0.1:8181", shutdown_timeout: "15"}`, 1)
+		}, []string{`listen.shutdown_timeout (line 3): want a duration such as 500ms, 30s, 5m or 24h, got "15"`}},
+		{"bare number duration", func(s string) string {
+			return strings.Replace(s, `http: "127.0.0.1:8181"}`, `http: "127.0.0.1:8181", shutdown_timeout: 15}`, 1)
+		}, []string{"listen.shutdown_timeout (line 3): want a duration such as 500ms, 30s, 5m or 24h, got 15"}},
+		{"overflow named by the decoder with its path", func(s string) string { return s + "mcp: {max_sessions: 9223372036854775808}\n" },
+			[]string{"mcp.max_sessions (line 21): cannot unmarshal !!int `9223372...` into int"}},
+		{"scalar for a list", func(s string) string { return strings.Replace(s, "[docs:read, docs:write]", "docs:read", 1) }, []string{`servers[0].scopes (line 14): want a list, got "docs:read"`}},
+		{"list for a mapping", func(s string) string { return strings.Replace(s, "match: {host: mcp.example.com, path_prefix: /docs/}", "match: [mcp.example.com]", 1) }, []string{"servers[0].match (line 13): want a mapping, got a list"}},
+		{"mapping for a string", func(s string) string { return strings.Replace(s, "id: docs", "id: {name: docs}", 1) }, []string{"servers[0].id (line 11): want a string, got a mapping"}},
+		{"identity errors named once", func(s string) string { return strings.Replace(s, "- name: corp", "- name: \"\"", 1) }, []string{"identity.issuers[0].name (line 6): required"}},
+		{"policy errors named once", func(s string) string { return strings.Replace(s, "bundles: [{path: BUNDLE}]", "bundles: []", 1) }, []string{"policy.bundles (line 9): at least one bundle is required"}},
+		{"secret errors named by field", func(s string) string { return strings.Replace(s, "{env: DOCS_API_KEY}", "{env: DOCS_API_KEY, vault: x}", 1) }, []string{"servers[0].credential.static.headers[0].value (line 20): unknown key in secret reference"}},
 		{"duplicate key", func(s string) string { return strings.Replace(s, "version: 1", "version: 1\nversion: 1", 1) }, []string{"already defined"}},
 	}
 	for _, tt := range tests {
@@ -115,7 +134,34 @@ func TestParseErrors(t *testing.T) {
 			if strings.Contains(err.Error(), "hunter2-secret") {
 				t.Errorf("error leaks the inline secret: %v", err)
 			}
+			assertFieldErrors(t, err)
 		})
+	}
+}
+
+// fieldLine is one config error: a field path, its line when the field is
+// written in the file, and the message.
+var fieldLine = regexp.MustCompile(`^(\(root\)|[A-Za-z0-9_]+(?:\[\d+\]|\.[^:\s]+)*)(?: \(line \d+\))?: \S`)
+
+// assertFieldErrors: every line of a config error starts with one field
+// path (and its line), and names neither a block twice nor the decoder.
+func assertFieldErrors(t *testing.T, err error) {
+	t.Helper()
+	for _, l := range strings.Split(err.Error(), "\n") {
+		if l == "more than one YAML document" {
+			continue
+		}
+		if !fieldLine.MatchString(l) {
+			t.Errorf("error line does not start with a field path: %q", l)
+		}
+		for _, bad := range []string{"yaml: unmarshal errors", "decode:", "invalid config", "identity.identity", "policy: policy", "store.store", "issuer.issuer:"} {
+			if strings.Contains(l, bad) {
+				t.Errorf("error line contains %q: %q", bad, l)
+			}
+		}
+		if strings.Count(l, "(line ") > 1 {
+			t.Errorf("error line names two lines: %q", l)
+		}
 	}
 }
 
