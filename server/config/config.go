@@ -206,10 +206,27 @@ func Load(path string) (*Config, error) {
 	}
 	cfg, err := Parse(data)
 	if err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, err)
+		return nil, &fileError{path: path, err: err}
 	}
 	return cfg, nil
 }
+
+// fileError names the file of a config error; several problems are listed
+// one per line below it.
+type fileError struct {
+	path string
+	err  error
+}
+
+func (e *fileError) Error() string {
+	msg := e.err.Error()
+	if strings.Contains(msg, "\n") {
+		return "config " + e.path + ":\n  " + strings.ReplaceAll(msg, "\n", "\n  ")
+	}
+	return "config " + e.path + ": " + msg
+}
+
+func (e *fileError) Unwrap() error { return e.err }
 
 // Parse decodes, defaults and validates a config document.
 func Parse(data []byte) (*Config, error) {

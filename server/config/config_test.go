@@ -223,3 +223,27 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestLoadNamesTheFile(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(p, []byte("version: 2\nlisten: {grpc: x}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(p)
+	if err == nil {
+		t.Fatal("Load succeeded")
+	}
+	lines := strings.Split(err.Error(), "\n")
+	if lines[0] != "config "+p+":" || len(lines) < 3 {
+		t.Fatalf("want the file on its own line, then one problem per line:\n%v", err)
+	}
+	for _, l := range lines[1:] {
+		if !strings.HasPrefix(l, "  ") {
+			t.Errorf("problem not indented: %q", l)
+		}
+	}
+	if !strings.Contains(err.Error(), "  version (line 1): must be 1, got 2") {
+		t.Errorf("no version problem:\n%v", err)
+	}
+}
