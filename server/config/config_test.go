@@ -100,7 +100,9 @@ func TestParseErrors(t *testing.T) {
 			return strings.Replace(s, "    scopes: [docs:read, docs:write]", "    scopes: &s [docs:read]\n    labels: *s", 1)
 		}, []string{"servers[0].labels (line 15): YAML aliases are not supported"}},
 		{"type error", func(s string) string { return strings.Replace(s, "version: 1", "version: one", 1) }, []string{`version (line 2): want a whole number, got "one"`}},
-		{"yes is not a boolean", func(s string) string { return s[:strings.Index(s, "    scopes:")] + "    allow_anonymous: yes\n" + s[strings.Index(s, "    scopes:"):] },
+		{"yes is not a boolean", func(s string) string {
+			return s[:strings.Index(s, "    scopes:")] + "    allow_anonymous: yes\n" + s[strings.Index(s, "    scopes:"):]
+		},
 			[]string{`servers[0].allow_anonymous (line 14): want a boolean (true or false), got "yes"`}},
 		{"quoted boolean", func(s string) string { return s + "headers: {sign: \"true\"}\n" }, []string{`headers.sign (line 21): want a boolean (true or false), got "true"`}},
 		{"fraction is not an integer", func(s string) string { return s + "mcp: {max_sessions: 1.5}\n" }, []string{"mcp.max_sessions (line 21): want a whole number, got 1.5"}},
@@ -113,11 +115,15 @@ func TestParseErrors(t *testing.T) {
 		{"overflow named by the decoder with its path", func(s string) string { return s + "mcp: {max_sessions: 9223372036854775808}\n" },
 			[]string{"mcp.max_sessions (line 21): cannot unmarshal !!int `9223372...` into int"}},
 		{"scalar for a list", func(s string) string { return strings.Replace(s, "[docs:read, docs:write]", "docs:read", 1) }, []string{`servers[0].scopes (line 14): want a list, got "docs:read"`}},
-		{"list for a mapping", func(s string) string { return strings.Replace(s, "match: {host: mcp.example.com, path_prefix: /docs/}", "match: [mcp.example.com]", 1) }, []string{"servers[0].match (line 13): want a mapping, got a list"}},
+		{"list for a mapping", func(s string) string {
+			return strings.Replace(s, "match: {host: mcp.example.com, path_prefix: /docs/}", "match: [mcp.example.com]", 1)
+		}, []string{"servers[0].match (line 13): want a mapping, got a list"}},
 		{"mapping for a string", func(s string) string { return strings.Replace(s, "id: docs", "id: {name: docs}", 1) }, []string{"servers[0].id (line 11): want a string, got a mapping"}},
 		{"identity errors named once", func(s string) string { return strings.Replace(s, "- name: corp", "- name: \"\"", 1) }, []string{"identity.issuers[0].name (line 6): required"}},
 		{"policy errors named once", func(s string) string { return strings.Replace(s, "bundles: [{path: BUNDLE}]", "bundles: []", 1) }, []string{"policy.bundles (line 9): at least one bundle is required"}},
-		{"secret errors named by field", func(s string) string { return strings.Replace(s, "{env: DOCS_API_KEY}", "{env: DOCS_API_KEY, vault: x}", 1) }, []string{"servers[0].credential.static.headers[0].value (line 20): unknown key in secret reference"}},
+		{"secret errors named by field", func(s string) string {
+			return strings.Replace(s, "{env: DOCS_API_KEY}", "{env: DOCS_API_KEY, vault: x}", 1)
+		}, []string{"servers[0].credential.static.headers[0].value (line 20): unknown key in secret reference"}},
 		{"duplicate key", func(s string) string { return strings.Replace(s, "version: 1", "version: 1\nversion: 1", 1) }, []string{"already defined"}},
 	}
 	for _, tt := range tests {
