@@ -29,7 +29,8 @@ var ErrNotReady = errors.New("policy: no policy loaded")
 // snapshot is one immutable, fully prepared policy. It is published behind a
 // single atomic pointer; Evaluate loads it once per call.
 type snapshot struct {
-	pq       rego.PreparedEvalQuery
+	pq       rego.PreparedEvalQuery // plain rego: explain, and the reference for fast
+	fast     *fastQuery             // the evaluation path (fast.go)
 	revision string
 	revs     []string // per source, in config order
 	sum      [sha256.Size]byte
@@ -452,7 +453,11 @@ func (e *Engine) build(ctx context.Context, raws []*rawBundle) (*snapshot, error
 	if err != nil {
 		return nil, fmt.Errorf("policy: prepare %s: %w", e.cfg.Query, err)
 	}
-	snap := &snapshot{pq: pq, revision: strings.Join(revs, ","), revs: revs, use: analyzeInputUse(compiler.Modules)}
+	fast, err := newFastQuery(ctx, compiler, store, e.cfg.Query)
+	if err != nil {
+		return nil, fmt.Errorf("policy: prepare %s: %w", e.cfg.Query, err)
+	}
+	snap := &snapshot{pq: pq, fast: fast, revision: strings.Join(revs, ","), revs: revs, use: analyzeInputUse(compiler.Modules)}
 	if e.cfg.DecisionCacheSize > 0 && !snap.use.nondeterministic && !snap.use.request {
 		if snap.decisions, err = newDecisionCache(e.cfg.DecisionCacheSize); err != nil {
 			return nil, fmt.Errorf("policy: decision cache: %w", err)
@@ -487,11 +492,38 @@ func (e *Engine) Evaluate(ctx context.Context, in *Input) (Decision, error) {
 	if err != nil {
 		return Decision{}, err
 	}
+	d, err := snap.evalFast(ctx, input)
+	if err != nil {
+		return Decision{}, err
+	}
+	d.Revision = snap.revision
+	if cacheKey != "" {
+		snap.decisions.put(cacheKey, d)
+	}
+	return d, nil
+}
 
-	// Cancellation without a goroutine per evaluation.
+// evalFast evaluates through the snapshot's fastQuery.
+func (s *snapshot) evalFast(ctx context.Context, input ast.Value) (Decision, error) {
+	t, err := s.fast.eval(ctx, ast.NewTerm(input))
+	if err != nil {
+		if cerr := ctx.Err(); cerr != nil {
+			return Decision{}, fmt.Errorf("policy: evaluate: %w", cerr)
+		}
+		return Decision{}, fmt.Errorf("policy: evaluate: %w", err)
+	}
+	if t == nil {
+		return Decision{Reason: ReasonUndefined}, nil
+	}
+	return s.fast.decode(t)
+}
+
+// evalRego evaluates through plain rego (PreparedEvalQuery.Eval): the
+// reference the fast path is tested against.
+func (s *snapshot) evalRego(ctx context.Context, input ast.Value) (Decision, error) {
 	cancel := topdown.NewCancel()
 	stop := context.AfterFunc(ctx, cancel.Cancel)
-	rs, err := snap.pq.Eval(ctx, rego.EvalParsedInput(input), rego.EvalExternalCancel(cancel), evalNoMetrics)
+	rs, err := s.pq.Eval(ctx, rego.EvalParsedInput(input), rego.EvalExternalCancel(cancel), evalNoMetrics)
 	stop()
 	if err != nil {
 		if cerr := ctx.Err(); cerr != nil {
@@ -499,24 +531,15 @@ func (e *Engine) Evaluate(ctx context.Context, in *Input) (Decision, error) {
 		}
 		return Decision{}, fmt.Errorf("policy: evaluate: %w", err)
 	}
-	var d Decision
 	switch {
 	case len(rs) == 0 || len(rs[0].Expressions) == 0:
-		d = Decision{Reason: ReasonUndefined}
+		return Decision{Reason: ReasonUndefined}, nil
 	case len(rs) > 1:
 		return Decision{}, fmt.Errorf("%w: query produced %d results, want 1", ErrBadDecision, len(rs))
-	default:
-		t, ok := rs[0].Expressions[0].Value.(*ast.Term)
-		if !ok {
-			return Decision{}, fmt.Errorf("%w: unexpected result type %T", ErrBadDecision, rs[0].Expressions[0].Value)
-		}
-		if d, err = decodeDecision(t.Value); err != nil {
-			return Decision{}, err
-		}
 	}
-	d.Revision = snap.revision
-	if cacheKey != "" {
-		snap.decisions.put(cacheKey, d)
+	t, ok := rs[0].Expressions[0].Value.(*ast.Term)
+	if !ok {
+		return Decision{}, fmt.Errorf("%w: unexpected result type %T", ErrBadDecision, rs[0].Expressions[0].Value)
 	}
-	return d, nil
+	return decodeDecision(t.Value)
 }
