@@ -508,8 +508,8 @@ func evalJWTClaims(raw string) (map[string]any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("eval: token payload: %w", err)
 	}
-	var claims map[string]any
-	if err := json.Unmarshal(payload, &claims); err != nil {
+	claims, err := identity.DecodeClaims(payload) // numbers exact, as the verifier reads them
+	if err != nil {
 		return nil, fmt.Errorf("eval: token payload: %w", err)
 	}
 	return claims, nil

@@ -176,7 +176,7 @@ servers:
 			nil, nil},
 		{"insufficient scope challenge", []string{"eval", "--bundle", "../../bundles/scopes", "--request", scopesCall}, 0,
 			[]string{"reason: insufficient_scope", "required_scopes: docs:write docs:admin", "DENIED (HTTP 403)",
-				`www-authenticate: Bearer error="insufficient_scope"`, `scope="docs:write docs:admin"`},
+				`www-authenticate: Bearer error="insufficient_scope"`, `scope="docs:read docs:write docs:admin"`},
 			nil, nil},
 		{"decided before policy", []string{"eval", "--bundle", "../../bundles/rbac", "--request", garbageToken}, 0,
 			[]string{"the policy was not evaluated", "credential refused: eval: bearer token is not a JWT", "DENIED (HTTP 401)", "www-authenticate: Bearer error=\"invalid_token\""},
