@@ -39,6 +39,10 @@ const (
 	// carried no bytes for this long. MCP servers that keep streams open
 	// longer should send SSE comments as keep-alives.
 	DefaultStreamIdleTimeout = time.Hour
+	// DefaultExtProcMessageTimeout bounds each ext_proc exchange (a list
+	// body is filtered in one); Envoy's own default, 200ms, is short for a
+	// cold policy over a long list.
+	DefaultExtProcMessageTimeout = 2 * time.Second
 	// DefaultUpstreamCAFile is the CA bundle for TLS to upstream MCP
 	// servers; the path exists in the official Envoy images.
 	DefaultUpstreamCAFile = "/etc/ssl/certs/ca-certificates.crt"
@@ -144,6 +148,14 @@ type BootstrapParams struct {
 	UpstreamCAFile string
 	// MTLS, when set, requires client certificates on the listener.
 	MTLS *MTLS
+	// DisableExtProc leaves out the ext_proc filter (list filtering and
+	// learning from upstream answers) and the identity accept-encoding of
+	// MCP routes; `envoy validate --strict` then needs
+	// StrictOptions.ExtProcOptional.
+	DisableExtProc bool
+	// ExtProcMessageTimeout is ext_proc's message_timeout, default
+	// DefaultExtProcMessageTimeout.
+	ExtProcMessageTimeout time.Duration
 }
 
 var (
@@ -177,6 +189,9 @@ func (p BootstrapParams) Validate() error {
 	}
 	if p.StreamIdleTimeout < 0 {
 		errs = append(errs, errors.New("stream_idle_timeout: negative"))
+	}
+	if p.ExtProcMessageTimeout < 0 {
+		errs = append(errs, errors.New("ext_proc_message_timeout: negative"))
 	}
 	if m := p.MTLS; m != nil {
 		if m.CertChainFile == "" || m.PrivateKeyFile == "" || m.ClientCAFile == "" {
@@ -340,8 +355,9 @@ func buildRenderData(p BootstrapParams) renderData {
 
 // RenderBootstrap renders a static Envoy v3 bootstrap (YAML): one listener
 // (TLS with required client certificates when p.MTLS is set) whose HTTP
-// connection manager runs ext_authz (gRPC, cluster "mcpauthz") and the
-// router; one virtual host per distinct route Host; one upstream cluster
+// connection manager runs CORS, ext_authz and ext_proc (both gRPC, cluster
+// "mcpauthz"; ext_proc off on metadata routes, MCP routes asking upstreams
+// for identity encoding) and the router; one virtual host per distinct route Host; one upstream cluster
 // per distinct upstream; an admin listener on 127.0.0.1:AdminPort.
 // Routes keep their order within a virtual host (Envoy takes the first
 // match). The output is not re-validated here: see GenerateFromCatalog and
@@ -361,6 +377,9 @@ func RenderBootstrap(p BootstrapParams) ([]byte, error) {
 	}
 	if p.UpstreamCAFile == "" {
 		p.UpstreamCAFile = DefaultUpstreamCAFile
+	}
+	if p.ExtProcMessageTimeout == 0 {
+		p.ExtProcMessageTimeout = DefaultExtProcMessageTimeout
 	}
 	if err := p.Validate(); err != nil {
 		return nil, err

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"flag"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"go.yaml.in/yaml/v3"
@@ -70,8 +72,9 @@ func inspect(t *testing.T, b *bootstrapv3.Bootstrap) (*hcmv3.HttpConnectionManag
 	}
 	var ea extauthzv3.ExtAuthz
 	fs := hcm.GetHttpFilters()
-	if len(fs) != 3 || fs[0].GetName() != "envoy.filters.http.cors" || fs[1].GetName() != "envoy.filters.http.ext_authz" {
-		t.Fatalf("http_filters = %v, want cors, ext_authz, router", fs)
+	if len(fs) < 3 || fs[0].GetName() != "envoy.filters.http.cors" || fs[1].GetName() != "envoy.filters.http.ext_authz" ||
+		(len(fs) == 4) != (fs[2].GetName() == ExtProcFilterName) || len(fs) > 4 {
+		t.Fatalf("http_filters = %v, want cors, ext_authz, [ext_proc,] router", fs)
 	}
 	if err := fs[1].GetTypedConfig().UnmarshalTo(&ea); err != nil {
 		t.Fatal(err)
@@ -353,5 +356,64 @@ func TestExampleParamsRoutes(t *testing.T) {
 		"tickets=/tickets/*,docs=/docs/*"
 	if strings.Join(got, ",") != want {
 		t.Errorf("routes = %s\nwant     %s", strings.Join(got, ","), want)
+	}
+}
+
+func TestRenderBootstrapExtProc(t *testing.T) {
+	p := testParams()
+	p.ExtProcMessageTimeout = 3 * time.Second
+	y, err := RenderBootstrap(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := parseBootstrap(t, y)
+	if issues := SecurityIssues(b); len(issues) > 0 {
+		t.Fatalf("SecurityIssues = %v", issues)
+	}
+	hcm, _, routes := inspect(t, b)
+	fs := hcm.GetHttpFilters()
+	if len(fs) != 4 {
+		t.Fatalf("%d filters", len(fs))
+	}
+	var x extprocv3.ExternalProcessor
+	if err := fs[2].GetTypedConfig().UnmarshalTo(&x); err != nil {
+		t.Fatal(err)
+	}
+	pm := x.GetProcessingMode()
+	if x.GetGrpcService().GetEnvoyGrpc().GetClusterName() != "mcpauthz" || x.GetGrpcService().GetTimeout() != nil || x.GetFailureModeAllow() ||
+		!x.GetAllowModeOverride() || x.GetMessageTimeout().AsDuration() != 3*time.Second ||
+		pm.GetRequestHeaderMode() != extprocv3.ProcessingMode_SEND || pm.GetResponseHeaderMode() != extprocv3.ProcessingMode_SEND ||
+		pm.GetRequestBodyMode() != extprocv3.ProcessingMode_NONE || pm.GetResponseBodyMode() != extprocv3.ProcessingMode_NONE ||
+		!slices.Equal(x.GetMetadataOptions().GetForwardingNamespaces().GetUntyped(), []string{ExtAuthzMetadataNamespace}) {
+		t.Errorf("ext_proc = %v", &x)
+	}
+	var pr extprocv3.ExtProcPerRoute
+	if err := routes[0].GetTypedPerFilterConfig()[ExtProcFilterName].UnmarshalTo(&pr); err != nil || !pr.GetDisabled() {
+		t.Errorf("metadata route ext_proc = %v, %v", &pr, err)
+	}
+	if _, ok := routes[1].GetTypedPerFilterConfig()[ExtProcFilterName]; ok {
+		t.Error("MCP route overrides ext_proc")
+	}
+	if len(routes[0].GetRequestHeadersToAdd()) != 0 || !identityEncoding(routes[1].GetRequestHeadersToAdd(), nil) {
+		t.Errorf("accept-encoding: metadata %v, MCP %v", routes[0].GetRequestHeadersToAdd(), routes[1].GetRequestHeadersToAdd())
+	}
+
+	p.DisableExtProc = true
+	y, err = RenderBootstrap(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := ParseBootstrapDocument(y)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(y), ExtProcFilterName) || strings.Contains(string(y), `key: "accept-encoding"`) {
+		t.Error("DisableExtProc still renders ext_proc or accept-encoding")
+	}
+	if is := d.SecurityIssues(StrictOptions{ExtProcOptional: true}); len(is) > 0 {
+		t.Errorf("without ext_proc, optional: %v", is)
+	}
+	if is := d.SecurityIssues(StrictOptions{}); len(is) != 1 || !strings.Contains(is[0].Message, "no envoy.filters.http.ext_proc") {
+		t.Errorf("without ext_proc, required: %v", is)
 	}
 }

@@ -88,6 +88,8 @@ type GenerateOptions struct {
 	MaxRequestBytes int
 	Timeout         time.Duration
 	MTLS            *MTLS
+	// DisableExtProc: see BootstrapParams.DisableExtProc.
+	DisableExtProc bool
 }
 
 // CatalogParams derives bootstrap parameters from an mcpauthz server
@@ -111,6 +113,7 @@ func CatalogParams(servers []CatalogServer, o GenerateOptions) (BootstrapParams,
 		ListenAddr: o.ListenAddr, ListenPort: o.ListenPort, AdminPort: o.AdminPort,
 		AuthzHost: o.AuthzHost, AuthzPort: o.AuthzPort,
 		MaxRequestBytes: o.MaxRequestBytes, Timeout: o.Timeout, MTLS: o.MTLS,
+		DisableExtProc: o.DisableExtProc,
 	}
 	var errs []error
 	if len(servers) == 0 {

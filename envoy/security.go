@@ -9,6 +9,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	corsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 )
@@ -30,6 +31,10 @@ type StrictOptions struct {
 	// StripHeaders is the config's headers.strip: further client headers
 	// mcpauthz must see to remove.
 	StripHeaders []string
+	// ExtProcOptional accepts a bootstrap without mcpauthz's ext_proc
+	// filter (no list filtering). A filter that is present is checked
+	// either way.
+	ExtProcOptional bool
 }
 
 // SecurityIssues is SecurityIssuesWith(b, StrictOptions{}).
@@ -66,11 +71,20 @@ func SecurityIssues(b *bootstrapv3.Bootstrap) []Issue {
 //     checks to the same service, names its cluster statically and has
 //     timeout 0s (SSE streams);
 //   - per-route CORS policies never combine allow_credentials with an
-//     origin matcher that is not an exact origin.
+//     origin matcher that is not an exact origin;
+//   - mcpauthz's ext_proc filter (unless StrictOptions.ExtProcOptional and
+//     absent) after ext_authz and before the router, on ext_authz's gRPC
+//     cluster without a stream timeout, failing closed, headers SEND both
+//     ways, allow_mode_override without allowed_override_modes, no
+//     observability mode, send-body-without-waiting, disabled immediate
+//     responses or forward_rules, forwarding the ext_authz metadata
+//     namespace; on every MCP route not disabled, overridden to skip
+//     headers or sent elsewhere, and with accept-encoding forced to
+//     identity (or removed) on the route, virtual host or configuration.
 //
 // It is what `mcpauthz envoy validate --strict` runs after schema checks.
 func SecurityIssuesWith(b *bootstrapv3.Bootstrap, o StrictOptions) []Issue {
-	c := &checker{names: newHeaderProbes(o)}
+	c := &checker{names: newHeaderProbes(o), opts: o}
 	found := 0
 	for li, l := range b.GetStaticResources().GetListeners() {
 		for ci, fc := range l.GetFilterChains() {
@@ -97,6 +111,8 @@ func SecurityIssuesWith(b *bootstrapv3.Bootstrap, o StrictOptions) []Issue {
 
 type checker struct {
 	names headerProbes
+	opts  StrictOptions
+	xp    extProcInfo // of the HTTP connection manager being checked
 	out   []Issue
 }
 
@@ -118,11 +134,27 @@ func (c *checker) hcm(hcm *hcmv3.HttpConnectionManager, p string) {
 		c.add(p+".common_http_protocol_options.headers_with_underscores_action",
 			"must be REJECT_REQUEST, got %s: upstreams that fold '_' into '-' would read a client's x_mcp_subject as the identity header mcpauthz sets", a)
 	}
-	authzAt, routerAt, corsAt := -1, -1, -1
+	authzAt, routerAt, corsAt, procAt := -1, -1, -1, -1
 	authzDisabled := false
 	var ea *extauthzv3.ExtAuthz
+	var xp *extprocv3.ExternalProcessor
+	c.xp = extProcInfo{}
 	for i, hf := range hcm.GetHttpFilters() {
 		switch hf.GetName() {
+		case ExtProcFilterName:
+			if procAt >= 0 {
+				continue
+			}
+			procAt = i
+			hp := fmt.Sprintf("%s.http_filters[%d]", p, i)
+			c.xp = extProcInfo{present: true, disabled: hf.GetDisabled()}
+			var cfg extprocv3.ExternalProcessor
+			if hf.GetTypedConfig() == nil || hf.GetTypedConfig().UnmarshalTo(&cfg) != nil {
+				c.add(hp+".typed_config", "must be an envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor")
+				continue
+			}
+			xp = &cfg
+			c.xp.cluster = cfg.GetGrpcService().GetEnvoyGrpc().GetClusterName()
 		case extAuthzFilterName:
 			if authzAt >= 0 {
 				continue
@@ -155,6 +187,17 @@ func (c *checker) hcm(hcm *hcmv3.HttpConnectionManager, p string) {
 		c.add(p+".http_filters", "no %s filter", extAuthzFilterName)
 	case routerAt >= 0 && routerAt < authzAt:
 		c.add(p+".http_filters", "%s must come before the router", extAuthzFilterName)
+	}
+	if xp != nil {
+		c.extProcFilter(xp, fmt.Sprintf("%s.http_filters[%d].typed_config", p, procAt), ea)
+	}
+	switch {
+	case procAt < 0 && !c.opts.ExtProcOptional:
+		c.add(p+".http_filters", "no %s filter: tool, prompt and resource lists reach clients unfiltered (StrictOptions.ExtProcOptional accepts that)", ExtProcFilterName)
+	case procAt >= 0 && procAt < authzAt:
+		c.add(fmt.Sprintf("%s.http_filters[%d]", p, procAt), "%s must come after %s, whose decision it reads", describeExtProc(), extAuthzFilterName)
+	case procAt >= 0 && routerAt >= 0 && routerAt < procAt:
+		c.add(fmt.Sprintf("%s.http_filters[%d]", p, procAt), "%s must come before the router", describeExtProc())
 	}
 	if corsAt > authzAt && authzAt >= 0 {
 		c.add(fmt.Sprintf("%s.http_filters[%d]", p, corsAt), "%s must come before %s, or browsers' CORS preflights (which carry no token) are refused", corsFilterName, extAuthzFilterName)
@@ -310,6 +353,9 @@ type routeTarget struct {
 	cluster string
 	eff     effective
 	route   *routev3.Route
+	vh      *routev3.VirtualHost
+	rc      *routev3.RouteConfiguration
+	pfcs    []pfc // typed_per_filter_config, least specific first
 }
 
 func (c *checker) routes(rc *routev3.RouteConfiguration, rcp string, filterDisabled bool, ea *extauthzv3.ExtAuthz) {
@@ -329,6 +375,8 @@ func (c *checker) routes(rc *routev3.RouteConfiguration, rcp string, filterDisab
 			c.corsPolicy(r.GetTypedPerFilterConfig(), rp+".typed_per_filter_config")
 			rLevel := c.level(r.GetTypedPerFilterConfig(), rp+".typed_per_filter_config")
 			levels := []*authzLevel{rcLevel, vhLevel, rLevel}
+			pfcs := []pfc{{rc.GetTypedPerFilterConfig(), rcp + ".typed_per_filter_config"},
+				{vh.GetTypedPerFilterConfig(), vp + ".typed_per_filter_config"}, {r.GetTypedPerFilterConfig(), rp + ".typed_per_filter_config"}}
 			act := r.GetRoute()
 			if act == nil {
 				continue // redirect or direct response: nothing reaches an upstream
@@ -349,11 +397,13 @@ func (c *checker) routes(rc *routev3.RouteConfiguration, rcp string, filterDisab
 						continue
 					}
 					wl := c.level(cw.GetTypedPerFilterConfig(), wp+".typed_per_filter_config")
-					targets = append(targets, routeTarget{path: rp, cluster: cw.GetName(), route: r,
-						eff: resolve(filterDisabled, append(levels[:3:3], wl))})
+					targets = append(targets, routeTarget{path: rp, cluster: cw.GetName(), route: r, vh: vh, rc: rc,
+						eff:  resolve(filterDisabled, append(levels[:3:3], wl)),
+						pfcs: append(pfcs[:3:3], pfc{cw.GetTypedPerFilterConfig(), wp + ".typed_per_filter_config"})})
 				}
 			default:
-				targets = append(targets, routeTarget{path: rp, cluster: act.GetCluster(), route: r, eff: resolve(filterDisabled, levels)})
+				targets = append(targets, routeTarget{path: rp, cluster: act.GetCluster(), route: r, vh: vh, rc: rc,
+					eff: resolve(filterDisabled, levels), pfcs: pfcs})
 			}
 		}
 	}
@@ -390,6 +440,7 @@ func (c *checker) disabledRoute(t routeTarget, mcpClusters map[string][]string) 
 }
 
 func (c *checker) enabledRoute(t routeTarget, ea *extauthzv3.ExtAuthz) {
+	c.extProcRoute(t)
 	if t.eff.ctxExt["mcp_server"] == "" {
 		c.add(t.path+".typed_per_filter_config", "no check_settings.context_extensions.mcp_server naming the MCP server")
 	}

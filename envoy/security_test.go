@@ -6,8 +6,8 @@ import (
 )
 
 // strictBase is a small bootstrap that passes every strict check: a CORS
-// filter, ext_authz and the router; an exact metadata route without
-// ext_authz and one MCP route.
+// filter, ext_authz, ext_proc and the router; an exact metadata route
+// without ext_authz and ext_proc and one MCP route.
 const strictBase = `admin:
   address:
     socket_address: { address: 127.0.0.1, port_value: 9901 }
@@ -41,9 +41,13 @@ static_resources:
                   envoy.filters.http.ext_authz:
                     "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute
                     disabled: true
+                  envoy.filters.http.ext_proc:
+                    "@type": type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute
+                    disabled: true
               - name: docs
                 match: { prefix: "/docs/" }
                 route: { cluster: upstream_docs, timeout: 0s }
+                request_headers_to_add: [{ header: { key: accept-encoding, value: identity }, append_action: OVERWRITE_IF_EXISTS_OR_ADD }]
                 typed_per_filter_config:
                   envoy.filters.http.ext_authz:
                     "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute
@@ -68,6 +72,13 @@ static_resources:
                 pack_as_bytes: true
               failure_mode_allow: false
               include_peer_certificate: true
+          - name: envoy.filters.http.ext_proc
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor
+              grpc_service: { envoy_grpc: { cluster_name: mcpauthz } }
+              processing_mode: { request_header_mode: SEND, response_header_mode: SEND }
+              allow_mode_override: true
+              metadata_options: { forwarding_namespaces: { untyped: ["envoy.filters.http.ext_authz"] } }
           - name: envoy.filters.http.router
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
@@ -93,13 +104,17 @@ static_resources:
 const (
 	hcmPath   = "static_resources.listeners[0].filter_chains[0].filters[0].typed_config"
 	authzPath = hcmPath + ".http_filters[1].typed_config"
+	procPath  = hcmPath + ".http_filters[2].typed_config"
 	vhPath    = hcmPath + ".route_config.virtual_hosts[0]"
 	docsRoute = vhPath + ".routes[1]"
 	metaRoute = vhPath + ".routes[0]"
 
-	authzCfg = "              failure_mode_allow: false\n" // a line inside ext_authz's typed_config
-	docsCS   = "                      context_extensions: { mcp_server: docs }\n"
-	docsPFC  = "                typed_per_filter_config:\n                  envoy.filters.http.ext_authz:\n                    \"@type\": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute\n                    check_settings:\n"
+	authzCfg  = "              failure_mode_allow: false\n" // a line inside ext_authz's typed_config
+	docsCS    = "                      context_extensions: { mcp_server: docs }\n"
+	procCfg   = "              allow_mode_override: true\n" // a line inside ext_proc's typed_config
+	procBlock = "          - name: envoy.filters.http.ext_proc\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor\n              grpc_service: { envoy_grpc: { cluster_name: mcpauthz } }\n              processing_mode: { request_header_mode: SEND, response_header_mode: SEND }\n" + procCfg + "              metadata_options: { forwarding_namespaces: { untyped: [\"envoy.filters.http.ext_authz\"] } }\n"
+	docsAE    = "                request_headers_to_add: [{ header: { key: accept-encoding, value: identity }, append_action: OVERWRITE_IF_EXISTS_OR_ADD }]\n"
+	docsPFC   = "                typed_per_filter_config:\n                  envoy.filters.http.ext_authz:\n                    \"@type\": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute\n                    check_settings:\n"
 )
 
 // strictRow is one strict finding: the edit (old -> new, applied once),
@@ -216,7 +231,74 @@ var strictRows = []strictRow{
 		old:  "          - name: envoy.filters.http.cors\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors\n",
 		new:  "",
 		more: [][2]string{{"          - name: envoy.filters.http.router\n", "          - name: envoy.filters.http.cors #!\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors\n          - name: envoy.filters.http.router\n"}},
-		path: hcmPath + ".http_filters[1]", message: "must come before"},
+		path: hcmPath + ".http_filters[2]", message: "must come before"},
+
+	// ext_proc.
+	{name: "no ext_proc", old: procBlock, new: "",
+		more: [][2]string{{"          http_filters:\n", "          http_filters: #!\n"}},
+		path: hcmPath + ".http_filters", message: "no envoy.filters.http.ext_proc filter"},
+	{name: "no ext_proc, accepted", old: procBlock, new: "", more: [][2]string{{docsAE, ""}}, opts: StrictOptions{ExtProcOptional: true}},
+	{name: "ext_proc fails open", old: procCfg, new: procCfg + "              failure_mode_allow: true #!\n",
+		path: procPath + ".failure_mode_allow", message: "unfiltered lists"},
+	{name: "no mode override", old: procCfg, new: "              allow_mode_override: false #!\n",
+		path: procPath + ".allow_mode_override", message: "must be true"},
+	{name: "limited override modes", old: procCfg, new: procCfg + "              allowed_override_modes: [{ response_body_mode: BUFFERED }] #!\n",
+		path: procPath + ".allowed_override_modes", message: "must be unset"},
+	{name: "response headers skipped",
+		old: "processing_mode: { request_header_mode: SEND, response_header_mode: SEND }\n", new: "processing_mode: { request_header_mode: SEND, response_header_mode: SKIP } #!\n",
+		path: procPath + ".processing_mode.response_header_mode", message: "must be SEND"},
+	{name: "request headers skipped",
+		old: "processing_mode: { request_header_mode: SEND, response_header_mode: SEND }\n", new: "processing_mode: { request_header_mode: SKIP } #!\n",
+		path: procPath + ".processing_mode.request_header_mode", message: "must be SEND"},
+	{name: "observability mode", old: procCfg, new: procCfg + "              observability_mode: true #!\n",
+		path: procPath + ".observability_mode", message: "ignored"},
+	{name: "body without waiting", old: procCfg, new: procCfg + "              send_body_without_waiting_for_header_response: true #!\n",
+		path: procPath + ".send_body_without_waiting_for_header_response", message: "mode overrides"},
+	{name: "immediate responses disabled", old: procCfg, new: procCfg + "              disable_immediate_response: true #!\n",
+		path: procPath + ".disable_immediate_response", message: "fails closed"},
+	{name: "forward rules", old: procCfg, new: procCfg + "              forward_rules: { allowed_headers: { patterns: [{ exact: x }] } } #!\n",
+		path: procPath + ".forward_rules", message: "content-type"},
+	{name: "ext_proc status_on_error 200", old: procCfg, new: procCfg + "              status_on_error: { code: OK } #!\n",
+		path: procPath + ".status_on_error.code", message: "got 200"},
+	{name: "stream timeout", old: "grpc_service: { envoy_grpc: { cluster_name: mcpauthz } }\n              processing_mode",
+		new:  "grpc_service: { envoy_grpc: { cluster_name: mcpauthz }, timeout: 1s } #!\n              processing_mode",
+		path: procPath + ".grpc_service.timeout", message: "cut SSE"},
+	{name: "another processor", old: "grpc_service: { envoy_grpc: { cluster_name: mcpauthz } }\n              processing_mode",
+		new:  "grpc_service: { envoy_grpc: { cluster_name: upstream_docs } } #!\n              processing_mode",
+		path: procPath + ".grpc_service", message: "ext_authz cluster"},
+	{name: "ext_authz metadata not forwarded", old: `untyped: ["envoy.filters.http.ext_authz"] } }` + "\n", new: `untyped: ["other"] } } #!` + "\n",
+		path: procPath + ".metadata_options.forwarding_namespaces.untyped", message: "must list"},
+	{name: "ext_proc before ext_authz", old: procBlock, new: "",
+		more: [][2]string{{"          - name: envoy.filters.http.ext_authz\n", strings.Replace(procBlock, "ext_proc\n", "ext_proc #!\n", 1) + "          - name: envoy.filters.http.ext_authz\n"}},
+		path: hcmPath + ".http_filters[1]", message: "must come after"},
+	{name: "ext_proc after the router", old: procBlock, new: "",
+		more: [][2]string{{"  clusters:\n", strings.Replace(procBlock, "ext_proc\n", "ext_proc #!\n", 1) + "  clusters:\n"}},
+		path: hcmPath + ".http_filters[3]", message: "before the router"},
+	{name: "ext_proc disabled on the MCP route", old: docsPFC,
+		new:  "                typed_per_filter_config:\n                  envoy.filters.http.ext_proc: #!\n                    \"@type\": type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute\n                    disabled: true\n" + docsPFC[len("                typed_per_filter_config:\n"):],
+		path: docsRoute + ".typed_per_filter_config[envoy.filters.http.ext_proc]", message: "off on MCP route"},
+	{name: "ext_proc disabled for the virtual host",
+		old:  "              domains: [\"*\"]\n",
+		new:  "              domains: [\"*\"]\n              typed_per_filter_config:\n                envoy.filters.http.ext_proc: #!\n                  \"@type\": type.googleapis.com/envoy.config.route.v3.FilterConfig\n                  disabled: true\n",
+		path: vhPath + ".typed_per_filter_config[envoy.filters.http.ext_proc]", message: "off on MCP route \"docs\""},
+	{name: "ext_proc HTTP filter disabled",
+		old: "          - name: envoy.filters.http.ext_proc\n", new: "          - name: envoy.filters.http.ext_proc\n            disabled: true\n",
+		more: [][2]string{{"              - name: docs\n", "              - name: docs #!\n"}},
+		path: docsRoute, message: "off on MCP route"},
+	{name: "ext_proc re-enabled on the MCP route",
+		old: "          - name: envoy.filters.http.ext_proc\n", new: "          - name: envoy.filters.http.ext_proc\n            disabled: true\n",
+		more: [][2]string{{docsPFC, "                typed_per_filter_config:\n                  envoy.filters.http.ext_proc:\n                    \"@type\": type.googleapis.com/envoy.config.route.v3.FilterConfig\n                    disabled: false\n" + docsPFC[len("                typed_per_filter_config:\n"):]}}},
+	{name: "ext_proc overrides skip headers", old: docsPFC,
+		new:  "                typed_per_filter_config:\n                  envoy.filters.http.ext_proc:\n                    \"@type\": type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute\n                    overrides: { processing_mode: { response_header_mode: SKIP } } #!\n" + docsPFC[len("                typed_per_filter_config:\n"):],
+		path: docsRoute + ".typed_per_filter_config[envoy.filters.http.ext_proc].overrides.processing_mode", message: "SENT both ways"},
+	{name: "no identity accept-encoding", old: docsAE, new: "",
+		more: [][2]string{{"              - name: docs\n", "              - name: docs #!\n"}},
+		path: docsRoute + ".request_headers_to_add", message: "accept-encoding: identity"},
+	{name: "accept-encoding appended", old: "append_action: OVERWRITE_IF_EXISTS_OR_ADD }]\n", new: "append_action: APPEND_IF_EXISTS_OR_ADD }] #!\n",
+		path: docsRoute + ".request_headers_to_add", message: "OVERWRITE_IF_EXISTS_OR_ADD"},
+	{name: "accept-encoding removed instead", old: docsAE, new: "                request_headers_to_remove: [Accept-Encoding]\n"},
+	{name: "identity on the virtual host", old: docsAE, new: "",
+		more: [][2]string{{"              domains: [\"*\"]\n", "              domains: [\"*\"]\n              request_headers_to_add: [{ header: { key: accept-encoding, value: identity }, append: false }]\n"}}},
 
 	// Routes.
 	{name: "ExtAuthzPerRoute disabled on the MCP route",

@@ -155,6 +155,12 @@ var securityBreakages = []breakage{
 		".route.timeout", "must be 0s"},
 	{"no peer certificate", `include_peer_certificate: true`, `include_peer_certificate: false`,
 		"include_peer_certificate", "must be true"},
+	{"ext_proc without mode override", `allow_mode_override: true`, `allow_mode_override: false`,
+		"http_filters[2].typed_config.allow_mode_override", "must be true"},
+	{"ext_proc without the ext_authz metadata", `untyped: \["envoy\.filters\.http\.ext_authz"\]`, `untyped: ["other"]`,
+		"http_filters[2].typed_config.metadata_options.forwarding_namespaces.untyped", "must list"},
+	{"upstream may compress", `value: "identity"`, `value: "gzip"`,
+		".request_headers_to_add", "accept-encoding: identity"},
 	{"ext_authz after router", `(?s)(\n {10}- name: envoy\.filters\.http\.ext_authz\n.*?)(\n {10}- name: envoy\.filters\.http\.router\n {12}typed_config:\n {14}"@type": [^\n]+)`, "${2}${1}",
 		"http_filters", "before the router"},
 }
