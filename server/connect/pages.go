@@ -74,6 +74,7 @@ type serverView struct {
 	LastRefreshed  timeView
 	AccessExpires  timeView
 	ConnectLabel   string // "Connect" or "Reconnect"
+	Primary        bool   // Connect is the action the status calls for
 	CanConnect     bool
 	CanRevoke      bool
 	CSRF           string
@@ -121,6 +122,8 @@ func (h *Handler) renderError(w http.ResponseWriter, r *http.Request, status int
 		d.Link, d.LinkText = "/connect/", "Go to your connections"
 	case "/connect/login":
 		d.LinkText = "Sign in again"
+	case "/connect/logout":
+		d.LinkText = "Sign out to switch account"
 	default:
 		d.LinkText = "Continue"
 	}
@@ -153,18 +156,23 @@ func (h *Handler) view(s ServerInfo, c Connection) serverView {
 		AccessExpires:  h.timeView(c.AccessExpiresAt),
 		ProviderOrigin: s.ProviderOrigin,
 	}
+	v.CanConnect, v.Primary = true, true
 	switch st {
 	case StatusNeedsAuthorization:
-		v.ConnectLabel, v.CanConnect = "Connect", true
+		v.ConnectLabel = "Connect"
+		v.Scopes = nil // nothing is granted
 	case StatusPending:
-		v.ConnectLabel, v.CanConnect = "Connect", true
+		v.ConnectLabel = "Connect"
 		v.CanRevoke = !c.ConnectedAt.IsZero()
-	case StatusAuthorized, StatusExpired, StatusError:
-		v.ConnectLabel, v.CanConnect, v.CanRevoke = "Reconnect", true, true
+	case StatusAuthorized:
+		v.ConnectLabel, v.CanRevoke, v.Primary = "Reconnect", true, false
+	case StatusExpired, StatusError:
+		v.ConnectLabel, v.CanRevoke = "Reconnect", true
 	case StatusRevoked:
-		v.ConnectLabel, v.CanConnect = "Reconnect", true
+		v.ConnectLabel = "Reconnect"
+		v.Scopes = nil // the tokens are gone
 	default:
-		v.ConnectLabel, v.CanConnect, v.CanRevoke = "Reconnect", true, true
+		v.ConnectLabel, v.CanRevoke = "Reconnect", true
 		v.Class = "error"
 	}
 	return v
