@@ -1,7 +1,6 @@
 package connections
 
 import (
-	"hash/maphash"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -11,10 +10,8 @@ import (
 // revocation on another replica is seen within this time.
 const cacheTTL = 2 * time.Second
 
-const (
-	cacheShards     = 32
-	cacheMaxEntries = 1 << 18
-)
+// cacheMaxEntries bounds the cache (a few hundred bytes per entry).
+const cacheMaxEntries = 1 << 18
 
 // entry is what one replica knows about one key, for at most cacheTTL. It
 // is immutable once published, except touched.
@@ -34,67 +31,53 @@ func (e *entry) usable(now time.Time) bool {
 	return e.tok != nil && (e.usableUntil.IsZero() || now.Before(e.usableUntil))
 }
 
-// cache is a sharded map of entries with expiry. Safe for concurrent use.
+// cache maps keys to entries with expiry. Reads are lock-free (sync.Map:
+// the hot path is one hash and a few atomic loads). At most
+// cacheMaxEntries are kept; expired entries go at each sweep. Safe for
+// concurrent use.
 type cache struct {
-	seed   maphash.Seed
-	shards [cacheShards]struct {
-		mu sync.RWMutex
-		m  map[Key]*entry
-	}
+	m    sync.Map // Key -> *entry
+	size atomic.Int64
 }
 
-func newCache() *cache {
-	c := &cache{seed: maphash.MakeSeed()}
-	for i := range c.shards {
-		c.shards[i].m = make(map[Key]*entry)
-	}
-	return c
-}
-
-func (c *cache) shard(k Key) int { return int(maphash.Comparable(c.seed, k) % cacheShards) }
+func newCache() *cache { return &cache{} }
 
 // get returns the live entry for k at now, or nil.
 func (c *cache) get(k Key, now time.Time) *entry {
-	s := &c.shards[c.shard(k)]
-	s.mu.RLock()
-	e := s.m[k]
-	s.mu.RUnlock()
-	if e == nil || !now.Before(e.until) {
+	v, ok := c.m.Load(k)
+	if !ok {
+		return nil
+	}
+	e := v.(*entry)
+	if !now.Before(e.until) {
 		return nil
 	}
 	return e
 }
 
 func (c *cache) put(k Key, e *entry) {
-	s := &c.shards[c.shard(k)]
-	s.mu.Lock()
-	if len(s.m) >= cacheMaxEntries/cacheShards {
-		for kk := range s.m { // make room: drop an arbitrary entry
-			delete(s.m, kk)
-			break
+	if _, loaded := c.m.Swap(k, e); !loaded {
+		if c.size.Add(1) > cacheMaxEntries {
+			// Full: keep the store as the source for this key.
+			if c.m.CompareAndDelete(k, e) {
+				c.size.Add(-1)
+			}
 		}
 	}
-	s.m[k] = e
-	s.mu.Unlock()
 }
 
 func (c *cache) del(k Key) {
-	s := &c.shards[c.shard(k)]
-	s.mu.Lock()
-	delete(s.m, k)
-	s.mu.Unlock()
+	if _, loaded := c.m.LoadAndDelete(k); loaded {
+		c.size.Add(-1)
+	}
 }
 
 // purge drops expired entries.
 func (c *cache) purge(now time.Time) {
-	for i := range c.shards {
-		s := &c.shards[i]
-		s.mu.Lock()
-		for k, e := range s.m {
-			if !now.Before(e.until) {
-				delete(s.m, k)
-			}
+	c.m.Range(func(k, v any) bool {
+		if !now.Before(v.(*entry).until) && c.m.CompareAndDelete(k, v) {
+			c.size.Add(-1)
 		}
-		s.mu.Unlock()
-	}
+		return true
+	})
 }

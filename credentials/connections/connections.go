@@ -252,6 +252,16 @@ func New(ctx context.Context, cfg Config, opts Options) (*Manager, error) {
 	}, nil
 }
 
+// String describes the Manager without its caches (which hold tokens).
+func (m *Manager) String() string {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return fmt.Sprintf("connections.Manager{public_url=%s servers=%d}", m.cfg.PublicURL, len(m.servers))
+}
+
+// Format prints String for every verb, so fmt never reflects over caches.
+func (m *Manager) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, m.String()) }
+
 // Register declares a server's provider and mode ("individual" |
 // "service_account"). Call it once per server at start-up, before Run.
 // The redirect URI is PublicURL + "/connect/callback".
@@ -326,6 +336,11 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 	return errors.Join(append(errs, err)...)
 }
 
+// scanPage is the page size of full scans. store.SQLite.List pages cost
+// O(position of after) (its lower bound is the prefix), so larger pages
+// keep a sweep of 100,000 rows from going quadratic.
+const scanPage = 2000
+
 // scan calls f for every record, in key order.
 func (m *Manager) scan(ctx context.Context, f func(*record)) error {
 	return m.scanPrefix(ctx, prefixRec, f)
@@ -335,7 +350,7 @@ func (m *Manager) scanPrefix(ctx context.Context, prefix string, f func(*record)
 	after := ""
 	for {
 		t0 := time.Now()
-		page, err := m.store.List(ctx, prefix, after, 1000)
+		page, err := m.store.List(ctx, prefix, after, scanPage)
 		m.sweepStore.Add(int64(time.Since(t0)))
 		if err != nil {
 			return fmt.Errorf("connections: list: %w: %w", ErrUnavailable, err)
@@ -354,7 +369,7 @@ func (m *Manager) scanPrefix(ctx context.Context, prefix string, f func(*record)
 			}
 			f(r)
 		}
-		if len(page) < 1000 {
+		if len(page) < scanPage {
 			return nil
 		}
 	}
