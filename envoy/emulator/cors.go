@@ -122,7 +122,9 @@ func (c *corsWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
 // envoy.CatalogParams, what `mcpauthz envoy generate` renders) into
 // emulator routes, so the stand-in runs the configuration Envoy would: the
 // same matches, context_extensions, ext_authz exemptions and CORS
-// policies. Routes with a prefix_rewrite are refused (not emulated).
+// policies, ext_proc exemptions and accept-encoding (set Config.ExtProc to
+// MCPExtProc() unless p.DisableExtProc). Routes with a prefix_rewrite are
+// refused (not emulated).
 func RoutesFrom(p envoy.BootstrapParams) ([]Route, error) {
 	out := make([]Route, 0, len(p.Routes))
 	for i, r := range p.Routes {
@@ -137,6 +139,13 @@ func RoutesFrom(p envoy.BootstrapParams) ([]Route, error) {
 			Name: r.Name, Host: r.Host, PathPrefix: r.PathPrefix, Path: r.Path,
 			Upstream:          scheme + "://" + net.JoinHostPort(r.UpstreamHost, strconv.Itoa(r.UpstreamPort)),
 			ContextExtensions: r.ContextExtensions, DisableExtAuthz: r.DisableExtAuthz,
+		}
+		if !p.DisableExtProc {
+			if r.DisableExtAuthz {
+				rt.DisableExtProc = true
+			} else {
+				rt.RequestHeadersToSet = []envoy.Header{{Name: "accept-encoding", Value: "identity"}}
+			}
 		}
 		if len(r.CORSOrigins) > 0 {
 			rt.CORS = MCPCORS(r.CORSOrigins...)

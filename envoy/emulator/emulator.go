@@ -75,11 +75,14 @@ import (
 	"unicode/utf8"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	filterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"golang.org/x/net/http/httpguts"
 	"google.golang.org/genproto/googleapis/rpc/code"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/mcpauthz/mcpauthz/envoy"
 )
@@ -93,6 +96,11 @@ type Route struct {
 	Upstream          string // base URL of the upstream, e.g. http://127.0.0.1:8081 (its path is ignored, like an Envoy cluster)
 	ContextExtensions map[string]string
 	DisableExtAuthz   bool // ExtAuthzPerRoute{disabled: true}
+	DisableExtProc    bool // ExtProcPerRoute{disabled: true}
+	// RequestHeadersToSet are the route's request_headers_to_add with
+	// append_action OVERWRITE_IF_EXISTS_OR_ADD, applied by the router
+	// after every filter (e.g. accept-encoding: identity).
+	RequestHeadersToSet []envoy.Header
 	// CORS is the route's envoy.filters.http.cors policy
 	// (typed_per_filter_config); nil leaves the CORS filter, which runs
 	// before ext_authz, inactive on this route.
@@ -149,6 +157,8 @@ type Config struct {
 	// filter runs; "DROP_HEADER" removes such headers; "ALLOW" keeps them.
 	HeadersWithUnderscoresAction string
 	Routes                       []Route
+	// ExtProc, when set, adds envoy.filters.http.ext_proc after ext_authz.
+	ExtProc *ExtProc
 }
 
 // Validate reports every invalid field.
@@ -200,11 +210,14 @@ type route struct {
 // Proxy is the emulated Envoy. It is an http.Handler, safe for concurrent
 // use; serve it with TLS (requesting client certificates) to exercise mTLS.
 type Proxy struct {
-	cfg     Config
-	conn    *grpc.ClientConn
-	client  authv3.AuthorizationClient
-	routes  []route
-	onCheck atomic.Pointer[func(*authv3.CheckRequest)]
+	cfg      Config
+	conn     *grpc.ClientConn
+	client   authv3.AuthorizationClient
+	routes   []route
+	onCheck  atomic.Pointer[func(*authv3.CheckRequest)]
+	xp       *ExtProc // with defaults; nil without ext_proc
+	xpConn   *grpc.ClientConn
+	xpClient extprocv3.ExternalProcessorClient
 }
 
 // New builds a Proxy and its (lazily connecting, insecure) gRPC client.
@@ -224,6 +237,17 @@ func New(ctx context.Context, cfg Config) (*Proxy, error) {
 		return nil, fmt.Errorf("emulator: dial %s: %w", cfg.AuthzAddr, err)
 	}
 	p := &Proxy{cfg: cfg, conn: conn, client: authv3.NewAuthorizationClient(conn)}
+	if cfg.ExtProc != nil {
+		p.xp = cfg.ExtProc.withDefaults()
+		p.xpConn = conn
+		if p.xp.Addr != "" && p.xp.Addr != cfg.AuthzAddr {
+			if p.xpConn, err = grpc.NewClient(p.xp.Addr, grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
+				_ = conn.Close()
+				return nil, fmt.Errorf("emulator: dial %s: %w", p.xp.Addr, err)
+			}
+		}
+		p.xpClient = extprocv3.NewExternalProcessorClient(p.xpConn)
+	}
 	for _, r := range cfg.Routes {
 		u, _ := url.Parse(r.Upstream)
 		p.routes = append(p.routes, route{Route: r, host: stripPort(strings.ToLower(r.Host)), proxy: newReverseProxy(u)})
@@ -241,16 +265,29 @@ func (p *Proxy) OnCheck(fn func(*authv3.CheckRequest)) {
 	p.onCheck.Store(&fn)
 }
 
-// Close closes the gRPC connection.
-func (p *Proxy) Close() error { return p.conn.Close() }
+// Close closes the gRPC connections.
+func (p *Proxy) Close() error {
+	if p.xpConn != nil && p.xpConn != p.conn {
+		_ = p.xpConn.Close()
+	}
+	return p.conn.Close()
+}
 
 type ctxKey struct{}
 
-// respMutations carries response_headers_to_add to ModifyResponse.
-type respMutations []*corev3.HeaderValueOption
+// respState carries what the response path needs to ModifyResponse:
+// ext_authz's response_headers_to_add and the ext_proc stream.
+type respState struct {
+	mut []*corev3.HeaderValueOption
+	xp  *xproc
+}
 
 func newReverseProxy(target *url.URL) *httputil.ReverseProxy {
+	// Envoy never decompresses on its own: no transparent gzip here either.
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.DisableCompression = true
 	return &httputil.ReverseProxy{
+		Transport:     tr,
 		FlushInterval: -1, // SSE: flush every write
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL.Scheme, pr.Out.URL.Host = target.Scheme, target.Host
@@ -261,13 +298,28 @@ func newReverseProxy(target *url.URL) *httputil.ReverseProxy {
 				}
 			}
 		},
+		// Filters see the response in reverse order: ext_proc, then ext_authz.
 		ModifyResponse: func(res *http.Response) error {
-			if m, _ := res.Request.Context().Value(ctxKey{}).(respMutations); len(m) > 0 {
-				applyResponseMutations(res.Header, m)
+			st, _ := res.Request.Context().Value(ctxKey{}).(*respState)
+			if st == nil {
+				return nil
+			}
+			if st.xp != nil {
+				if err := st.xp.encode(res); err != nil {
+					return err
+				}
+			}
+			if len(st.mut) > 0 {
+				applyResponseMutations(res.Header, st.mut)
 			}
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
+			var lr *localResponse
+			if errors.As(err, &lr) {
+				localReply(w, lr.status, lr.headers, lr.body)
+				return
+			}
 			w.Header().Set("Content-Type", "text/plain")
 			w.WriteHeader(http.StatusServiceUnavailable)
 			_, _ = io.WriteString(w, "upstream connect error or disconnect/reset before headers")
@@ -343,8 +395,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	var body []byte
 	hasBody := r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0
-	var resMut respMutations
+	var resMut []*corev3.HeaderValueOption
+	var meta map[string]*structpb.Struct // the stream's dynamic metadata
+	bodyRead := false
 	if !rt.DisableExtAuthz {
+		bodyRead = true
 		if hasBody {
 			b, err := io.ReadAll(io.LimitReader(r.Body, int64(p.cfg.MaxRequestBytes)+1))
 			if err != nil {
@@ -381,8 +436,14 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 					status = c
 				}
 			}
-			localReply(w, status, hs, b)
+			if dm := resp.GetDynamicMetadata(); dm != nil {
+				meta = map[string]*structpb.Struct{envoy.ExtAuthzMetadataNamespace: dm}
+			}
+			p.reply(w, r, rt, meta, status, hs, b)
 			return
+		}
+		if dm := resp.GetDynamicMetadata(); dm != nil {
+			meta = map[string]*structpb.Struct{envoy.ExtAuthzMetadataNamespace: dm}
 		}
 		if ok := resp.GetOkResponse(); ok != nil {
 			r = r.WithContext(r.Context()) // shallow copy before touching Host
@@ -401,13 +462,35 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	out := r.Clone(context.WithValue(r.Context(), ctxKey{}, resMut))
+	st := &respState{mut: resMut}
+	if p.xp != nil && !rt.DisableExtProc {
+		if hasBody && !bodyRead && p.xp.ProcessingMode.GetRequestBodyMode() != filterv3.ProcessingMode_NONE {
+			b, err := io.ReadAll(r.Body)
+			if err != nil {
+				localReply(w, http.StatusBadRequest, nil, "")
+				return
+			}
+			body, bodyRead = b, true
+		}
+		st.xp = p.newXProc(r.Context(), meta)
+		defer st.xp.close()
+		var lr *localResponse
+		if body, lr = st.xp.decode(r, hdr, scheme, fullPath, body, hasBody); lr != nil {
+			localReply(w, lr.status, lr.headers, lr.body)
+			return
+		}
+	}
+	for _, h := range rt.RequestHeadersToSet { // the router's route-level header additions
+		hdr.Set(h.Name, h.Value)
+	}
+
+	out := r.Clone(context.WithValue(r.Context(), ctxKey{}, st))
 	out.Header = hdr
 	out.URL.Path, out.URL.RawPath = decodedPath(normPath), normPath
 	out.URL.RawQuery = rawQuery
 	out.URL.ForceQuery = hasQuery && rawQuery == ""
 	out.RequestURI = ""
-	if !rt.DisableExtAuthz && hasBody {
+	if bodyRead && hasBody {
 		out.Body = io.NopCloser(bytes.NewReader(body))
 		out.ContentLength = int64(len(body))
 		out.TransferEncoding = nil
@@ -554,6 +637,16 @@ func (p *Proxy) checkRequest(r *http.Request, rt *route, hdr http.Header, scheme
 // same-named headers, then are all added (so repeats such as Set-Cookie stay).
 func localReply(w http.ResponseWriter, status int, hs []*corev3.HeaderValueOption, body string) {
 	h := w.Header()
+	for k, v := range localReplyHeader(hs, body) {
+		h[k] = v
+	}
+	w.WriteHeader(status)
+	_, _ = io.WriteString(w, body)
+}
+
+// localReplyHeader is the header of a local reply with body and hs.
+func localReplyHeader(hs []*corev3.HeaderValueOption, body string) http.Header {
+	h := http.Header{}
 	if body != "" {
 		h.Set("Content-Type", "text/plain")
 	}
@@ -568,8 +661,7 @@ func localReply(w http.ResponseWriter, status int, hs []*corev3.HeaderValueOptio
 			h.Add(k, v)
 		}
 	}
-	w.WriteHeader(status)
-	_, _ = io.WriteString(w, body)
+	return h
 }
 
 func headerValue(o *corev3.HeaderValueOption) string {
