@@ -183,14 +183,17 @@ func (f *fastQuery) seedConstants(ctx context.Context) {
 }
 
 // decodeStable decodes, once, every ground term the query can return as
-// is: rule values written as constants and constant-layer values.
+// is: rule values written as constants, and constant-layer values and the
+// objects inside them that look like decisions (an "allow" or "allowed"
+// key). At most maxStableTerms terms are visited.
 func (f *fastQuery) decodeStable() map[*ast.Term]Decision {
 	out := map[*ast.Term]Decision{}
 	add := func(t *ast.Term) {
 		if t == nil || !t.IsGround() {
 			return
 		}
-		if _, isObj := t.Value.(ast.Object); !isObj {
+		obj, isObj := t.Value.(ast.Object)
+		if !isObj || (obj.Get(ast.InternedTerm("allow")) == nil && obj.Get(ast.InternedTerm("allowed")) == nil) {
 			return
 		}
 		if d, err := decodeDecision(t.Value); err == nil {
@@ -204,15 +207,31 @@ func (f *fastQuery) decodeStable() map[*ast.Term]Decision {
 			}
 		}
 	}
-	var walk func(n *constNode)
-	walk = func(n *constNode) {
-		if n.set {
-			add(n.value)
+	visited := 0
+	var walk func(t *ast.Term)
+	walk = func(t *ast.Term) {
+		if visited++; t == nil || visited > maxStableTerms {
+			return
 		}
-		for _, c := range n.children {
-			walk(c)
+		add(t)
+		switch v := t.Value.(type) {
+		case ast.Object:
+			v.Foreach(func(_, x *ast.Term) { walk(x) })
+		case *ast.Array:
+			v.Foreach(walk)
 		}
 	}
-	walk(&f.consts.root)
+	var walkNode func(n *constNode)
+	walkNode = func(n *constNode) {
+		if n.set {
+			walk(n.value)
+		}
+		for _, c := range n.children {
+			walkNode(c)
+		}
+	}
+	walkNode(&f.consts.root)
 	return out
 }
+
+const maxStableTerms = 1 << 20

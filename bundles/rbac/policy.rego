@@ -34,15 +34,34 @@ known_kinds := {"human", "agent_for_user", "agent"}
 
 # --- the decision -----------------------------------------------------------
 
-# The first branch is the hot path: an allowed tool call is decided by one
-# indexed rule. Everything after it explains a denial (or housekeeping).
-decision := {
-	"allow": true,
-	"reason": "allowed",
-	"http_status": 200,
-	"required_scopes": [s],
-	"scopes": [s],
-} if {
+# The first branches are the hot path: an allowed tool call of a person or
+# of an agent acting for one, decided without a rule or function call, its
+# value one of the constant `allowed` objects (built once per policy
+# load). The third branch allows exactly the same calls and more (mTLS
+# workloads, autonomous agents); everything after it explains a denial
+# (or housekeeping).
+decision := allowed[s] if {
+	input.principal.kind == "human"
+	input.mcp.method == "tools/call"
+	input.mcp.kind == "request"
+	input.principal.authenticated == true
+	s := data.mcpauthz.rbac.tool_scopes[input.mcp.tool]
+	is_array(input.principal.claims.roles)
+	some r in input.principal.claims.roles
+	input.mcp.tool in data.mcpauthz.rbac.roles[r]
+	s in input.principal.scopes
+} else := allowed[s] if {
+	input.principal.kind == "agent_for_user"
+	input.mcp.method == "tools/call"
+	input.mcp.kind == "request"
+	input.principal.authenticated == true
+	s := data.mcpauthz.rbac.tool_scopes[input.mcp.tool]
+	not input.mcp.tool in data.mcpauthz.rbac.destructive_tools
+	is_array(input.principal.claims.roles)
+	some r in input.principal.claims.roles
+	input.mcp.tool in data.mcpauthz.rbac.roles[r]
+	s in input.principal.scopes
+} else := allowed[s] if {
 	input.mcp.method == "tools/call"
 	input.mcp.kind == "request"
 	input.principal.authenticated == true
@@ -113,6 +132,17 @@ housekeeping if input.mcp.kind in cfg.protocol.transport_kinds
 housekeeping if {
 	input.mcp.kind == "response"
 	input.principal.kind in cfg.protocol.responders
+}
+
+# The allow decision of a tool call, per required scope.
+allowed := {s: {
+	"allow": true,
+	"reason": "allowed",
+	"http_status": 200,
+	"required_scopes": [s],
+	"scopes": [s],
+} |
+	some s in cfg.tool_scopes
 }
 
 allow_housekeeping := {
