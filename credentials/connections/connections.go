@@ -199,8 +199,8 @@ type Manager struct {
 	audit  func(Event)
 	id     string // lease owner id, random per Manager
 
-	mu      sync.RWMutex
-	servers map[string]*server
+	mu      sync.Mutex // serializes Register
+	servers atomic.Pointer[map[string]*server]
 
 	cache *cache
 	links sync.Map // Key -> linkEntry
@@ -244,19 +244,19 @@ func New(ctx context.Context, cfg Config, opts Options) (*Manager, error) {
 	}
 	var id [8]byte
 	_, _ = rand.Read(id[:])
-	return &Manager{
+	m := &Manager{
 		cfg: cfg.withDefaults(), store: opts.Store, cipher: opts.Cipher, hc: opts.HTTPClient,
 		now: opts.Now, log: opts.Logger, audit: opts.Audit, id: hex.EncodeToString(id[:]),
-		servers: map[string]*server{}, cache: newCache(), unsaved: map[Key]*unsaved{}, evCount: map[string]int{},
+		cache: newCache(), unsaved: map[Key]*unsaved{}, evCount: map[string]int{},
 		stats: Stats{ByServerStatus: map[string]map[Status]int{}, Refreshes: map[string]uint64{}, Flows: map[string]uint64{}},
-	}, nil
+	}
+	m.servers.Store(&map[string]*server{})
+	return m, nil
 }
 
 // String describes the Manager without its caches (which hold tokens).
 func (m *Manager) String() string {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	return fmt.Sprintf("connections.Manager{public_url=%s servers=%d}", m.cfg.PublicURL, len(m.servers))
+	return fmt.Sprintf("connections.Manager{public_url=%s servers=%d}", m.cfg.PublicURL, len(*m.servers.Load()))
 }
 
 // Format prints String for every verb, so fmt never reflects over caches.
@@ -285,15 +285,15 @@ func (m *Manager) Register(serverID, mode string, p ProviderConfig) error {
 		s.secret = v
 	}
 	m.mu.Lock()
-	m.servers[serverID] = s
+	next := maps.Clone(*m.servers.Load())
+	next[serverID] = s
+	m.servers.Store(&next)
 	m.mu.Unlock()
 	return nil
 }
 
 func (m *Manager) server(id string) *server {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	return m.servers[id]
+	return (*m.servers.Load())[id]
 }
 
 // serverFor returns the registered server of key, checking that the key's

@@ -45,8 +45,13 @@ type unsaved struct {
 // replicas; detached from ctx and bounded by the provider timeout).
 // Errors: *NeedsAuthorizationError when the user must (re)connect; errors
 // wrapping ErrUnavailable for transient provider or store trouble (and for
-// stored tokens that do not decrypt, also wrapping store.ErrDecrypt).
+// stored tokens that do not decrypt, also wrapping store.ErrDecrypt);
+// ErrNotFound for a server not registered, ErrForbidden for a user key on a
+// service-account server or the reverse (a mode switch not reconciled yet).
 func (m *Manager) Token(ctx context.Context, key Key) (Token, error) {
+	if _, err := m.serverFor(key); err != nil {
+		return Token{}, err // unregistered server, or a key of the other mode
+	}
 	now := m.now()
 	e := m.cache.get(key, now)
 	if e == nil {

@@ -520,9 +520,12 @@ func TestReconcileModeSwitch(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, k := range []Key{alice, bob} {
-		_, err := m.Token(ctx, k)
-		if na := wantNeedsAuth(t, err, StatusRevoked); na.Connection.Reason != "mode_switch" {
-			t.Fatalf("reason %q", na.Connection.Reason)
+		if c, err := m.Get(ctx, k); err != nil || c.Status != StatusRevoked || c.Reason != "mode_switch" {
+			t.Fatalf("%+v %v", c, err)
+		}
+		// A user key on a service-account server is refused outright.
+		if _, err := m.Token(ctx, k); !errors.Is(err, ErrForbidden) {
+			t.Fatalf("Token = %v, want ErrForbidden", err)
 		}
 	}
 	if e.p.Requests("/revoke") != 2 {

@@ -33,6 +33,7 @@ type Config struct {
 	Static         *StaticConfig         `yaml:"static"`
 	ServiceAccount *ServiceAccountConfig `yaml:"service_account"`
 	Delegated      *DelegatedConfig      `yaml:"delegated"`
+	Individual     *IndividualConfig     `yaml:"individual"`
 }
 
 // StaticConfig lists fixed headers sent on every upstream call.
@@ -83,6 +84,11 @@ type ServiceAccountConfig struct {
 	RefreshBefore time.Duration `yaml:"refresh_before"`
 	// Timeout bounds one token endpoint call (default 5s, at most 1m).
 	Timeout time.Duration `yaml:"timeout"`
+
+	// OAuth, instead of Secret or client credentials: an admin authorizes
+	// the organization once through the provider's OAuth flow (the
+	// connections manager stores and refreshes that one connection).
+	OAuth *OAuthServiceAccount `yaml:"oauth"`
 }
 
 // clientCredentials reports whether c uses the client-credentials grant.
@@ -96,14 +102,16 @@ func (c Config) Validate() error {
 	var v validator
 	switch c.Mode {
 	case "":
-		v.add("mode", "required (one of public, static, service_account, delegated)")
+		v.add("mode", "required (one of public, static, service_account, delegated, individual)")
 	case ModePublic:
 		v.forbid(c.Static != nil, "static", c.Mode)
 		v.forbid(c.ServiceAccount != nil, "service_account", c.Mode)
 		v.forbid(c.Delegated != nil, "delegated", c.Mode)
+		v.forbid(c.Individual != nil, "individual", c.Mode)
 	case ModeStatic:
 		v.forbid(c.ServiceAccount != nil, "service_account", c.Mode)
 		v.forbid(c.Delegated != nil, "delegated", c.Mode)
+		v.forbid(c.Individual != nil, "individual", c.Mode)
 		if c.Static == nil {
 			v.add("static", "required with mode static")
 		} else {
@@ -112,6 +120,7 @@ func (c Config) Validate() error {
 	case ModeServiceAccount:
 		v.forbid(c.Static != nil, "static", c.Mode)
 		v.forbid(c.Delegated != nil, "delegated", c.Mode)
+		v.forbid(c.Individual != nil, "individual", c.Mode)
 		if c.ServiceAccount == nil {
 			v.add("service_account", "required with mode service_account")
 		} else {
@@ -120,15 +129,23 @@ func (c Config) Validate() error {
 	case ModeDelegated:
 		v.forbid(c.Static != nil, "static", c.Mode)
 		v.forbid(c.ServiceAccount != nil, "service_account", c.Mode)
+		v.forbid(c.Individual != nil, "individual", c.Mode)
 		if c.Delegated == nil {
 			v.add("delegated", "required with mode delegated")
 		} else {
 			c.Delegated.validate(&v, "delegated")
 		}
 	case ModeIndividual:
-		v.add("mode", fmt.Sprintf("%q is not supported yet", c.Mode))
+		v.forbid(c.Static != nil, "static", c.Mode)
+		v.forbid(c.ServiceAccount != nil, "service_account", c.Mode)
+		v.forbid(c.Delegated != nil, "delegated", c.Mode)
+		if c.Individual == nil {
+			v.add("individual", "required with mode individual (individual.provider: the upstream's OAuth provider)")
+		} else {
+			validateConnection(&v, "individual", c.Individual.Provider, c.Individual.Header, c.Individual.Format)
+		}
 	default:
-		v.add("mode", fmt.Sprintf("unknown mode %q (want public, static, service_account or delegated)", urlcheck.Truncate(string(c.Mode), 32)))
+		v.add("mode", fmt.Sprintf("unknown mode %q (want public, static, service_account, delegated or individual)", urlcheck.Truncate(string(c.Mode), 32)))
 	}
 	return v.err()
 }
@@ -163,6 +180,25 @@ func (s *ServiceAccountConfig) validate(v *validator, path string) {
 	if s.Timeout < 0 || s.Timeout > MaxTimeout {
 		v.add(path+".timeout", fmt.Sprintf("must be between 0 (default %s) and %s", DefaultTimeout, MaxTimeout))
 	}
+	if s.OAuth != nil {
+		forbid := func(set bool, field string) {
+			if set {
+				v.add(path+"."+field, "not allowed together with oauth (set it under oauth.provider or oauth)")
+			}
+		}
+		forbid(s.Header != "", "header")
+		forbid(s.Secret != nil, "secret")
+		forbid(s.TokenURL != "", "token_url")
+		forbid(s.ClientID != "", "client_id")
+		forbid(s.ClientSecret != nil, "client_secret")
+		forbid(len(s.Scopes) > 0, "scopes")
+		forbid(s.Audience != "", "audience")
+		forbid(s.AuthStyle != "", "auth_style")
+		forbid(s.RefreshBefore != 0, "refresh_before")
+		forbid(s.Timeout != 0, "timeout")
+		validateConnection(v, path+".oauth", s.OAuth.Provider, s.OAuth.Header, s.OAuth.Format)
+		return
+	}
 	if s.Secret != nil {
 		v.ref(path+".secret", *s.Secret)
 		v.forbidWith(s.TokenURL != "", path+".token_url")
@@ -176,7 +212,7 @@ func (s *ServiceAccountConfig) validate(v *validator, path string) {
 		return
 	}
 	if s.TokenURL == "" && s.ClientID == "" && s.ClientSecret == nil {
-		v.add(path, "one of secret or token_url (client credentials) is required")
+		v.add(path, "one of secret, token_url (client credentials) or oauth (admin-authorized) is required")
 		return
 	}
 	if s.TokenURL == "" {

@@ -18,8 +18,14 @@
 //     exchange). Tokens are cached per (subject token, actor, audience,
 //     scopes) until shortly before they expire; concurrent misses collapse
 //     into one issuance. No path ever forwards the caller's own token.
-//   - individual: reserved for later (per-user stored OAuth tokens);
-//     [Config.Validate] reports it as not supported yet.
+//   - individual: the calling user's own provider access token, which the
+//     user granted once through the connect flow and the connections
+//     manager (package connections) stores and refreshes. An agent acting
+//     for a user uses that user's connection; an agent alone is refused
+//     ([ReasonNoUser]); a missing connection is a [ReasonNeedsAuthorization]
+//     error wrapping *connections.NeedsAuthorizationError.
+//     service_account.oauth is the same with one organization-wide
+//     connection an admin authorized.
 //
 // [New] turns a validated [Config] into a [Provider]. Callers only ever see
 // the Provider interface and a [Request] made of plain values, so new modes
@@ -49,7 +55,7 @@ import (
 // Mode selects how the upstream credential is obtained.
 type Mode string
 
-// The credential modes. ModeDelegated and ModeIndividual are reserved.
+// The credential modes.
 const (
 	ModePublic         Mode = "public"
 	ModeStatic         Mode = "static"
@@ -245,6 +251,10 @@ type Options struct {
 	// Minter is mcpauthz's built-in token issuer, needed by delegated
 	// servers with issuer builtin.
 	Minter Minter
+	// Connections hands out stored connection tokens, needed by mode
+	// individual and service_account.oauth (a *connections.Manager on
+	// which each such server was registered: see Config.Connection).
+	Connections ConnectionSource
 }
 
 // New validates cfg, resolves its secrets and returns the Provider for
@@ -276,7 +286,13 @@ func New(ctx context.Context, cfg Config, opts Options) (Provider, error) {
 	case ModeStatic:
 		p, err = newStatic(cfg.Static)
 	case ModeServiceAccount:
-		p, err = newServiceAccount(cfg.ServiceAccount, opts)
+		if sa := cfg.ServiceAccount; sa.OAuth != nil {
+			p, err = newConnectionProvider(ModeServiceAccount, sa.OAuth.Header, sa.OAuth.Format, opts.Connections)
+		} else {
+			p, err = newServiceAccount(sa, opts)
+		}
+	case ModeIndividual:
+		p, err = newConnectionProvider(ModeIndividual, cfg.Individual.Header, cfg.Individual.Format, opts.Connections)
 	case ModeDelegated:
 		p, err = newDelegated(ctx, cfg.Delegated, opts)
 	default: // unreachable after Validate

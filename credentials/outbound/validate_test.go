@@ -39,8 +39,8 @@ func TestValidate(t *testing.T) {
 			s.RefreshBefore, s.Timeout = time.Minute, 10*time.Second
 		}), nil},
 
-		{"empty mode", Config{}, []string{"mode: required (one of public, static, service_account, delegated)"}},
-		{"unknown mode", Config{Mode: "oauth"}, []string{`mode: unknown mode "oauth" (want public, static, service_account or delegated)`}},
+		{"empty mode", Config{}, []string{"mode: required (one of public, static, service_account, delegated, individual)"}},
+		{"unknown mode", Config{Mode: "oauth"}, []string{`mode: unknown mode "oauth" (want public, static, service_account, delegated or individual)`}},
 		{"delegated without block", Config{Mode: ModeDelegated}, []string{`delegated: required with mode delegated`}},
 		{"delegated without issuer", Config{Mode: ModeDelegated, Delegated: &DelegatedConfig{}}, []string{`delegated.issuer: required (builtin or sts)`}},
 		{"delegated sts without block", Config{Mode: ModeDelegated, Delegated: &DelegatedConfig{Issuer: IssuerSTS}}, []string{`delegated.sts: required with issuer sts`}},
@@ -57,7 +57,7 @@ func TestValidate(t *testing.T) {
 			"delegated.sts.token_url: must be https (or http on loopback)",
 			"delegated.sts.client_id: required with client_auth client_secret_basic",
 			"delegated.sts.client_secret: required with client_auth client_secret_basic"}},
-		{"individual", Config{Mode: ModeIndividual}, []string{`mode: "individual" is not supported yet`}},
+		{"individual", Config{Mode: ModeIndividual}, []string{`individual: required with mode individual (individual.provider: the upstream's OAuth provider)`}},
 		{"public with blocks", Config{Mode: ModePublic, Static: &StaticConfig{}, ServiceAccount: &ServiceAccountConfig{}},
 			[]string{"static: not allowed with mode public", "service_account: not allowed with mode public"}},
 		{"static missing block", Config{Mode: ModeStatic}, []string{"static: required with mode static"}},
@@ -84,7 +84,7 @@ func TestValidate(t *testing.T) {
 		}},
 		{"sa missing block", Config{Mode: ModeServiceAccount}, []string{"service_account: required with mode service_account"}},
 		{"sa empty", Config{Mode: ModeServiceAccount, ServiceAccount: &ServiceAccountConfig{}},
-			[]string{"service_account: one of secret or token_url (client credentials) is required"}},
+			[]string{"service_account: one of secret, token_url (client credentials) or oauth (admin-authorized) is required"}},
 		{"sa secret with cc fields", Config{Mode: ModeServiceAccount, ServiceAccount: &ServiceAccountConfig{
 			Secret: env, TokenURL: "https://x/t", ClientID: "c", ClientSecret: env, Scopes: []string{"a"},
 			Audience: "x", AuthStyle: "basic", RefreshBefore: time.Second, Timeout: time.Second}},
