@@ -1,6 +1,11 @@
-# mcpauthz — the two commands a newcomer needs:
-#   make run    start mcpauthz on embedded defaults (example config + bundle, built-in dev IdP)
+# mcpauthz — the two commands a newcomer needs (README "Set-up"):
+#   make demo   the main job end to end, in one process (dev IdP, mcpauthz, an MCP server, an Envoy stand-in)
 #   make test   everything CI runs (.ci/run calls exactly this)
+# and then:
+#   make run    the service alone on embedded defaults; prints tokens and a first request to send
+# Every target says what it does as it starts. The first build compiles a few hundred
+# packages (several minutes on a small machine; `go build -v` lists each one); later
+# builds come from Go's cache.
 SHELL := /bin/bash
 export PATH := /usr/local/go/bin:$(PATH)
 GO ?= go
@@ -9,28 +14,41 @@ PKGS := ./...
 
 .PHONY: run demo test build lint unit policy-test envoy-check fuzz bench loadtest e2e clean
 
-run:
-	$(GO) run ./cmd/mcpauthz serve
+run: build
+	@echo "==> run: bin/mcpauthz serve (embedded development defaults; Ctrl-C stops it)"
+	bin/mcpauthz serve
 
-demo:
-	$(GO) run ./cmd/mcpauthz demo
+demo: build
+	@echo "==> demo: bin/mcpauthz demo"
+	bin/mcpauthz demo
 
+# -v lists each package as it compiles: the first build takes minutes, the
+# next ones come from the cache and list nothing.
 build:
-	$(GO) build -o bin/mcpauthz ./cmd/mcpauthz
+	@echo "==> build: bin/mcpauthz (first build: several minutes, one line per package compiled)"
+	$(GO) build -v -o bin/mcpauthz ./cmd/mcpauthz
 
 test: lint unit policy-test envoy-check fuzz
+	@echo "==> test: all passed (lint, unit, policy-test, envoy-check, fuzz)"
 
 lint:
+	@echo "==> [1/5] lint: gofmt, then go vet (lists each package it compiles)"
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
-	$(GO) vet $(PKGS)
+	$(GO) vet -v $(PKGS)
 
+# The race-instrumented build first, listing packages as they compile (the
+# first time this is the longest silent stretch of make test); then the
+# tests, one line per package as each finishes.
 unit:
+	@echo "==> [2/5] unit: compiling with the race detector (first run: several minutes)"
+	$(GO) build -race -v $(PKGS)
+	@echo "==> [2/5] unit: go test -race ./... (one line per package as it finishes; the slowest take a few minutes)"
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 
 # Every shipped bundle's Rego tests, with coverage (>= 90% per bundle).
-policy-test:
-	$(GO) build -o bin/mcpauthz ./cmd/mcpauthz
+policy-test: build
+	@echo "==> [3/5] policy-test: every bundle's Rego tests, coverage >= 90%"
 	@for b in bundles/*/; do \
 	  out=$$(bin/mcpauthz test --coverage --threshold 90 $$b 2>&1) || { echo "$$out"; exit 1; }; \
 	  echo "$$b: $$(echo "$$out" | grep -E '^PASS') coverage $$(echo "$$out" | grep -E 'total' | awk '{print $$4}')"; \
@@ -38,14 +56,15 @@ policy-test:
 
 # Every shipped Envoy bootstrap, and one generated from the example config,
 # through go-control-plane's proto validation plus mcpauthz's security checks.
-envoy-check:
-	$(GO) build -o bin/mcpauthz ./cmd/mcpauthz
+envoy-check: build
+	@echo "==> [4/5] envoy-check: shipped and generated Envoy bootstraps, --strict"
 	bin/mcpauthz envoy validate --strict envoy/envoy.yaml envoy/envoy-mtls.yaml deploy/compose/envoy.yaml
 	bin/mcpauthz envoy generate --config cmd/mcpauthz/config.example.yaml -o bin/envoy-generated.yaml
 	bin/mcpauthz envoy validate --strict --config cmd/mcpauthz/config.example.yaml bin/envoy-generated.yaml
 
 # Each fuzz target runs briefly on top of its committed seed corpus.
 fuzz:
+	@echo "==> [5/5] fuzz: each target for $(FUZZTIME) on its committed corpus"
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./server/mcp
 	$(GO) test -run '^$$' -fuzz '^FuzzFromCheckRequest$$' -fuzztime $(FUZZTIME) ./envoy
 	$(GO) test -run '^$$' -fuzz '^FuzzValidateBootstrapYAML$$' -fuzztime $(FUZZTIME) ./envoy
@@ -58,13 +77,16 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzSessionID$$' -fuzztime $(FUZZTIME) ./server
 
 e2e:
+	@echo "==> e2e: the end-to-end suite (set ENVOY_BIN to run it through a real Envoy)"
 	$(GO) test -race -count=1 -v ./e2e/...
 
 bench:
+	@echo "==> bench: Check pipeline, policy, parser and credential benchmarks"
 	$(GO) test -run '^$$' -bench . -benchmem ./server ./policy ./server/mcp ./credentials/...
 
-loadtest:
-	$(GO) run ./cmd/mcpauthz loadtest --duration 5s --concurrency 32
+loadtest: build
+	@echo "==> loadtest: 5s of gRPC Checks beside an empty ext_authz handler"
+	bin/mcpauthz loadtest --duration 5s --concurrency 32
 
 clean:
 	rm -rf bin

@@ -97,6 +97,7 @@ func TestDemoTranscript(t *testing.T) {
 	if _, ok := os.LookupEnv(demoSecretEnv); ok {
 		t.Errorf("%s still set after the demo", demoSecretEnv)
 	}
+	assertReadmeTranscript(t, got)
 }
 
 func TestDemoVerboseShowsTheDecisionLog(t *testing.T) {
