@@ -334,10 +334,10 @@ func TestReadmePathsExist(t *testing.T) {
 		paths = append(paths, m[1])
 	}
 	roots := `(?:cmd|server|deploy|envoy|bundles|credentials|policy|internal|e2e|\.ci)/`
-	for _, m := range regexp.MustCompile("`(" + roots + "[^`\\s]*)`").FindAllStringSubmatch(readme, -1) {
+	for _, m := range regexp.MustCompile("`("+roots+"[^`\\s]*)`").FindAllStringSubmatch(readme, -1) {
 		paths = append(paths, m[1])
 	}
-	for _, m := range regexp.MustCompile("(?m)^(" + roots + `[^\s]*)\s`).FindAllStringSubmatch(readme, -1) {
+	for _, m := range regexp.MustCompile("(?m)^("+roots+`[^\s]*)\s`).FindAllStringSubmatch(readme, -1) {
 		paths = append(paths, m[1])
 	}
 	if len(paths) < 10 {
