@@ -177,9 +177,27 @@ func newBrowser(t *testing.T, exe string) context.Context {
 	return ctx
 }
 
-// signInAt fills the oauthtest/devidp login form.
-func signInAt(user string) chromedp.Action[chromedp.Void] {
+// waitAt waits until the tab's URL starts with prefix (a page of another
+// server may still show a field of the same id while the browser moves on).
+func waitAt(prefix string) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		for {
+			if loc, err := chromedp.Location()(ctx, t); err == nil && strings.HasPrefix(loc, prefix) {
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("waiting for %s: %w", prefix, ctx.Err())
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	})
+}
+
+// signInAt fills the oauthtest/devidp login form served at origin.
+func signInAt(origin, user string) chromedp.Action[chromedp.Void] {
 	return chromedp.Steps(
+		waitAt(origin),
 		chromedp.WaitVisible(chromedp.CSS(`#username`)),
 		chromedp.SetValue(chromedp.CSS(`#username`), user),
 		chromedp.SetValue(chromedp.CSS(`#password`), user),
@@ -187,9 +205,19 @@ func signInAt(user string) chromedp.Action[chromedp.Void] {
 	)
 }
 
-// consent approves at the provider's consent page.
-func consent() chromedp.Action[chromedp.Void] {
-	return chromedp.Steps(chromedp.WaitVisible(chromedp.CSS(`#approve`)), chromedp.Click(chromedp.CSS(`#approve`)))
+// consent approves at the provider's consent page, then waits for the
+// browser to be back at mcpauthz.
+func consent(back string) chromedp.Action[chromedp.Void] {
+	return chromedp.Steps(chromedp.WaitVisible(chromedp.CSS(`#approve`)), chromedp.Click(chromedp.CSS(`#approve`)), waitAt(back))
+}
+
+// where says where the browser is and what it shows, for failure messages.
+func where(b context.Context) string {
+	ctx, cancel := context.WithTimeout(b, 5*time.Second)
+	defer cancel()
+	loc, _ := chromedp.Run(ctx, chromedp.Location())
+	body, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body ? document.body.innerText : ""`))
+	return fmt.Sprintf("at %s showing %q", loc, strings.Join(strings.Fields(body), " "))
 }
 
 // text is the whitespace-normalized text of the first element sel matches.
@@ -237,12 +265,12 @@ func TestConnectFlowInChromium(t *testing.T) {
 	}
 	if err := chromedp.Do(b,
 		chromedp.Navigate(link),
-		signInAt("alice"), // devidp: mcpauthz sign-in
-		signInAt("alice"), // oauthtest: the provider's own login
-		consent(),
+		signInAt(w.idp.URL(), "alice"),      // devidp: mcpauthz sign-in
+		signInAt(w.provider.URL(), "alice"), // oauthtest: the provider's own login
+		consent(w.srv.URL),
 		heading,
 	); err != nil {
-		t.Fatalf("connect through the link: %v", err)
+		t.Fatalf("connect through the link: %v (%s)", err, where(b))
 	}
 	if got := text(b, t, "#message-heading"); got != "Connected: GitHub — Status: AUTHORIZED" {
 		t.Fatalf("callback page heading %q", got)
@@ -276,11 +304,11 @@ func TestConnectFlowInChromium(t *testing.T) {
 		chromedp.Navigate(w.srv.URL+"/connect/"),
 		chromedp.WaitVisible(chromedp.CSS(`form[action="/connect/drive"] button`)),
 		chromedp.Click(chromedp.CSS(`form[action="/connect/drive"] button`)),
-		signInAt("alice"),
-		consent(),
+		signInAt(w.provider.URL(), "alice"),
+		consent(w.srv.URL),
 		heading,
 	); err != nil {
-		t.Fatalf("proactive connect: %v", err)
+		t.Fatalf("proactive connect: %v (%s)", err, where(b))
 	}
 	if got := text(b, t, "#message-heading"); got != "Connected: Google Drive — Status: AUTHORIZED" {
 		t.Fatalf("proactive connect heading %q", got)
@@ -293,7 +321,7 @@ func TestConnectFlowInChromium(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`form[action="/connect/github/revoke"] button`)),
 		chromedp.WaitNotPresent(chromedp.CSS(`form[action="/connect/github/revoke"]`)),
 	); err != nil {
-		t.Fatalf("revoke: %v", err)
+		t.Fatalf("revoke: %v (%s)", err, where(b))
 	}
 	var nae *connections.NeedsAuthorizationError
 	if _, err := w.mgr.Token(ctx, w.key("alice", "github")); !errors.As(err, &nae) {
@@ -338,9 +366,10 @@ func TestConnectFlowInChromium(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`form[action="/connect/logout"] button`)),
 		heading,
 		chromedp.Navigate(w.srv.URL+"/connect/"),
+		waitAt(w.idp.URL()),
 		chromedp.WaitVisible(chromedp.CSS(`#username`)),
 	); err != nil {
-		t.Fatalf("sign out: %v", err)
+		t.Fatalf("sign out: %v (%s)", err, where(b))
 	}
 	loc, err := chromedp.Run(b, chromedp.Location())
 	if err != nil {
