@@ -94,7 +94,8 @@ type Options struct {
 	// MaxEventBytes caps one server-sent event (default 8 MiB).
 	MaxEventBytes int
 	// LegacySessionParams are the query parameter names of the session id
-	// in a legacy "endpoint" event (default sessionId, session_id).
+	// in a legacy "endpoint" event (default sessionId, sessionid,
+	// session_id: mcpauthz's mcp.legacy_session_params).
 	LegacySessionParams []string
 	// PendingTTL and MaxPending bound the legacy list requests awaiting
 	// their response on a GET stream (defaults 10m, 100000).
@@ -153,7 +154,7 @@ func New(d Deps, o Options) (*Server, error) {
 		s.maxEvent = 8 << 20
 	}
 	if len(s.legacyParams) == 0 {
-		s.legacyParams = []string{"sessionId", "session_id"}
+		s.legacyParams = []string{"sessionId", "sessionid", "session_id"}
 	}
 	p := &pendingLists{ttl: o.PendingTTL, max: o.MaxPending, now: o.Now, m: map[string]pendingEntry{}}
 	if p.ttl == 0 {
