@@ -87,6 +87,10 @@ func (k Key) check() error {
 	if k.Server == "" {
 		return fmt.Errorf("connections: key without a server: %w", ErrNotFound)
 	}
+	// Escaping at most triples a part: skip escaping when that still fits.
+	if raw := len(k.Org) + len(k.UserKey) + len(k.Server); len(prefixLinkByKey)+3*raw+2 <= store.MaxKeyLen {
+		return nil
+	}
 	if len(prefixLinkByKey)+len(k.path()) > store.MaxKeyLen {
 		return fmt.Errorf("connections: organization, user key and server are too long (%d bytes escaped, at most %d)", len(k.path()), store.MaxKeyLen-len(prefixLinkByKey))
 	}

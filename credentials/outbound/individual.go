@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"golang.org/x/net/http/httpguts"
 
@@ -105,13 +107,27 @@ func validateConnection(v *validator, path string, p connections.ProviderConfig,
 }
 
 // connectionProvider attaches a stored connection's access token. Safe for
-// concurrent use; it never reads the caller's own token.
+// concurrent use; it never reads the caller's own token. The returned
+// *Credential may be shared between calls (read-only, as for every mode).
 type connectionProvider struct {
 	mode           Mode
 	src            ConnectionSource
 	header         string
 	prefix, suffix string
+
+	// built keeps the last *Credential per key, reused while the token and
+	// the request's names are the same (no allocation on the warm path).
+	built     sync.Map // connections.Key -> *builtCredential
+	builtSize atomic.Int64
 }
+
+type builtCredential struct {
+	access, subject, actor, audience string
+	cred                             *Credential
+}
+
+// maxBuilt bounds the reuse cache (one small entry per active key).
+const maxBuilt = 1 << 17
 
 var _ Provider = (*connectionProvider)(nil)
 
@@ -156,6 +172,9 @@ func (p *connectionProvider) Credential(ctx context.Context, req *Request) (*Cre
 	}
 	tok, err := p.src.Token(ctx, key)
 	if err != nil {
+		if _, ok := p.built.LoadAndDelete(key); ok {
+			p.builtSize.Add(-1)
+		}
 		var na *connections.NeedsAuthorizationError
 		switch {
 		case errors.As(err, &na):
@@ -166,20 +185,32 @@ func (p *connectionProvider) Credential(ctx context.Context, req *Request) (*Cre
 			return nil, &Error{Reason: ReasonConnectionError, Err: err}
 		}
 	}
-	if checkHeaderSecret(tok.AccessToken) != nil || tok.AccessToken == "" {
-		return nil, &Error{Reason: ReasonConnectionError, Err: errors.New("the stored access token is not usable in a header")}
-	}
-	subject := req.upstreamSubject()
+	subject, actor := req.upstreamSubject(), req.upstreamActor()
 	if p.mode == ModeServiceAccount {
 		subject = ""
 	}
-	return &Credential{
+	if v, ok := p.built.Load(key); ok {
+		if b := v.(*builtCredential); b.access == tok.AccessToken && b.subject == subject && b.actor == actor && b.audience == req.Audience {
+			return b.cred, nil
+		}
+	}
+	if checkHeaderSecret(tok.AccessToken) != nil || tok.AccessToken == "" {
+		return nil, &Error{Reason: ReasonConnectionError, Err: errors.New("the stored access token is not usable in a header")}
+	}
+	cred := &Credential{
 		Mode:      p.mode,
 		Headers:   []Header{{Name: p.header, Value: p.prefix + tok.AccessToken + p.suffix}},
 		Subject:   subject,
-		Actor:     req.upstreamActor(),
+		Actor:     actor,
 		Audience:  req.Audience,
 		Scopes:    tok.Scopes,
 		ExpiresAt: tok.ExpiresAt,
-	}, nil
+	}
+	b := &builtCredential{access: tok.AccessToken, subject: subject, actor: actor, audience: req.Audience, cred: cred}
+	if _, loaded := p.built.Swap(key, b); !loaded && p.builtSize.Add(1) > maxBuilt {
+		if p.built.CompareAndDelete(key, b) {
+			p.builtSize.Add(-1)
+		}
+	}
+	return cred, nil
 }

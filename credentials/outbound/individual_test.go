@@ -104,7 +104,11 @@ const (
 	bobKey   = "https://idp.example.com|bob"
 )
 
-func newConnWorld(t testing.TB) *connWorld {
+func newConnWorld(t testing.TB) *connWorld { return newConnWorldClock(t, false) }
+
+// newConnWorldClock with realClock uses time.Now (benchmarks: the fake
+// clock's mutex would dominate).
+func newConnWorldClock(t testing.TB, realClock bool) *connWorld {
 	t.Helper()
 	t.Setenv("OUTBOUND_CONN_CS", testClientSecret)
 	p := oauthtest.New(oauthtest.Options{Clients: map[string]string{testClientID: testClientSecret}, AnyLoopbackRedirect: true})
@@ -125,7 +129,11 @@ func newConnWorld(t testing.TB) *connWorld {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := connections.New(context.Background(), connections.Config{PublicURL: "http://127.0.0.1:8443"}, connections.Options{Store: s, Cipher: ring, Now: clock.Now})
+	now := clock.Now
+	if realClock {
+		now = time.Now
+	}
+	m, err := connections.New(context.Background(), connections.Config{PublicURL: "http://127.0.0.1:8443"}, connections.Options{Store: s, Cipher: ring, Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,6 +241,26 @@ func TestIndividualCredential(t *testing.T) {
 		})
 	}
 
+	// A refreshed token replaces the reused credential; a revoked
+	// connection is refused at once.
+	w.clock.Advance(2 * time.Hour)
+	fresh, err := p.Credential(ctx, &human)
+	if err != nil || fresh.Headers[0].Value == cred.Headers[0].Value {
+		t.Fatalf("after expiry: %v %v (same header: %v)", fresh, err, fresh != nil && fresh.Headers[0].Value == cred.Headers[0].Value)
+	}
+	if _, _, ok := w.p.VerifyAccessToken(strings.TrimPrefix(fresh.Headers[0].Value, "Bearer ")); !ok {
+		t.Fatal("refreshed credential invalid")
+	}
+	aliceConn := connections.Key{Org: "acme", UserKey: aliceKey, Server: "docs"}
+	if err := w.m.Revoke(ctx, aliceConn, connections.Actor{Kind: "user", ID: aliceKey}, ""); err != nil {
+		t.Fatal(err)
+	}
+	var na *connections.NeedsAuthorizationError
+	if _, err := p.Credential(ctx, &human); !errors.As(err, &na) || na.Connection.Status != connections.StatusRevoked {
+		t.Fatalf("after revoke: %v", err)
+	}
+	w.connect(t, aliceConn, "alice")
+
 	// A provider outage with an expired token: transient.
 	w.clock.Advance(2 * time.Hour)
 	w.p.SetFault(oauthtest.Fault5xx)
@@ -309,7 +337,7 @@ func TestConnectionModesNeedASource(t *testing.T) {
 // BenchmarkIndividualWarm is the warm `individual` credential (compare with
 // BenchmarkServiceAccountWarm).
 func BenchmarkIndividualWarm(b *testing.B) {
-	w := newConnWorld(b)
+	w := newConnWorldClock(b, true)
 	p, err := New(context.Background(), Config{Mode: ModeIndividual, Individual: &IndividualConfig{Provider: w.prov}}, Options{Connections: w.m})
 	if err != nil {
 		b.Fatal(err)
