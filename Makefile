@@ -26,7 +26,7 @@ demo: build
 # next ones come from the cache and list nothing.
 build:
 	@echo "==> build: bin/mcpauthz (first build: several minutes, one line per package compiled)"
-	$(GO) build -v -o bin/mcpauthz ./cmd/mcpauthz
+	$(GO) build -v -buildvcs=auto -o bin/mcpauthz ./cmd/mcpauthz
 
 test: lint unit policy-test envoy-check fuzz
 	@echo "==> test: all passed (lint, unit, policy-test, envoy-check, fuzz)"

@@ -17,20 +17,31 @@ import (
 	"github.com/mcpauthz/mcpauthz/server/config"
 )
 
-const envoyUsage = `Usage:
-  mcpauthz envoy generate --config FILE [--mtls] [--upstream ID=HOST:PORT ...]
+const (
+	envoyGenerateUsage = `  mcpauthz envoy generate --config FILE [--mtls] [--upstream ID=HOST:PORT ...]
         [--authz HOST:PORT] [--authz-http HOST:PORT] [--listen ADDR] [--admin-port N] [-o FILE]
       Render an Envoy v3 bootstrap for the config's server catalog: one route
       per server (context_extensions mcp_server=ID), RFC 9728 metadata paths
       without ext_authz, ext_authz to mcpauthz failing closed. The output is
       validated before it is written.
-  mcpauthz envoy validate [--strict] FILE...
+`
+	envoyValidateUsage = `  mcpauthz envoy validate [--strict] [--config FILE] FILE...
       Check Envoy bootstrap YAML against Envoy's own proto schema and
       validation rules (go-control-plane); every problem is printed with its
-      field path. --strict also checks the settings mcpauthz relies on
+      field path and line. --strict also checks the settings mcpauthz relies on
       (fail closed, whole body as bytes, path normalisation, metadata-only
       ext_authz exemptions, mcp_server on every route).
 `
+	envoyUsage = "Usage:\n" + envoyGenerateUsage + envoyValidateUsage
+)
+
+// subUsage prints one envoy subcommand's usage and its flags.
+func subUsage(fs *flag.FlagSet, w io.Writer, text string) func() {
+	return func() {
+		fmt.Fprint(w, "Usage:\n"+text+"\nFlags:\n")
+		fs.PrintDefaults()
+	}
+}
 
 // cmdEnvoy dispatches `mcpauthz envoy generate|validate`.
 func cmdEnvoy(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -98,6 +109,7 @@ func cmdEnvoyGenerate(args []string, stdout, stderr io.Writer) error {
 	listen := fs.String("listen", "0.0.0.0:10000", "Envoy listener address")
 	adminPort := fs.Int("admin-port", 9901, "Envoy admin port (bound to 127.0.0.1)")
 	out := fs.String("o", "", "write to FILE instead of stdout")
+	fs.Usage = subUsage(fs, stderr, envoyGenerateUsage)
 	if err := fs.Parse(args); err != nil {
 		return flag.ErrHelp // the flag package printed the problem and usage
 	}
@@ -225,6 +237,7 @@ func cmdEnvoyValidate(args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	strict := fs.Bool("strict", false, "also require the settings mcpauthz relies on")
 	cfgPath := fs.String("config", "", "mcpauthz config whose headers.prefix and headers.strip the ext_authz filter must not hide (with --strict; default prefix x-mcp-)")
+	fs.Usage = subUsage(fs, stderr, envoyValidateUsage)
 	if err := fs.Parse(args); err != nil {
 		return flag.ErrHelp // the flag package printed the problem and usage
 	}

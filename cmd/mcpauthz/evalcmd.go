@@ -73,7 +73,7 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	explain := fl.Bool("explain", false, "print OPA's evaluation trace")
 	format := fl.String("format", "text", "output format: text or json")
 	if err := fl.Parse(args); err != nil {
-		return err
+		return flag.ErrHelp // the flag package printed the problem and the usage
 	}
 	if fl.NArg() > 0 {
 		fmt.Fprintf(stderr, "unexpected arguments %q\n", fl.Args())

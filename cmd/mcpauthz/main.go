@@ -18,10 +18,13 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 )
 
-var version = "dev"
+// version is set at link time (-ldflags "-X main.version=v1.2.3"); without
+// it, `mcpauthz version` reports the module version from the build info.
+var version = ""
 
 func main() {
 	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
@@ -55,54 +58,83 @@ Usage:
   mcpauthz version
 `
 
+// command is one subcommand: name, what it runs, and whether its help is
+// listed (every command answers --help).
+type command struct {
+	name string
+	run  func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+}
+
+// commands are the subcommands, in the order the usage lists them.
+var commands = []command{
+	{"demo", cmdDemo},
+	{"serve", cmdServe},
+	{"validate", cmdValidate},
+	{"test", cmdTest},
+	{"eval", cmdEval},
+	{"envoy", cmdEnvoy},
+	{"loadtest", cmdLoadtest},
+	{"dev-idp", cmdDevIDP},
+	{"demo-mcp", cmdDemoMCP},
+	{"version", cmdVersion},
+}
+
+// run executes one command line and returns the exit status: 0, 1 when
+// the command failed, 2 on a usage error. --help (or -h) prints the
+// command's usage on stdout and exits 0.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
-	var err error
 	switch args[0] {
-	case "serve":
-		err = cmdServe(ctx, args[1:], stdout, stderr)
-	case "validate":
-		err = cmdValidate(ctx, args[1:], stdout, stderr)
-	case "loadtest":
-		err = cmdLoadtest(ctx, args[1:], stdout, stderr)
-	case "demo":
-		err = cmdDemo(ctx, args[1:], stdout, stderr)
-	case "dev-idp":
-		err = cmdDevIDP(ctx, args[1:], stdout, stderr)
-	case "demo-mcp":
-		err = cmdDemoMCP(ctx, args[1:], stdout, stderr)
-	case "envoy":
-		err = cmdEnvoy(ctx, args[1:], stdout, stderr)
-	case "test":
-		err = cmdTest(ctx, args[1:], stdout, stderr)
-	case "eval":
-		err = cmdEval(ctx, args[1:], stdout, stderr)
-	case "version", "--version":
-		fmt.Fprintln(stdout, "mcpauthz", version)
-	case "help", "-h", "--help":
+	case "help", "-h", "--help", "-help":
 		fmt.Fprint(stdout, usage)
-	default:
+		return 0
+	case "--version", "-version":
+		args[0] = "version"
+	}
+	i := slices.IndexFunc(commands, func(c command) bool { return c.name == args[0] })
+	if i < 0 {
 		fmt.Fprintf(stderr, "mcpauthz: unknown command %q\n\n%s", args[0], usage)
 		return 2
 	}
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 2
-		}
-		fmt.Fprintf(stderr, "mcpauthz %s: %v\n", args[0], err)
-		return 1
+	help := wantsHelp(args[1:])
+	if help {
+		stderr = stdout // the usage is the answer
 	}
-	return 0
+	err := commands[i].run(ctx, args[1:], stdout, stderr)
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp) && help:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 2
+	}
+	fmt.Fprintf(stderr, "mcpauthz %s: %v\n", args[0], err)
+	return 1
+}
+
+// wantsHelp reports a -h/--help flag before the first "--".
+func wantsHelp(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "--":
+			return false
+		case "-h", "-help", "--help":
+			return true
+		}
+	}
+	return false
 }
 
 // parseNoArgs parses flags for a command that takes no positional
-// arguments; stray arguments print the usage and are a usage error.
+// arguments. A bad flag or a stray argument prints the usage and is a
+// usage error (flag.ErrHelp: exit status 2).
 func parseNoArgs(fl *flag.FlagSet, args []string) error {
 	if err := fl.Parse(args); err != nil {
-		return err
+		return flag.ErrHelp // the flag package printed the problem and the usage
 	}
 	if fl.NArg() > 0 {
 		fl.Usage()

@@ -78,7 +78,7 @@ func parseInterspersed(fl *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
 		if err := fl.Parse(args); err != nil {
-			return nil, err
+			return nil, flag.ErrHelp // the flag package printed the problem and the usage
 		}
 		rest := fl.Args()
 		if len(rest) == 0 {

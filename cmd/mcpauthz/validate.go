@@ -18,14 +18,21 @@ func cmdValidate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fl.SetOutput(stderr)
 	cfgPath := fl.String("config", "", "config file (YAML)")
 	deep := fl.Bool("deep", false, "also resolve every secret and file reference serve reads, parse keys and compile every local policy bundle")
-	if err := fl.Parse(args); err != nil {
+	fl.Usage = func() {
+		fmt.Fprint(stderr, "Usage: mcpauthz validate --config FILE [--deep]\n\n"+
+			"Decodes the config file strictly (an unknown key or a value of the wrong\n"+
+			"kind is an error naming its field path and line) and validates all of it,\n"+
+			"reporting every problem at once; nothing listens. With --deep it also\n"+
+			"does what serve does at start without serving: resolves every secret and\n"+
+			"file reference (values are never printed), parses key material and\n"+
+			"compiles every local policy bundle. Exit status 1 on any problem.\n\n")
+		fl.PrintDefaults()
+	}
+	if err := parseNoArgs(fl, args); err != nil {
 		return err
 	}
 	if *cfgPath == "" {
 		return fmt.Errorf("--config is required")
-	}
-	if fl.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fl.Args())
 	}
 	cfg, err := config.Load(*cfgPath)
 	if err != nil {
