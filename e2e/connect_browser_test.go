@@ -6,12 +6,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -44,12 +46,26 @@ func chromium(t *testing.T) string {
 // (internal/oauthtest), a real connections.Manager on SQLite, and the
 // connect pages on a TLS listener (so __Host- cookies are really used).
 type connectWorld struct {
+	logs     *connectLogs // the handler's and the manager's logs
 	srv      *httptest.Server
 	idp      *devidp.Issuer
 	provider *oauthtest.Provider
 	mgr      *connections.Manager
 	h        *connect.Handler
 }
+
+// connectLogs collects log output from concurrent handlers.
+type connectLogs struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *connectLogs) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+func (l *connectLogs) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
 
 // devUsers is the adapter the lead will write over the identity verifier:
 // the same namespace|org|user key as on the Check path for devidp tokens.
@@ -79,7 +95,8 @@ func (d devUsers) FromIDToken(_ context.Context, _, raw, _, nonce string) (conne
 func newConnectWorld(t *testing.T) *connectWorld {
 	t.Helper()
 	ctx := context.Background()
-	w := &connectWorld{}
+	w := &connectWorld{logs: &connectLogs{}}
+	logger := slog.New(slog.NewTextHandler(w.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	w.srv = httptest.NewTLSServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) { w.h.ServeHTTP(rw, r) }))
 	t.Cleanup(w.srv.Close)
 	public := w.srv.URL
@@ -117,7 +134,7 @@ func newConnectWorld(t *testing.T) *connectWorld {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.mgr, err = connections.New(ctx, connections.Config{PublicURL: public}, connections.Options{Store: st, Cipher: ring})
+	w.mgr, err = connections.New(ctx, connections.Config{PublicURL: public}, connections.Options{Store: st, Cipher: ring, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,6 +162,7 @@ func newConnectWorld(t *testing.T) *connectWorld {
 		},
 		Manager: w.mgr,
 		Users:   devUsers{namespace: "devidp"},
+		Logger:  logger,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -284,6 +302,8 @@ func TestConnectFlowInChromium(t *testing.T) {
 		t.Fatalf("stored token belongs to %q (ok=%v)", user, ok)
 	}
 
+	secrets := []string{tok.AccessToken}
+
 	// 2. A link minted for bob, opened in alice's browser: refused, and the
 	//    page does not say whose it was.
 	bobLink, err := w.mgr.Link(ctx, w.key("bob", "drive"))
@@ -314,6 +334,12 @@ func TestConnectFlowInChromium(t *testing.T) {
 		t.Fatalf("proactive connect heading %q", got)
 	}
 
+	if dt, err := w.mgr.Token(ctx, w.key("alice", "drive")); err != nil {
+		t.Fatalf("drive Token: %v", err)
+	} else {
+		secrets = append(secrets, dt.AccessToken)
+	}
+
 	// 4. Revoke GitHub from the list: the token is gone at once.
 	if err := chromedp.Do(b,
 		chromedp.Navigate(w.srv.URL+"/connect/"),
@@ -331,6 +357,16 @@ func TestConnectFlowInChromium(t *testing.T) {
 	for _, want := range []string{"GitHub Status: REVOKED You revoked this connection.", "Google Drive Status: AUTHORIZED", "Jira Status: NEEDS_AUTHORIZATION", "drive.readonly"} {
 		if !strings.Contains(cards, want) {
 			t.Errorf("list page lacks %q: %s", want, cards)
+		}
+	}
+
+	html, err := chromedp.Run(b, chromedp.OuterHTML(chromedp.CSS("html")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range secrets {
+		if strings.Contains(html, s) {
+			t.Fatal("a provider access token is in the page")
 		}
 	}
 
@@ -377,6 +413,16 @@ func TestConnectFlowInChromium(t *testing.T) {
 	}
 	if !strings.HasPrefix(loc, w.idp.URL()) {
 		t.Fatalf("after sign-out /connect/ went to %s, not the IdP", loc)
+	}
+	// No provider token in any log line or in the last pages' HTML.
+	logs := w.logs.String()
+	if !strings.Contains(logs, "connect: connected") {
+		t.Fatalf("handler logs not captured: %s", logs)
+	}
+	for _, s := range secrets {
+		if s == "" || strings.Contains(logs, s) {
+			t.Fatalf("a provider access token is in the logs (or empty)")
+		}
 	}
 	fmt.Fprintln(os.Stderr, "connect browser test: link, wrong-user refusal, proactive connect, revoke, sign-out passed in", exe)
 }
