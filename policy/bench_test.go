@@ -88,3 +88,39 @@ func benchmarkPrepared(b *testing.B, cacheSize int) {
 		}
 	}
 }
+
+// BenchmarkEvaluateBundles: every shipped bundle through the server's hot
+// path (prepared principal and server), "rego" evaluating every time and
+// "memoized" with the decision cache. Compare the two within one run.
+func BenchmarkEvaluateBundles(b *testing.B) {
+	for _, name := range shippedBundles {
+		for _, bc := range []struct {
+			name string
+			size int
+		}{{"rego", -1}, {"memoized", 0}} {
+			b.Run(name+"/"+bc.name, func(b *testing.B) {
+				e, err := New(context.Background(), Config{Bundles: []BundleSource{{Path: "../bundles/" + name}}, DecisionCacheSize: bc.size}, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				in := toolCall("human", []any{"editor"}, []string{"openid", "docs:read", "docs:write"}, "readDocument")
+				in.MCP.Arguments = []byte(`{"id":"doc-1"}`)
+				in.Principal.Scopes = []string{"docs:read"}
+				if in.PreparedPrincipal, err = PreparePrincipal(in.Principal); err != nil {
+					b.Fatal(err)
+				}
+				in.PreparedServer = PrepareServer(in.Server)
+				ctx := context.Background()
+				if d, err := e.Evaluate(ctx, in); err != nil || !d.Allow {
+					b.Fatalf("decision %+v, err %v", d, err)
+				}
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, err := e.Evaluate(ctx, in); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}

@@ -42,7 +42,27 @@ abac_arg_name_grammar := `^[A-Za-z_][A-Za-z0-9_-]{0,63}$`
 
 # --- the decision -----------------------------------------------------------
 
-decision := abac_deny("unauthenticated", "authentication is required", 401) if {
+# The first branch is the hot path: the common tool call, decided without
+# walking the arguments. It allows a subset of what the branches after it
+# allow, with the same value: an authenticated, non-housekeeping request of
+# a caller with an organization, to a tool whose arguments are all plain
+# names, where every argument is a string the tool declares as "string" or
+# "document_id", every argument the tool requires is present and every
+# document is known and owned by the caller's organization (its qualified
+# form agreeing). Everything else, every denial included, takes the full
+# path below.
+decision := abac_allowed if {
+	input.mcp.method == "tools/call"
+	input.mcp.kind == "request"
+	input.principal.authenticated == true
+	not input.mcp.method in cfg.protocol.requests
+	not input.mcp.kind in cfg.protocol.transport_kinds
+	is_string(input.principal.org)
+	input.principal.org != ""
+	abac_fast_kind_ok(abac_fast_tool)
+	is_object(input.mcp.arguments)
+	not abac_fast_arg_bad
+} else := abac_deny("unauthenticated", "authentication is required", 401) if {
 	not abac_authenticated
 } else := abac_allow("housekeeping") if {
 	abac_housekeeping
@@ -57,6 +77,69 @@ decision := abac_deny("unauthenticated", "authentication is required", 401) if {
 	input.mcp.kind == "request"
 	input.mcp.method in cfg.resource_methods
 } else := abac_deny("method_not_allowed", abac_method_message, 403)
+
+# --- the hot path's facts ------------------------------------------------------
+
+# The tools the hot path may decide: their arguments an object of plain
+# names. Built once per policy load (it reads only data).
+abac_fast_tools := {name: fast |
+	some name, t in cfg.tools
+	is_object(t.args)
+	every k, _ in t.args {
+		regex.match(abac_arg_name_grammar, k)
+	}
+	fast := {
+		"read_only": t.read_only == true,
+		"types": {k: spec.type | some k, spec in t.args; spec.type in {"string", "document_id"}},
+		"required": [k | some k, spec in t.args; not spec.optional == true],
+	}
+}
+
+abac_fast_tool := abac_fast_tools[input.mcp.tool]
+
+# An argument the hot path cannot accept, or a required one missing.
+# (Presence is tested with object.keys: a negated expression over an
+# undefined reference is undefined, not true.)
+abac_fast_arg_bad if {
+	some name, _ in input.mcp.arguments
+	not name in object.keys(abac_fast_tool.types)
+}
+
+abac_fast_arg_bad if {
+	some name, value in input.mcp.arguments
+	t := abac_fast_tool.types[name]
+	not abac_fast_arg_ok(t, value)
+}
+
+abac_fast_arg_bad if {
+	some name in abac_fast_tool.required
+	not name in object.keys(input.mcp.arguments)
+}
+
+abac_fast_kind_ok(fast) if fast.read_only
+
+abac_fast_kind_ok(_) if input.principal.kind in cfg.writers
+
+abac_fast_arg_ok("string", value) if is_string(value)
+
+# A document id the caller's organization owns, as abac_ref and
+# abac_documents_decision read it: a bare id (which has no "/", so it is
+# never a qualified one) or "<org>/<id>" naming the caller's organization.
+abac_fast_arg_ok("document_id", value) if {
+	is_string(value)
+	regex.match(abac_id_grammar, value)
+	data.mcpauthz.abac.documents[value].org == input.principal.org
+}
+
+abac_fast_arg_ok("document_id", value) if {
+	is_string(value)
+	regex.match(abac_qualified_grammar, value)
+	[o, id] := split(value, "/")
+	o == input.principal.org
+	data.mcpauthz.abac.documents[id].org == o
+}
+
+abac_allowed := abac_allow("allowed")
 
 # Only an explicit true counts; a missing principal is unauthenticated.
 abac_authenticated if input.principal.authenticated == true
