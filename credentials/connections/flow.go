@@ -202,8 +202,9 @@ func (m *Manager) StartConnect(ctx context.Context, key Key, linkID, returnTo st
 	}
 	by := Actor{Kind: actorKind(key), ID: key.UserKey}
 	if _, err := m.update(ctx, key, func(r *record, _ bool, now time.Time) ([]Event, error) {
-		from, fromReason := r.status(now)
-		if r.meta.Status == "" {
+		evs := r.settle(key, now)
+		from, fromReason := r.meta.Status, r.meta.Reason
+		if from == "" {
 			from = StatusNeedsAuthorization
 		}
 		to, err := next(TConnectStarted, from, "")
@@ -211,7 +212,7 @@ func (m *Manager) StartConnect(ctx context.Context, key Key, linkID, returnTo st
 			return nil, err
 		}
 		if to == StatusPending {
-			if r.meta.Status != StatusPending || from != StatusPending {
+			if from != StatusPending {
 				r.meta.Prev, r.meta.PrevReason = from, fromReason
 			}
 			r.meta.Status, r.meta.Reason = StatusPending, "connect_started"
@@ -219,7 +220,7 @@ func (m *Manager) StartConnect(ctx context.Context, key Key, linkID, returnTo st
 			r.meta.PendingFlow = hashID(state)
 		}
 		r.meta.Mode = srv.mode
-		return events(EventConnectStarted, key, by, from, to, "connect_started"), nil
+		return append(evs, events(EventConnectStarted, key, by, from, to, "connect_started")...), nil
 	}); err != nil {
 		return "", err
 	}
@@ -344,8 +345,9 @@ func (m *Manager) CompleteConnect(ctx context.Context, state, code, iss, provide
 		return fail("exchange_failed", by, fmt.Errorf("connections: code exchange: %w", err))
 	}
 	r, err := m.update(ctx, key, func(r *record, _ bool, now time.Time) ([]Event, error) {
-		from, _ := r.status(now)
-		if r.meta.Status == "" {
+		evs := r.settle(key, now)
+		from := r.meta.Status
+		if from == "" {
 			from = StatusNeedsAuthorization
 		}
 		to, err := next(TConnected, from, "")
@@ -370,7 +372,7 @@ func (m *Manager) CompleteConnect(ctx context.Context, state, code, iss, provide
 			LastUsedAt: r.meta.LastUsedAt, AccessExpiresAt: ms(g.expiresAt), RefreshExpiresAt: ms(refreshExp),
 			HasRefresh: t.Refresh != "", Generation: gen, TokenURL: g.tokenURL}
 		r.sealed = sealed
-		return events(EventConnected, key, by, from, to, "connected"), nil
+		return append(evs, events(EventConnected, key, by, from, to, "connected")...), nil
 	})
 	if err != nil {
 		return fail("store_failed", by, err)
@@ -386,10 +388,17 @@ func (m *Manager) connectFailed(ctx context.Context, key Key, flowID string, by 
 	wrote := false
 	if _, err := m.update(ctx, key, func(r *record, exists bool, now time.Time) ([]Event, error) {
 		wrote = false
-		from, _ := r.status(now)
+		if !exists {
+			return nil, errNoWrite
+		}
+		evs := r.settle(key, now)
+		from := r.meta.Status
 		to, err := next(TConnectFailed, from, r.meta.Prev)
-		if err != nil || !exists || (from == StatusPending && r.meta.PendingFlow != flowID) {
-			return nil, errNoWrite // a newer flow is still pending
+		if err != nil || (from == StatusPending && r.meta.PendingFlow != flowID) {
+			if len(evs) == 0 {
+				return nil, errNoWrite // nothing pending for this flow, or a newer flow is
+			}
+			return evs, nil
 		}
 		wrote = true
 		if to != StatusAuthorized {
@@ -397,7 +406,7 @@ func (m *Manager) connectFailed(ctx context.Context, key Key, flowID string, by 
 			r.meta.Prev, r.meta.PrevReason, r.meta.PendingUntil, r.meta.PendingFlow = "", "", 0, ""
 		}
 		r.meta.LastError = "connect failed: " + cause.Error()
-		return events(EventConnectFailed, key, by, from, to, reason), nil
+		return append(evs, events(EventConnectFailed, key, by, from, to, reason)...), nil
 	}); err != nil {
 		wrote = false
 	}

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"net/url"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -297,5 +299,39 @@ func TestExplicitEndpointsWithoutIssuer(t *testing.T) {
 	}
 	if !strings.Contains(e.logs.String(), "no issuer is configured") {
 		t.Error("uncompared iss not logged")
+	}
+}
+
+// TestConcurrentCallbackOneWinner: the same callback delivered many times
+// at once (replay race) completes exactly once.
+func TestConcurrentCallbackOneWinner(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	q := e.authorize(e.m, alice, "alice").Query()
+	other := e.managerWith(e.sqlite, Config{}, e.ring)
+	var ok, forbidden atomic.Int32
+	var wg sync.WaitGroup
+	for i := range 16 {
+		m := e.m
+		if i%2 == 1 {
+			m = other
+		}
+		wg.Go(func() {
+			_, _, err := m.CompleteConnect(ctx, q.Get("state"), q.Get("code"), q.Get("iss"), "", alice)
+			switch {
+			case err == nil:
+				ok.Add(1)
+			case errors.Is(err, ErrForbidden):
+				forbidden.Add(1)
+			default:
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if ok.Load() != 1 || forbidden.Load() != 15 {
+		t.Fatalf("%d completed, %d refused; want 1 and 15", ok.Load(), forbidden.Load())
+	}
+	if n := e.p.Requests("/token"); n != 1 {
+		t.Fatalf("the code was redeemed %d times", n)
 	}
 }

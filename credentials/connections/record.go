@@ -278,6 +278,19 @@ func (r *record) status(now time.Time) (Status, string) {
 	return m.Status, m.Reason
 }
 
+// settle persists what status shows: a pending flow past its end returns
+// the record to the status it started from, with a status_changed event
+// (so the audit trail never skips a state).
+func (r *record) settle(key Key, now time.Time) []Event {
+	st, reason := r.status(now)
+	if r.meta.Status != StatusPending || st == StatusPending {
+		return nil
+	}
+	r.meta.Status, r.meta.Reason = st, reason
+	r.meta.Prev, r.meta.PrevReason, r.meta.PendingUntil, r.meta.PendingFlow = "", "", 0, ""
+	return events(EventStatusChanged, key, Actor{Kind: "system", ID: "flow_expiry"}, StatusPending, st, "connect_abandoned")
+}
+
 func (r *record) connection(now time.Time) Connection {
 	m := &r.meta
 	st, reason := r.status(now)

@@ -549,9 +549,13 @@ func (m *Manager) revoke(ctx context.Context, key Key, by Actor, reason string, 
 		if !exists {
 			return nil, fmt.Errorf("connections: revoke: %w", ErrNotFound)
 		}
-		from, _ := r.status(now)
+		evs := r.settle(key, now)
+		from := r.meta.Status
 		if from == StatusRevoked && len(r.sealed) == 0 {
-			return nil, errNoWrite
+			if len(evs) == 0 {
+				return nil, errNoWrite
+			}
+			return evs, nil
 		}
 		to, err := next(t, from, "")
 		if err != nil {
@@ -564,7 +568,7 @@ func (m *Manager) revoke(ctx context.Context, key Key, by Actor, reason string, 
 		}
 		r.wipe(to, reason)
 		r.meta.LastError = ""
-		return events(EventRevoked, key, by, from, to, reason), nil
+		return append(evs, events(EventRevoked, key, by, from, to, reason)...), nil
 	})
 	if err != nil {
 		return err
@@ -753,16 +757,13 @@ func (m *Manager) sweep(ctx context.Context) sweepReport {
 // abandon restores a pending record whose flow expired.
 func (m *Manager) abandon(ctx context.Context, key Key) {
 	_, _ = m.update(ctx, key, func(r *record, exists bool, now time.Time) ([]Event, error) {
-		if !exists || r.meta.Status != StatusPending || r.meta.PendingUntil == 0 || now.UnixMilli() < r.meta.PendingUntil {
+		if !exists {
 			return nil, errNoWrite
 		}
-		to, err := next(TConnectAbandoned, StatusPending, r.meta.Prev)
-		if err != nil {
-			return nil, errNoWrite
+		if evs := r.settle(key, now); len(evs) > 0 {
+			return evs, nil
 		}
-		r.meta.Status, r.meta.Reason = to, r.meta.PrevReason
-		r.meta.Prev, r.meta.PrevReason, r.meta.PendingUntil, r.meta.PendingFlow = "", "", 0, ""
-		return events(EventStatusChanged, key, Actor{Kind: "system", ID: "refresher"}, StatusPending, to, "connect_abandoned"), nil
+		return nil, errNoWrite
 	})
 }
 
