@@ -1,10 +1,12 @@
 package main
 
 import (
+	"encoding/json"
 	"runtime"
 	"runtime/debug"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestEveryCommandHelp: every subcommand answers --help and -h with a
@@ -81,5 +83,34 @@ func TestVersionText(t *testing.T) {
 				t.Errorf("got\n%s\nwant prefix\n%s", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestLogFormat: every command logs JSON lines, and durations carry their
+// unit in the key.
+func TestLogFormat(t *testing.T) {
+	var b strings.Builder
+	log, err := newLogger(&b, "info")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Info("policy loaded", "duration", 1500*time.Microsecond, "retry_in", 2*time.Second, "timeout_ms", 3*time.Millisecond, "n", 4)
+	var rec map[string]any
+	if err := json.Unmarshal([]byte(b.String()), &rec); err != nil {
+		t.Fatalf("not a JSON line: %q", b.String())
+	}
+	want := map[string]any{"duration_ms": 1.5, "retry_in_ms": 2000.0, "timeout_ms": 3.0, "n": 4.0, "msg": "policy loaded"}
+	for k, v := range want {
+		if rec[k] != v {
+			t.Errorf("%s = %v, want %v (line %s)", k, rec[k], v, b.String())
+		}
+	}
+	for _, k := range []string{"duration", "retry_in"} {
+		if _, ok := rec[k]; ok {
+			t.Errorf("%s logged without its unit", k)
+		}
+	}
+	if _, err := newLogger(&b, "loud"); err == nil {
+		t.Error("a bad level was accepted")
 	}
 }

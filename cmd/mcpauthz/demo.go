@@ -245,7 +245,7 @@ func (d *demo) startAuthz(ctx context.Context) error {
 		return fmt.Errorf("demo config: %w", err)
 	}
 	d.log = &decisionLog{path: logPath}
-	logger := slog.New(slog.NewJSONHandler(d.srvLog, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	logger := mustLogger(d.srvLog, slog.LevelInfo)
 	if d.authz, err = server.New(ctx, d.cfg, server.Deps{Logger: logger}); err != nil {
 		return err
 	}

@@ -473,10 +473,10 @@ func TestDemoMCPCommandLogsHeaderNamesOnly(t *testing.T) {
 	}
 	_ = c.Close()
 	logs := errb.String()
-	if !strings.Contains(logs, "rpc_method=tools/call tool=readDocument") {
+	if !strings.Contains(logs, `"rpc_method":"tools/call","tool":"readDocument"`) {
 		t.Errorf("tool call not logged:\n%s", logs)
 	}
-	if !regexp.MustCompile(`header_names=\S*Authorization\S*X-Api-Key`).MatchString(logs) {
+	if !regexp.MustCompile(`"header_names":"\S*Authorization\S*X-Api-Key`).MatchString(logs) {
 		t.Errorf("header names not logged:\n%s", logs)
 	}
 	if strings.Contains(logs, secretValue) {

@@ -117,7 +117,7 @@ func cmdDemoMCP(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	ds := docserver.New()
 	ds.Put(docserver.Document{ID: "doc-1", Title: "Q3 plan", Content: "ship the demo"})
 	ds.Put(docserver.Document{ID: "doc-2", Title: "Old notes", Content: "obsolete"})
-	log := slog.New(slog.NewTextHandler(stderr, nil))
+	log := mustLogger(stderr, slog.LevelInfo)
 	mux := http.NewServeMux()
 	mux.Handle("/mcp", logMCPRequests(log, ds.Handler()))
 	fmt.Fprintf(stdout, "demo MCP server (documents doc-1, doc-2) at http://%s/mcp — no authorization of its own; put it behind Envoy + mcpauthz\n", ln.Addr())

@@ -74,7 +74,7 @@ func cmdLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		}
 		defer pprof.StopCPUProfile()
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	log := mustLogger(stderr, slog.LevelWarn)
 	env, err := newDevEnv()
 	if err != nil {
 		return err

@@ -2,7 +2,7 @@
 //
 //	mcpauthz demo                      the main job end to end, in one process
 //	mcpauthz serve [--config FILE]     run the service (embedded defaults without --config)
-//	mcpauthz validate --config FILE    check a config file and exit (--deep: secrets, bundles)
+//	mcpauthz validate --config FILE    check a config file and exit (--deep: secrets, files, bundles)
 //	mcpauthz test DIR / eval ...       policy authoring: Rego tests, offline evaluation
 //	mcpauthz envoy generate|validate   Envoy bootstraps from the catalog; validation
 //	mcpauthz loadtest [flags]          drive the gRPC service with concurrent Checks
@@ -19,7 +19,9 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strings"
 	"syscall"
+	"time"
 )
 
 // version is set at link time (-ldflags "-X main.version=v1.2.3"); without
@@ -42,7 +44,8 @@ Usage:
         bundle and a built-in development identity provider on loopback.
   mcpauthz validate --config FILE [--deep]
         Decode and validate a config file (strict: unknown keys are errors);
-        --deep also resolves every secret reference and compiles local bundles.
+        --deep also resolves every secret and file reference serve reads,
+        parses key material and compiles local bundles.
   mcpauthz test [--coverage] [--threshold N] [--run REGEX] [-v] DIR...
         Run a policy bundle's Rego tests (OPA's tester), with coverage.
   mcpauthz eval --bundle DIR --request FILE [--config FILE] [--explain] [--format text|json]
@@ -55,7 +58,9 @@ Usage:
         same run; prints throughput, p50 and p99 of both.
   mcpauthz dev-idp --listen ADDR --issuer URL     development identity provider
   mcpauthz demo-mcp --listen ADDR                 demo MCP document server
-  mcpauthz version
+  mcpauthz version                                version, commit and Go version
+
+Every command answers --help.
 `
 
 // command is one subcommand: name, what it runs, and whether its help is
@@ -143,12 +148,34 @@ func parseNoArgs(fl *flag.FlagSet, args []string) error {
 	return nil
 }
 
+// newLogger is the one log format of every command: JSON lines (what log
+// collectors parse), at the given level. Durations carry their unit: an
+// attribute "timeout" holding a time.Duration is written "timeout_ms" in
+// milliseconds (slog would write bare nanoseconds).
 func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("--log-level: %w", err)
 	}
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})), nil
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l, ReplaceAttr: durationsInMS})), nil
+}
+
+// mustLogger is newLogger for a level known to be valid.
+func mustLogger(w io.Writer, level slog.Level) *slog.Logger {
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level, ReplaceAttr: durationsInMS}))
+}
+
+// durationsInMS writes time.Duration attributes as milliseconds, with a
+// _ms suffix on the key.
+func durationsInMS(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() != slog.KindDuration {
+		return a
+	}
+	key := a.Key
+	if !strings.HasSuffix(key, "_ms") {
+		key += "_ms"
+	}
+	return slog.Float64(key, float64(a.Value.Duration())/float64(time.Millisecond))
 }
 
 func signalContext(ctx context.Context) (context.Context, context.CancelFunc) {
