@@ -797,3 +797,45 @@ func TestAgo(t *testing.T) {
 		}
 	}
 }
+
+func TestSwitchAccountFromAnotherUsersLink(t *testing.T) {
+	e := newEnv(t)
+	b, token := signedIn(t, e, alice)
+	link := e.mgr.link(keyFor(bobKB, "github"))
+	r := b.get("/connect/start?link=" + link)
+	want := `href="/connect/logout?return=%2fconnect%2fstart%3flink%3d` + strings.ToLower(link)
+	if r.StatusCode != http.StatusForbidden || !strings.Contains(strings.ToLower(r.body), strings.ToLower(want)) {
+		t.Fatalf("wrong-account page: %d %s", r.StatusCode, r.body)
+	}
+	page := b.get("/connect/logout?return=" + url.QueryEscape("/connect/start?link="+link))
+	if !strings.Contains(page.body, `name="return" value="/connect/start?link=`+link+`"`) {
+		t.Fatalf("logout page lacks the return field: %s", page.body)
+	}
+	r = b.post("/connect/logout", url.Values{"csrf": {token}, "return": {"/connect/start?link=" + link}}, "self")
+	if r.StatusCode != http.StatusSeeOther || r.location() != "/connect/signed-out?return="+url.QueryEscape("/connect/start?link="+link) {
+		t.Fatalf("logout: %d %q", r.StatusCode, r.location())
+	}
+	out := b.get(r.location())
+	loginPath := "/connect/login?switch=1&return=" + url.QueryEscape("/connect/start?link="+link)
+	if !strings.Contains(out.body, `href="`+strings.ReplaceAll(loginPath, "&", "&amp;")+`"`) || !strings.Contains(out.body, "Sign in as another account") {
+		t.Fatalf("signed-out page: %s", out.body)
+	}
+	e.iss.setUser(bob)
+	r = b.get(loginPath)
+	if u, _ := url.Parse(r.location()); u.Query().Get("prompt") != "login" {
+		t.Fatalf("switching account does not ask the issuer to log in again: %s", r.location())
+	}
+	r = b.get(b.get(r.location()).location()) // issuer -> login callback
+	if r.StatusCode != http.StatusSeeOther || r.location() != "/connect/start?link="+link {
+		t.Fatalf("after signing in as bob: %d %q", r.StatusCode, r.location())
+	}
+	if r = b.get(r.location()); r.StatusCode != http.StatusSeeOther || !strings.HasPrefix(r.location(), e.provider.URL) {
+		t.Fatalf("bob's link as bob: %d %q %s", r.StatusCode, r.location(), r.body)
+	}
+
+	b2, token2 := signedIn(t, e, alice)
+	r = b2.post("/connect/logout", url.Values{"csrf": {token2}, "return": {"//evil.example"}}, "self")
+	if r.location() != "/connect/signed-out" {
+		t.Fatalf("hostile return kept: %q", r.location())
+	}
+}

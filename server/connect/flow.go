@@ -3,6 +3,7 @@ package connect
 import (
 	"errors"
 	"net/http"
+	"net/url"
 	"strings"
 )
 
@@ -157,7 +158,7 @@ func (h *Handler) serveStart(w http.ResponseWriter, r *http.Request) {
 	if key.Org != s.Org || key.UserKey != s.UserKey {
 		h.log.Warn("connect: link for another user refused", "signed_in_org", s.Org, "signed_in_user_key", s.UserKey,
 			"link_org", key.Org, "link_user_key", key.UserKey, "server", key.Server)
-		h.renderError(w, r, http.StatusForbidden, "This link is for another account", wrongAccount, "/connect/logout")
+		h.renderError(w, r, http.StatusForbidden, "This link is for another account", wrongAccount, switchAccount(r))
 		return
 	}
 	if _, ok := h.userServer(key.Server); !ok {
@@ -165,6 +166,16 @@ func (h *Handler) serveStart(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.start(w, r, s, key, link)
+}
+
+// switchAccount is the sign-out page that comes back to this request's URL
+// (a link that was not consumed) after signing in as another account.
+func switchAccount(r *http.Request) string {
+	ret := r.URL.EscapedPath() + "?" + r.URL.RawQuery
+	if _, ok := safeReturn(ret); !ok {
+		return "/connect/logout"
+	}
+	return "/connect/logout?return=" + url.QueryEscape(ret)
 }
 
 // start creates the flow and sends the browser to the provider.
@@ -202,7 +213,7 @@ func (h *Handler) linkError(w http.ResponseWriter, r *http.Request, s *session, 
 	switch {
 	case errors.Is(err, ErrForbidden):
 		h.log.Warn("connect: start refused by the connections manager", "org", s.Org, "user_key", s.UserKey, "err", err)
-		h.renderError(w, r, http.StatusForbidden, "This link is for another account", wrongAccount, "/connect/logout")
+		h.renderError(w, r, http.StatusForbidden, "This link is for another account", wrongAccount, switchAccount(r))
 	case errors.Is(err, ErrNotFound), errors.Is(err, ErrFlowExpired):
 		h.renderError(w, r, http.StatusGone, "This link has expired or was already used",
 			"Links work once and for a few minutes. Go back to your MCP client and try again to get a new link, or connect from your connections page.", "")

@@ -101,7 +101,13 @@ func (h *Handler) serveLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.setCookie(w, name, v, LoginTTL)
-	http.Redirect(w, r, oc.AuthCodeURL(st.State, oidc.Nonce(st.Nonce), oauth2.S256ChallengeOption(st.Verifier)), http.StatusSeeOther)
+	params := []oauth2.AuthCodeOption{oidc.Nonce(st.Nonce), oauth2.S256ChallengeOption(st.Verifier)}
+	if r.URL.Query().Get("switch") == "1" {
+		// After "sign out to switch account": ask the issuer to show its
+		// login form rather than reuse its own session (OIDC prompt=login).
+		params = append(params, oauth2.SetAuthURLParam("prompt", "login"))
+	}
+	http.Redirect(w, r, oc.AuthCodeURL(st.State, params...), http.StatusSeeOther)
 }
 
 // loginError is a sign-in failure with the words shown to the person.
@@ -221,7 +227,8 @@ func (h *Handler) serveLogoutPage(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/connect/signed-out", http.StatusSeeOther)
 		return
 	}
-	h.render(w, r, http.StatusOK, "logout.html", s, pageData{Title: "Sign out"})
+	ret, _ := safeReturn(r.URL.Query().Get("return"))
+	h.render(w, r, http.StatusOK, "logout.html", s, pageData{Title: "Sign out", Return: ret})
 }
 
 // serveLogout ends the session: the cookie is cleared and the session id
@@ -239,14 +246,24 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) {
 	h.loggedOut.add(s.ID, time.Unix(s.Expires, 0), h.now())
 	h.clearCookie(w, h.cookieName(sessionCookie))
 	h.log.Info("connect: signed out", "org", s.Org, "user_key", s.UserKey)
-	http.Redirect(w, r, "/connect/signed-out", http.StatusSeeOther)
+	next := "/connect/signed-out"
+	if ret, ok := safeReturn(r.PostFormValue("return")); ok {
+		next += "?return=" + url.QueryEscape(ret)
+	}
+	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 
 func (h *Handler) serveSignedOut(w http.ResponseWriter, r *http.Request) {
-	h.render(w, r, http.StatusOK, "message.html", h.session(r), pageData{
+	d := pageData{
 		Title: "Signed out", Heading: "You are signed out",
-		Text: "You can close this tab.", Link: "/connect/", LinkText: "Sign in again",
-	})
+		Text: "You can close this tab.", Link: "/connect/login?switch=1", LinkText: "Sign in again",
+	}
+	if ret, ok := safeReturn(r.URL.Query().Get("return")); ok {
+		d.Text = "Sign in as the account the link was created for to continue."
+		d.Link += "&return=" + url.QueryEscape(ret)
+		d.LinkText = "Sign in as another account"
+	}
+	h.render(w, r, http.StatusOK, "message.html", h.session(r), d)
 }
 
 // requireLogin redirects a browser without a session to the login page,

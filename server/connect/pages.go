@@ -47,6 +47,8 @@ type pageData struct {
 	Text    string
 	Kind    string // "", "ok", "error": the message box style
 	Link    string // a same-origin path or the provider URL on continue.html
+	// Return is where sign-out leads back to after signing in again.
+	Return string
 	// LinkText labels Link.
 	LinkText string
 	// Badge shows a status on message pages.
@@ -117,12 +119,12 @@ func (h *Handler) render(w http.ResponseWriter, _ *http.Request, status int, pag
 // renderError shows a message page with an error style.
 func (h *Handler) renderError(w http.ResponseWriter, r *http.Request, status int, heading, text, link string) {
 	d := pageData{Title: heading, Heading: heading, Text: text, Kind: "error", Link: link}
-	switch link {
-	case "":
+	switch {
+	case link == "":
 		d.Link, d.LinkText = "/connect/", "Go to your connections"
-	case "/connect/login":
+	case link == "/connect/login":
 		d.LinkText = "Sign in again"
-	case "/connect/logout":
+	case strings.HasPrefix(link, "/connect/logout"):
 		d.LinkText = "Sign out to switch account"
 	default:
 		d.LinkText = "Continue"
