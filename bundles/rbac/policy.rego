@@ -48,7 +48,7 @@ decision := allowed[s] if {
 	s := data.mcpauthz.rbac.tool_scopes[input.mcp.tool]
 	is_array(input.principal.claims.roles)
 	some r in input.principal.claims.roles
-	input.mcp.tool in data.mcpauthz.rbac.roles[r]
+	input.mcp.tool in role_tool_sets[r]
 	s in input.principal.scopes
 } else := allowed[s] if {
 	input.principal.kind == "agent_for_user"
@@ -59,7 +59,7 @@ decision := allowed[s] if {
 	not input.mcp.tool in data.mcpauthz.rbac.destructive_tools
 	is_array(input.principal.claims.roles)
 	some r in input.principal.claims.roles
-	input.mcp.tool in data.mcpauthz.rbac.roles[r]
+	input.mcp.tool in role_tool_sets[r]
 	s in input.principal.scopes
 } else := allowed[s] if {
 	input.mcp.method == "tools/call"
@@ -133,6 +133,10 @@ housekeeping if {
 	input.mcp.kind == "response"
 	input.principal.kind in cfg.protocol.responders
 }
+
+# The tools of each role as a set (a hashed lookup, however many tools a
+# role has), built once per policy load.
+role_tool_sets := {r: {t | some t in tools} | some r, tools in cfg.roles}
 
 # The allow decision of a tool call, per required scope.
 allowed := {s: {
