@@ -64,6 +64,11 @@ type Listen struct {
 	HTTP string `yaml:"http"`
 	// ShutdownTimeout bounds graceful shutdown (in-flight Checks finish).
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// GRPCReflection serves gRPC server reflection on the gRPC listener, so
+	// grpcurl and grpcui can call Check without Envoy's proto files (as
+	// OPA-Envoy's grpc reflection option). Off by default: it tells anyone
+	// who reaches the port which services it serves.
+	GRPCReflection bool `yaml:"grpc_reflection"`
 }
 
 // MCP tunes request parsing and session binding.
