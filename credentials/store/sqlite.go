@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -324,9 +325,18 @@ func (s *SQLite) List(ctx context.Context, prefix, after string, limit int) ([]E
 	}
 	// Keys are visible ASCII, so every key starting with prefix sorts
 	// below prefix+"\x7f" (BINARY collation compares bytes).
-	rows, err := s.db.QueryContext(ctx, `SELECT key, value, version, expires_at FROM kv
-		WHERE key >= ? AND key < ? AND key > ? AND (expires_at IS NULL OR expires_at > ?)
-		ORDER BY key LIMIT ?`, prefix, prefix+"\x7f", after, s.now().UnixMilli(), lim)
+	// One lower bound only, so SQLite seeks straight to the page start
+	// (two bounds made it scan from the prefix on every page: a full
+	// listing was quadratic).
+	query := `SELECT key, value, version, expires_at FROM kv
+		WHERE key >= ? AND key < ? AND (expires_at IS NULL OR expires_at > ?)
+		ORDER BY key LIMIT ?`
+	lower := prefix
+	if after >= prefix {
+		query = strings.Replace(query, "key >= ?", "key > ?", 1)
+		lower = after
+	}
+	rows, err := s.db.QueryContext(ctx, query, lower, prefix+"\x7f", s.now().UnixMilli(), lim)
 	if err != nil {
 		return nil, fmt.Errorf("store: sqlite: list: %w", err)
 	}
