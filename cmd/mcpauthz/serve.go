@@ -55,7 +55,7 @@ func cmdServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		}
 	} else {
 		var cleanup func()
-		cfg, cleanup, err = embeddedDefaults(log)
+		cfg, cleanup, err = embeddedDefaults(log, stderr)
 		if err != nil {
 			return err
 		}
@@ -120,17 +120,16 @@ func (e *devEnv) Close() {
 	}
 }
 
-// embeddedDefaults prepares the development environment for serve.
-func embeddedDefaults(log *slog.Logger) (*config.Config, func(), error) {
+// embeddedDefaults prepares the development environment for serve and
+// tells the user on w how to send a first request.
+func embeddedDefaults(log *slog.Logger, w io.Writer) (*config.Config, func(), error) {
 	e, err := newDevEnv()
 	if err != nil {
 		return nil, nil, err
 	}
-	res := e.cfg.Servers[0].Resource
 	log.Warn("running on EMBEDDED DEVELOPMENT DEFAULTS: built-in dev identity provider, example RBAC bundle; not for production",
-		"issuer", e.idp.URL(), "bundle", e.dir, "resource", res)
-	fmt.Fprintf(os.Stderr, "\nDevelopment tokens (valid 1h, audience %s):\n  viewer alice: %s\n  admin  root:  %s\n\n", res,
-		e.mint("alice", []string{"viewer"}, "docs:read"), e.mint("root", []string{"admin"}, "docs:read docs:write docs:admin"))
+		"issuer", e.idp.URL(), "bundle", e.dir, "resource", e.cfg.Servers[0].Resource)
+	printFirstRequest(w, e.cfg, e.mint("alice", []string{"viewer"}, "docs:read"), e.mint("root", []string{"admin"}, "docs:read docs:write docs:admin"))
 	return e.cfg, e.Close, nil
 }
 
