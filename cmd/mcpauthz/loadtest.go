@@ -12,6 +12,7 @@ import (
 	"runtime/pprof"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -48,20 +49,26 @@ func cmdLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	duration := fl.Duration("duration", 5*time.Second, "measuring time per target")
 	conc := fl.Int("concurrency", 32, "concurrent in-flight Checks")
 	rounds := fl.Int("rounds", 2, "alternating rounds per target (the best round of each is reported)")
+	users := fl.Int("users", 2000, "distinct users for the cold target (each Check a token never seen before); 0 skips it")
 	cpuprofile := fl.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	fl.Usage = func() {
-		fmt.Fprint(stderr, "Usage: mcpauthz loadtest [--duration 5s] [--concurrency 32] [--rounds 2] [--cpuprofile FILE]\n\n"+
+		fmt.Fprint(stderr, "Usage: mcpauthz loadtest [--duration 5s] [--concurrency 32] [--rounds 2] [--users 2000] [--cpuprofile FILE]\n\n"+
 			"Measures the gRPC Check path in-process: mcpauthz on its embedded defaults\n"+
-			"(with and without the decision cache) beside an empty ext_authz handler in\n"+
-			"the same run, over real gRPC connections on loopback, and prints the\n"+
-			"throughput, p50 and p99 of each and their ratio. Any denial fails the run.\n\n")
+			"beside an empty ext_authz handler in the same run, over real gRPC\n"+
+			"connections on loopback, and prints the throughput, p50 and p99 of each\n"+
+			"and their ratio to the empty handler. Targets: mcpauthz (default config,\n"+
+			"16 warm users, decision cache on), mcpauthz-rego (decision cache off: the\n"+
+			"policy is evaluated on every Check) and mcpauthz-cold (--users distinct\n"+
+			"users, each Check a token never seen before: RS256 verification, claims,\n"+
+			"prepared principal, policy; one round, until the tokens run out or\n"+
+			"--duration ends). Any denial fails the run.\n\n")
 		fl.PrintDefaults()
 	}
 	if err := parseNoArgs(fl, args); err != nil {
 		return err
 	}
-	if *duration <= 0 || *duration > 5*time.Minute || *conc < 1 || *conc > 4096 || *rounds < 1 || *rounds > 10 {
-		return fmt.Errorf("--duration must be in (0, 5m], --concurrency in [1, 4096], --rounds in [1, 10]")
+	if *duration <= 0 || *duration > 5*time.Minute || *conc < 1 || *conc > 4096 || *rounds < 1 || *rounds > 10 || *users < 0 || *users > 1_000_000 {
+		return fmt.Errorf("--duration must be in (0, 5m], --concurrency in [1, 4096], --rounds in [1, 10], --users in [0, 1000000]")
 	}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
@@ -125,6 +132,9 @@ func cmdLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			return err
 		}
 	}
+	warm := func(w int) func() *authv3.CheckRequest {
+		return func() *authv3.CheckRequest { return reqs[w%len(reqs)] }
+	}
 	targets := []struct{ name, addr string }{
 		{"empty-ext_authz", lis.Addr().String()},
 		{"mcpauthz", srv.GRPCAddr()},
@@ -135,7 +145,7 @@ func cmdLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	best := map[string]loadResult{}
 	for range *rounds {
 		for _, tgt := range targets {
-			r, err := drive(ctx, tgt.name, tgt.addr, reqs, *conc, *duration)
+			r, err := drive(ctx, tgt.name, tgt.addr, warm, *conc, *duration)
 			if err != nil {
 				return err
 			}
@@ -144,6 +154,32 @@ func cmdLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			}
 		}
 	}
+	if *users > 0 {
+		// Cold: a fresh server (empty caches) and one token per user, each
+		// sent once, in its own session.
+		coldSrv, err := start(cfg)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = coldSrv.Shutdown(context.WithoutCancel(ctx)) }()
+		fmt.Fprintf(stdout, "minting %d RS256 tokens for the cold target...\n", *users)
+		cold := mintUsers(env, *users)
+		var next atomic.Int64
+		pick := func(int) func() *authv3.CheckRequest {
+			return func() *authv3.CheckRequest {
+				if i := next.Add(1) - 1; i < int64(len(cold)) {
+					return cold[i]
+				}
+				return nil
+			}
+		}
+		r, err := drive(ctx, "mcpauthz-cold", coldSrv.GRPCAddr(), pick, *conc, *duration)
+		if err != nil {
+			return err
+		}
+		best[r.name] = r
+		targets = append(targets, struct{ name, addr string }{r.name, coldSrv.GRPCAddr()})
+	}
 	fmt.Fprintf(stdout, "%-16s %10s %12s %10s %10s %7s\n", "target", "checks", "checks/s", "p50", "p99", "errors")
 	for _, tgt := range targets {
 		r := best[tgt.name]
@@ -151,7 +187,10 @@ func cmdLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	base := best["empty-ext_authz"].perSecond
 	fmt.Fprintf(stdout, "throughput ratio mcpauthz/empty = %.2f (target >= 0.60; default config, decision cache on)\n", best["mcpauthz"].perSecond/base)
-	fmt.Fprintf(stdout, "throughput ratio mcpauthz-rego/empty = %.2f (decision cache off: OPA evaluates every Check)\n", best["mcpauthz-rego"].perSecond/base)
+	fmt.Fprintf(stdout, "throughput ratio mcpauthz-rego/empty = %.2f (decision cache off: the policy is evaluated on every Check)\n", best["mcpauthz-rego"].perSecond/base)
+	if r, ok := best["mcpauthz-cold"]; ok {
+		fmt.Fprintf(stdout, "throughput ratio mcpauthz-cold/empty = %.2f (%d distinct users, every Check a new token)\n", r.perSecond/base, r.n)
+	}
 	for _, tgt := range targets {
 		if n := best[tgt.name].errs; n > 0 {
 			return fmt.Errorf("%s: %d Checks failed or were denied", tgt.name, n)
@@ -176,7 +215,9 @@ func expectAllowed(ctx context.Context, addr string, req *authv3.CheckRequest) e
 	return nil
 }
 
-func drive(ctx context.Context, name, addr string, reqs []*authv3.CheckRequest, conc int, d time.Duration) (loadResult, error) {
+// drive sends Checks from conc workers until d has passed; worker w takes
+// its requests from next(w), and stops early when that returns nil.
+func drive(ctx context.Context, name, addr string, next func(w int) func() *authv3.CheckRequest, conc int, d time.Duration) (loadResult, error) {
 	// A few connections, as Envoy keeps a small pool of HTTP/2 connections.
 	const conns = 4
 	clients := make([]authv3.AuthorizationClient, conns)
@@ -200,11 +241,15 @@ func drive(ctx context.Context, name, addr string, reqs []*authv3.CheckRequest, 
 	deadline := start.Add(d)
 	for w := range conc {
 		wg.Add(1)
-		go func(c authv3.AuthorizationClient, req *authv3.CheckRequest) {
+		go func(c authv3.AuthorizationClient, pick func() *authv3.CheckRequest) {
 			defer wg.Done()
 			local := make([]time.Duration, 0, 4096)
 			bad := 0
 			for time.Now().Before(deadline) {
+				req := pick()
+				if req == nil {
+					break
+				}
 				t0 := time.Now()
 				resp, err := c.Check(ctx, req)
 				local = append(local, time.Since(t0))
@@ -216,7 +261,7 @@ func drive(ctx context.Context, name, addr string, reqs []*authv3.CheckRequest, 
 			lats = append(lats, local...)
 			errs += bad
 			mu.Unlock()
-		}(clients[w%conns], reqs[w%len(reqs)])
+		}(clients[w%conns], next(w))
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
@@ -249,6 +294,23 @@ func sampleCheckRequest(token, session string) *authv3.CheckRequest {
 		}},
 		ContextExtensions: map[string]string{server.ContextExtensionKey: "docs"},
 	}}
+}
+
+// mintUsers returns one Check per distinct user, each with its own token
+// and session, minted on every core.
+func mintUsers(env *devEnv, n int) []*authv3.CheckRequest {
+	out := make([]*authv3.CheckRequest, n)
+	var wg sync.WaitGroup
+	workers := runtime.GOMAXPROCS(0)
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < n; i += workers {
+				out[i] = sampleCheckRequest(env.mint(fmt.Sprintf("cold-%07d", i), []string{"viewer"}, "docs:read"), fmt.Sprintf("cold-session-%07d", i))
+			}
+		})
+	}
+	wg.Wait()
+	return out
 }
 
 func runtimeProcs() int { return runtime.GOMAXPROCS(0) }
