@@ -269,7 +269,7 @@ func TestBodyAttacks(t *testing.T) {
 		status  int
 		code    int
 	}{
-		{"batch hiding deleteDocument", with(map[string]string{"MCP-Protocol-Version": "2025-03-26"}), "[" + read + "," + del + "]", 403, -32003},
+		{"batch hiding deleteDocument", with(map[string]string{"MCP-Protocol-Version": "2025-03-26"}), "[" + read + "," + del + "]", 403, -32051},
 		{"Mcp-Name says read, body deletes", with(map[string]string{"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": "readDocument"}), del, 400, -32020},
 		{"base64 Mcp-Name mismatch", with(map[string]string{"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": "=?base64?cmVhZERvY3VtZW50?="}), del, 400, -32020},
 		{"duplicate name key", with(map[string]string{"MCP-Protocol-Version": "2025-06-18"}), `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"readDocument","name":"deleteDocument","arguments":{"id":"doc-seed"}}}`, 400, 0},

@@ -36,6 +36,9 @@ type mcpServer struct {
 	policy       policy.Server
 	prepared     *policy.PreparedServer
 	versions     []string // protocol versions allowed (nil: every supported one)
+	// connModes maps each credential mode backed by a stored connection to
+	// its connections mode (individual | service_account).
+	connModes map[string]string
 }
 
 // catalog maps requests to MCP servers. Immutable after construction; safe
@@ -108,6 +111,14 @@ func newCatalog(ctx context.Context, cfg *config.Config, opts outbound.Options) 
 			Labels:          sc.Labels,
 		}
 		s.prepared = policy.PrepareServer(s.policy)
+		for _, oc := range append([]outbound.Config{sc.Credential}, sc.CredentialOptions...) {
+			if m, _, ok := oc.Connection(); ok {
+				if s.connModes == nil {
+					s.connModes = map[string]string{}
+				}
+				s.connModes[string(oc.Mode)] = m
+			}
+		}
 		if len(sc.ProtocolVersions) > 0 {
 			s.versions = sc.ProtocolVersions
 		}

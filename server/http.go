@@ -33,6 +33,9 @@ func (s *Service) Handler() http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/.well-known/oauth-protected-resource/", s.serveMetadata)
 	mux.HandleFunc("/.well-known/oauth-protected-resource", s.serveMetadata)
+	if s.connect != nil {
+		mux.Handle("/connect/", s.connect)
+	}
 	if s.issuer != nil {
 		// The built-in issuer's discovery and JWKS, below its URL's path.
 		base := ""

@@ -14,10 +14,16 @@ import (
 // JSON-RPC error codes used in denial bodies. -32700/-32600 come from
 // JSON-RPC 2.0 and -32020 from MCP 2026-07-28; the others sit in the
 // implementation-defined server error range.
+// JSON-RPC error codes of mcpauthz's own denials. They sit in the
+// implementation-defined server range (-32000..-32099) away from every code
+// MCP and the SDKs give a meaning: -32000/-32001 (TypeScript SDK connection
+// closed / request timeout), -32001..-32005 (Go SDK unknown, client and
+// server closing, rejected), -32002 (MCP resource not found), -32020..-32022
+// and -32042 (MCP). A client must not mistake a denial for a transport event.
 const (
-	codeUnauthorized = -32001
-	codeUnavailable  = -32002
-	codeForbidden    = -32003
+	codeUnauthorized = -32050
+	codeForbidden    = -32051
+	codeUnavailable  = -32052
 	codeInvalid      = -32600
 )
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -64,6 +65,7 @@ func New(ctx context.Context, cfg *config.Config, deps Deps) (*Server, error) {
 		grpc.NumStreamWorkers(uint32(max(64, 16*runtime.GOMAXPROCS(0)))),
 	)
 	authv3.RegisterAuthorizationServer(s.grpc, svc)
+	extprocv3.RegisterExternalProcessorServer(s.grpc, svc.extproc)
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	s.http = &http.Server{Handler: svc.Handler(), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 60 * time.Second}
@@ -90,8 +92,13 @@ func (s *Server) Start(ctx context.Context) {
 		s.wg.Add(1)
 		go func() { defer s.wg.Done(); is.Run(ctx) }()
 	}
+	if m := s.svc.connections; m != nil {
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); m.Run(ctx) }()
+	}
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	s.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	s.health.SetServingStatus(extprocv3.ExternalProcessor_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	go func() { s.errc <- s.grpc.Serve(s.grpcLis) }()
 	go func() {
 		if err := s.http.Serve(s.httpLis); !errors.Is(err, http.ErrServerClosed) {

@@ -7,6 +7,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -23,6 +24,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
+	"github.com/mcpauthz/mcpauthz/credentials/connections"
 	"github.com/mcpauthz/mcpauthz/credentials/identity"
 	"github.com/mcpauthz/mcpauthz/credentials/mint"
 	"github.com/mcpauthz/mcpauthz/credentials/outbound"
@@ -30,7 +32,9 @@ import (
 	"github.com/mcpauthz/mcpauthz/envoy"
 	"github.com/mcpauthz/mcpauthz/policy"
 	"github.com/mcpauthz/mcpauthz/server/config"
+	"github.com/mcpauthz/mcpauthz/server/connect"
 	"github.com/mcpauthz/mcpauthz/server/decisionlog"
+	"github.com/mcpauthz/mcpauthz/server/extproc"
 	"github.com/mcpauthz/mcpauthz/server/mcp"
 )
 
@@ -72,6 +76,14 @@ type Service struct {
 	metrics       *metrics
 	issuer        *mint.Issuer // built-in token issuer; nil unless configured
 	store         store.Store  // shared state (generated issuer keys); closed by Close
+	// connections keeps per-user (and organization) OAuth connections; nil
+	// when no server uses them. connect serves their pages.
+	connections *connections.Manager
+	connect     *connect.Handler
+	// caps records what each MCP session's initialize declared (learnt by
+	// ext_proc); extproc filters list responses.
+	caps    *extproc.CapabilityStore
+	extproc *extproc.Server
 	opa           opaLogger    // OPA-format decision log; nil unless configured
 	opaPath       string
 	// bundleNames name the policy sources in config order (decision-log
@@ -132,6 +144,12 @@ func NewService(ctx context.Context, cfg *config.Config, deps Deps) (*Service, e
 			_ = s.store.Close()
 		}
 	}()
+	if needsConnections(cfg) {
+		if s.connections, err = newConnections(ctx, cfg, s.store, ring, deps, s); err != nil {
+			return nil, err
+		}
+		oopts.Connections = s.connections
+	}
 	if cfg.Issuer != nil {
 		if s.issuer, err = mint.New(ctx, *cfg.Issuer, mint.Options{Now: deps.Now, Logger: s.log, Store: s.store, Cipher: ring}); err != nil {
 			return nil, fmt.Errorf("server: issuer: %w", err)
@@ -179,6 +197,16 @@ func NewService(ctx context.Context, cfg *config.Config, deps Deps) (*Service, e
 		}
 	}
 	s.alwaysRemove = alwaysRemoved(s.hdr, s.strip)
+	if s.connections != nil {
+		if s.connect, err = newConnectHandler(ctx, cfg, s.connections, s.verifier, deps, s); err != nil {
+			return nil, err
+		}
+	}
+	s.caps = extproc.NewCapabilityStore(cfg.MCP.SessionTTL, cfg.MCP.MaxSessions, s.now)
+	if s.extproc, err = extproc.New(extproc.Deps{Evaluator: listEvaluator{s}, Learner: upstreamLearner{s}, Sessions: s.caps, Logger: s.log},
+		extproc.Options{LegacySessionParams: cfg.MCP.LegacySessionParams}); err != nil {
+		return nil, fmt.Errorf("server: extproc: %w", err)
+	}
 	for _, sc := range cfg.Servers {
 		if sc.AllowNewerProtocolVersions {
 			s.log.Warn("relaxation allow_newer_protocol_versions: MCP protocol versions newer than mcpauthz knows are let through and parsed by the newest rules it knows",
@@ -242,7 +270,7 @@ func (s *Service) check(ctx context.Context, req *authv3.CheckRequest, rec *reco
 	if (r.Method == http.MethodGet || r.Method == http.MethodHead) && r.Path == srv.metadataPath {
 		// RFC 9728 metadata is the one thing reachable without a token.
 		rec.Kind, rec.Reason = string(identity.KindAnonymous), "metadata"
-		return s.allow(rec, srv, r, nil, nil, nil, "")
+		return s.allow(rec, srv, r, nil, nil, nil, "", nil)
 	}
 	if r.Partial {
 		return s.deny(rec, &denial{status: http.StatusRequestEntityTooLarge, reason: "partial_body", message: "request body was truncated before authorization; refusing to guess"})
@@ -259,6 +287,7 @@ func (s *Service) check(ctx context.Context, req *authv3.CheckRequest, rec *reco
 
 	p, d := s.authenticate(ctx, r, srv)
 	if d != nil {
+		d.id = requestID(r) // a 401 the client can correlate with its request
 		return s.deny(rec, d)
 	}
 	notePrincipal(rec, p)
@@ -342,6 +371,9 @@ func (s *Service) check(ctx context.Context, req *authv3.CheckRequest, rec *reco
 	cred, err := prov.Credential(ctx, credentialRequest(srv, p, derived, r, dec.Scopes))
 	if err != nil {
 		rec.CredentialError = err.Error()
+		if d := s.connectionDenial(ctx, err, srv, dec.Credential, p, sid); d != nil {
+			return s.deny(rec, withCallID(d, call))
+		}
 		return s.deny(rec, withCallID(credentialDenial(err), call))
 	}
 	rec.Credential = &credLog{Mode: string(cred.Mode), Subject: cred.Subject, Actor: cred.Actor, Audience: cred.Audience, Scopes: cred.Scopes}
@@ -353,7 +385,12 @@ func (s *Service) check(ctx context.Context, req *authv3.CheckRequest, rec *reco
 				message: "the signed attribution could not be produced right now; try again"}, call))
 		}
 	}
-	return s.allow(rec, srv, r, p, &dec, cred, attr)
+	var connKey string
+	if k, ok := srv.connectionKey(dec.Credential, p); ok {
+		connKey = connKeyString(k)
+	}
+	md := s.handoff(rec, srv, derived, call, sid, string(cred.Mode), connKey)
+	return s.allow(rec, srv, r, p, &dec, cred, attr, md)
 }
 
 // authenticate turns the bearer token or mTLS peer into a Principal. A nil
@@ -537,7 +574,7 @@ func (s *Service) evaluate(ctx context.Context, srv *mcpServer, in *policy.Input
 // allow builds the OK response: credential and attribution headers set with
 // OVERWRITE_IF_EXISTS_OR_ADD; the client's Authorization and every
 // client-sent identity header removed.
-func (s *Service) allow(rec *record, srv *mcpServer, r *envoy.Request, p *identity.Principal, dec *policy.Decision, cred *outbound.Credential, attr string) *authv3.CheckResponse {
+func (s *Service) allow(rec *record, srv *mcpServer, r *envoy.Request, p *identity.Principal, dec *policy.Decision, cred *outbound.Credential, attr string, md *extproc.Metadata) *authv3.CheckResponse {
 	rec.Allow, rec.Status = true, http.StatusOK
 	set := make([]envoy.Header, 0, 12)
 	isSet := func(name string) bool {
@@ -627,6 +664,9 @@ func (s *Service) allow(rec *record, srv *mcpServer, r *envoy.Request, p *identi
 		}
 	}
 	resp := envoy.Allow(set, remove)
+	if md != nil {
+		resp = envoy.AllowWithMetadata(set, remove, md.Struct())
+	}
 	if dec != nil && len(dec.ResponseHeadersToAdd) > 0 {
 		ok := resp.GetOkResponse()
 		for k, v := range dec.ResponseHeadersToAdd {
@@ -648,6 +688,20 @@ func (s *Service) deny(rec *record, d *denial) *authv3.CheckResponse {
 		rec.Kind = string(identity.KindAnonymous)
 	}
 	return d.response()
+}
+
+// requestID is the id of a single JSON-RPC request in r's body, nil when
+// the body does not parse strictly (only on the denial path: it parses the
+// body once more).
+func requestID(r *envoy.Request) json.RawMessage {
+	if r.Method != http.MethodPost || len(r.Body) == 0 {
+		return nil
+	}
+	c, err := mcp.Parse(mcp.Input{HTTPMethod: r.Method, ContentType: r.Headers["content-type"], ProtocolVersion: mcp.Version20251125, Body: r.Body})
+	if err != nil || len(c.Messages) != 1 {
+		return nil
+	}
+	return c.Messages[0].ID
 }
 
 // withCallID echoes the request id of a single-message call in a denial

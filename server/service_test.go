@@ -337,7 +337,7 @@ func TestCheckAuthenticationFailures(t *testing.T) {
 			if tt.noError && strings.Contains(wa, "error=") {
 				t.Errorf("challenge for a missing token must not carry error=: %q", wa)
 			}
-			if !strings.Contains(o.body, `"code":-32001`) {
+			if !strings.Contains(o.body, `"code":-32050`) {
 				t.Errorf("body = %s", o.body)
 			}
 		})

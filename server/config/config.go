@@ -24,12 +24,14 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/mcpauthz/mcpauthz/credentials/connections"
 	"github.com/mcpauthz/mcpauthz/credentials/identity"
 	"github.com/mcpauthz/mcpauthz/credentials/mint"
 	"github.com/mcpauthz/mcpauthz/credentials/outbound"
 	"github.com/mcpauthz/mcpauthz/credentials/store"
 	"github.com/mcpauthz/mcpauthz/internal/urlcheck"
 	"github.com/mcpauthz/mcpauthz/policy"
+	"github.com/mcpauthz/mcpauthz/server/connect"
 	"github.com/mcpauthz/mcpauthz/server/decisionlog"
 	"github.com/mcpauthz/mcpauthz/server/mcp"
 )
@@ -52,8 +54,15 @@ type Config struct {
 	// Store is the state replicas share (the built-in issuer's generated
 	// keys; per-user connections): memory (default, one process) or
 	// sqlite, encrypted at rest under its key ring.
-	Store   store.Config `yaml:"store"`
-	Servers []Server     `yaml:"servers"`
+	Store store.Config `yaml:"store"`
+	// Connections keeps users' (and organizations') OAuth connections to
+	// upstream providers for servers whose credential is `individual` or
+	// `service_account` with `oauth`.
+	Connections connections.Config `yaml:"connections"`
+	// Connect configures the connect pages' browser sign-in (needed with
+	// connection-backed servers).
+	Connect *connect.Config `yaml:"connect"`
+	Servers []Server        `yaml:"servers"`
 }
 
 // Listen names the addresses mcpauthz serves.
@@ -418,6 +427,21 @@ func (c *Config) Validate() error {
 		errs = append(errs, prefixErr("issuer", c.Issuer.Validate()))
 	}
 	errs = append(errs, prefixErr("store", c.Store.Validate()))
+	if c.usesConnections() {
+		errs = append(errs, prefixErr("connections", c.Connections.Validate()))
+		if c.Connect == nil {
+			add("connect: required: servers use per-user connections (credential individual or service_account.oauth), and users sign in to connect their accounts")
+		} else {
+			errs = append(errs, prefixErr("connect", c.Connect.Validate()))
+			found := false
+			for _, is := range c.Identity.Issuers {
+				found = found || is.Name == c.Connect.Login.Issuer
+			}
+			if !found {
+				add("connect.login.issuer: no identity issuer named %q", c.Connect.Login.Issuer)
+			}
+		}
+	}
 	if c.Headers.Sign && c.Issuer == nil {
 		add("headers.sign: needs the top-level issuer block (the attribution is signed with its keys)")
 	}
@@ -542,6 +566,19 @@ func hasDotSegment(p string) bool {
 	for _, seg := range strings.Split(p, "/") {
 		if seg == "." || seg == ".." {
 			return true
+		}
+	}
+	return false
+}
+
+// usesConnections reports a server credential backed by a stored OAuth
+// connection.
+func (c *Config) usesConnections() bool {
+	for _, sc := range c.Servers {
+		for _, oc := range append([]outbound.Config{sc.Credential}, sc.CredentialOptions...) {
+			if _, _, ok := oc.Connection(); ok {
+				return true
+			}
 		}
 	}
 	return false

@@ -71,7 +71,7 @@ func TestParseErrors(t *testing.T) {
 		}, []string{"servers[0].scopez (line 15): unknown field"}},
 		{"unknown key deep in credential", func(s string) string {
 			return strings.Replace(s, "      mode: static", "      mode: static\n      modus: x", 1)
-		}, []string{"servers[0].credential.modus (line 17): unknown field; known fields: delegated, mode, service_account, static"}},
+		}, []string{"servers[0].credential.modus (line 17): unknown field; known fields: delegated, individual, mode, service_account, static"}},
 		{"case-variant key is unknown", func(s string) string { return strings.Replace(s, "version: 1", "Version: 1", 1) }, []string{"Version (line 2): unknown field"}},
 		{"inline secret refused", func(s string) string {
 			return strings.Replace(s, "value: {env: DOCS_API_KEY}", "value: hunter2-secret", 1)
