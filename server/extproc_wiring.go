@@ -142,4 +142,3 @@ func (l upstreamLearner) UpstreamRejected(ctx context.Context, meta *extproc.Met
 		}
 	}()
 }
-

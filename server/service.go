@@ -7,9 +7,9 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -84,8 +84,8 @@ type Service struct {
 	// ext_proc); extproc filters list responses.
 	caps    *extproc.CapabilityStore
 	extproc *extproc.Server
-	opa           opaLogger    // OPA-format decision log; nil unless configured
-	opaPath       string
+	opa     opaLogger // OPA-format decision log; nil unless configured
+	opaPath string
 	// bundleNames name the policy sources in config order (decision-log
 	// bundles map).
 	bundleNames []string
