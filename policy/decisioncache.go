@@ -89,6 +89,17 @@ func (in *Input) cacheKey(u inputUse) (string, bool) {
 		buf = binary.AppendUvarint(buf, uint64(len(v)))
 		buf = append(buf, v...)
 	}
+	if u.connection {
+		if c := in.Connection; c == nil {
+			buf = append(buf, 0)
+		} else {
+			buf = append(buf, 1)
+			for _, v := range append([]string{c.Mode, c.Status}, c.Scopes...) {
+				buf = binary.AppendUvarint(buf, uint64(len(v)))
+				buf = append(buf, v...)
+			}
+		}
+	}
 	return string(buf), true
 }
 

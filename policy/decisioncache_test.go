@@ -108,3 +108,37 @@ func TestDecisionCacheKeyCoversReadFields(t *testing.T) {
 		t.Fatal("a field the policy does not read changed the key")
 	}
 }
+
+// input.connection is part of the decision: a memoized decision for one
+// connection status is never served for another.
+func TestConnectionInInputAndCacheKey(t *testing.T) {
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"p.rego": `package mcpauthz
+decision := {"allow": input.connection.status == "AUTHORIZED", "reason": sprintf("connection %v", [input.connection.status])} if input.connection
+else := {"allow": false, "reason": "no connection"}
+`})
+	e := newEngine(t, Config{Bundles: []BundleSource{{Path: dir}}})
+	ctx := context.Background()
+	in := prepared(t, toolCall("human", []any{"viewer"}, []string{"docs:read"}, "readDocument"))
+	for _, tc := range []struct {
+		conn  *Connection
+		allow bool
+	}{
+		{&Connection{Mode: "individual", Status: "AUTHORIZED", Scopes: []string{"repo"}}, true},
+		{&Connection{Mode: "individual", Status: "REVOKED"}, false},
+		{nil, false},
+		{&Connection{Mode: "individual", Status: "AUTHORIZED"}, true},
+	} {
+		for range 3 { // repeated: a cached decision must still follow the connection
+			in.Connection = tc.conn
+			d, err := e.Evaluate(ctx, in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.Allow != tc.allow {
+				t.Fatalf("connection %+v: allow = %v (%s), want %v", tc.conn, d.Allow, d.Reason, tc.allow)
+			}
+			e.snap.Load().decisionsWait()
+		}
+	}
+}

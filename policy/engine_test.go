@@ -730,7 +730,8 @@ func TestInputDocumentEmptyValues(t *testing.T) {
 		"request": {"id": "", "time": "", "method": "", "scheme": "", "host": "", "path": "", "headers": {}, "source_principal": "", "origin": ""},
 		"mcp": {"protocol_version": "", "transport": "", "session_id": "", "batch": false, "batch_size": 0, "kind": "", "method": "", "tool": "", "prompt": "", "uri": "", "arguments": null},
 		"principal": {"authenticated": false, "kind": "", "subject": "", "user_id": "", "user_key": "", "org": "", "issuer": "", "client_id": "", "scopes": [], "actor": null, "chain": [], "spiffe_id": "", "method": "", "claims": null},
-		"server": {"id": "", "resource": "", "scopes": [], "credential_mode": "", "credential_modes": [], "labels": {}}
+		"server": {"id": "", "resource": "", "scopes": [], "credential_mode": "", "credential_modes": [], "labels": {}},
+		"connection": null
 	}`).Value
 	if got.Compare(want) != 0 {
 		t.Fatalf("got %v\nwant %v", got, want)

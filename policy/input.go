@@ -22,6 +22,10 @@ type Input struct {
 	MCP       MCP       `json:"mcp"`
 	Principal Principal `json:"principal"`
 	Server    Server    `json:"server"`
+	// Connection is the caller's stored OAuth connection for this server
+	// when its credential is individual (the user's) or service_account
+	// with oauth (the organization's); nil (null) otherwise.
+	Connection *Connection `json:"connection"`
 
 	// PreparedPrincipal and PreparedServer, when set, replace Principal and
 	// Server: they were converted once (per verified token, per configured
@@ -127,6 +131,13 @@ type Actor struct {
 	Issuer   string `json:"iss"`
 }
 
+// Connection is what policy sees of a stored connection: never a token.
+type Connection struct {
+	Mode   string   `json:"mode"`   // individual | service_account
+	Status string   `json:"status"` // NEEDS_AUTHORIZATION, PENDING, AUTHORIZED, EXPIRED, REVOKED, ERROR
+	Scopes []string `json:"scopes"` // granted by the provider
+}
+
 // Server describes the protected MCP server (from the route's context extensions).
 type Server struct {
 	ID             string   `json:"id"`
@@ -146,6 +157,9 @@ var (
 	kMCP       = ast.StringTerm("mcp")
 	kPrincipal = ast.StringTerm("principal")
 	kServer    = ast.StringTerm("server")
+	kConn      = ast.StringTerm("connection")
+	kConnMode  = ast.StringTerm("mode")
+	kStatus    = ast.StringTerm("status")
 
 	kID              = ast.StringTerm("id")
 	kTime            = ast.StringTerm("time")
@@ -292,12 +306,21 @@ func (in *Input) toValue(use inputUse) (ast.Value, error) {
 		server = slab.server(&in.Server, use)
 	}
 
+	conn := nullTerm
+	if c := in.Connection; c != nil && use.connection {
+		conn = ast.ObjectTerm(
+			[2]*ast.Term{kConnMode, ast.StringTerm(c.Mode)},
+			[2]*ast.Term{kStatus, ast.StringTerm(c.Status)},
+			[2]*ast.Term{kScopes, slab.strArray(c.Scopes)},
+		)
+	}
 	return ast.NewObject(
 		[2]*ast.Term{kVersion, slab.str(in.Version)},
 		[2]*ast.Term{kRequest, request},
 		[2]*ast.Term{kMCP, mcp},
 		[2]*ast.Term{kPrincipal, principal},
 		[2]*ast.Term{kServer, server},
+		[2]*ast.Term{kConn, conn},
 	), nil
 }
 

@@ -7,6 +7,8 @@ import "github.com/open-policy-agent/opa/v1/ast"
 // most of the input conversion cost (mcp.arguments needs a JSON parse).
 type inputUse struct {
 	request, arguments, claims, headers, labels bool
+	// connection: the policy reads input.connection.
+	connection bool
 	// mcp has a bit per input.mcp field the policy reads (mcpBit).
 	mcp uint16
 	// nondeterministic: the policy calls a builtin whose result is not a
@@ -30,7 +32,7 @@ func mcpBit(name string) uint16 {
 	return 0
 }
 
-var allInput = inputUse{request: true, arguments: true, claims: true, headers: true, labels: true, mcp: allMCP}
+var allInput = inputUse{request: true, arguments: true, claims: true, headers: true, labels: true, connection: true, mcp: allMCP}
 
 // analyzeInputUse is conservative: any reference to input, or to one of the
 // enclosing objects, that does not name a fixed key marks the part as used.
@@ -71,6 +73,8 @@ func analyzeInputUse(modules map[string]*ast.Module) inputUse {
 				u.headers = u.headers || !ok2 || k2 == "headers"
 			case "server":
 				u.labels = u.labels || !ok2 || k2 == "labels"
+			case "connection":
+				u.connection = true
 			}
 			return false
 		})
