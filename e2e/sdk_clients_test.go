@@ -292,8 +292,11 @@ func TestSDKTypeScriptClient(t *testing.T) {
 	t.Run("editor steps up while holding a refresh token", func(t *testing.T) {
 		b.setUser(editorUser)
 		c.must(ctx, "reset", map[string]any{"firstScope": "docs:read"}, nil)
+		e.upstream.Reset()
 		var conn tsConnect
 		c.must(ctx, "connect", nil, &conn)
+		var tok0 tsTokens
+		c.must(ctx, "tokens", nil, &tok0)
 		mark, opened, refreshes := e.front.len(), len(b.opened()), as.Requests("/token")
 		var up tsCall
 		c.must(ctx, "callTool", map[string]any{"name": "updateDocument", "args": map[string]any{"id": "doc-1", "content": "v3"}}, &up)
@@ -322,6 +325,7 @@ func TestSDKTypeScriptClient(t *testing.T) {
 			t.Fatalf("updateDocument after re-authorization = %+v", again)
 		}
 		denialsEchoIDs(t, e.front.since(mark))
+		upstreamClean(t, e.upstream.Received(), editorUser, []string{tok0.Access, tok0.Refresh, tok.Access})
 		c.must(ctx, "close", nil, nil)
 	})
 
@@ -333,6 +337,7 @@ func TestSDKTypeScriptClient(t *testing.T) {
 		defer as.SetAccessTTL(5 * time.Minute)
 		b.setUser(viewerUser)
 		c.must(ctx, "reset", nil, nil)
+		e.upstream.Reset()
 		var conn tsConnect
 		c.must(ctx, "connect", nil, &conn)
 		var tok tsTokens
@@ -361,6 +366,7 @@ func TestSDKTypeScriptClient(t *testing.T) {
 			t.Error("want 401 invalid_token for the expired token, then the call with the refreshed token")
 		}
 		denialsEchoIDs(t, xs)
+		upstreamClean(t, e.upstream.Received(), viewerUser, []string{tok.Access, tok2.Access, tok.Refresh})
 		c.must(ctx, "close", nil, nil)
 	})
 }
@@ -445,6 +451,11 @@ func TestSDKGoClient(t *testing.T) {
 		}
 		if _, ok := e.upstream.Document("doc-1"); !ok {
 			t.Fatal("the denied delete happened")
+		}
+		for _, r := range e.upstream.ToolCalls() {
+			if r.Tool != "readDocument" || r.Header.Get("Mcp-Session-Id") != sid {
+				t.Errorf("upstream tools/call %s on session %q", r.Tool, r.Header.Get("Mcp-Session-Id"))
+			}
 		}
 		if res, err := c.session.CallTool(ctx, &mcp.CallToolParams{Name: "readDocument", Arguments: read}); err != nil || res.IsError || c.session.ID() != sid {
 			t.Fatalf("read after the denial: %v, session %q -> %q", err, sid, c.session.ID())
@@ -573,16 +584,13 @@ func TestSDKGoClient(t *testing.T) {
 		if res, err := c.session.CallTool(ctx, &mcp.CallToolParams{Name: "readDocument", Arguments: read}); err != nil || res.IsError {
 			t.Fatalf("readDocument: %v", err)
 		}
-		tok2, err := c.token()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if tok2.AccessToken == tok.AccessToken || c.session.ID() != sid || c.fetches.Load() != 1 || as.Requests("/token")-tokens != 1 {
-			t.Errorf("refreshed=%v session %q -> %q, %d sign-ins, %d token requests", tok2.AccessToken != tok.AccessToken, sid, c.session.ID(), c.fetches.Load(), as.Requests("/token")-tokens)
+		if n := as.Requests("/token") - tokens; n != 1 || c.fetches.Load() != 1 || c.session.ID() != sid {
+			t.Errorf("%d token requests (want one refresh), %d sign-ins (want 1), session %q -> %q", n, c.fetches.Load(), sid, c.session.ID())
 		}
 		x, ok := lastWith(e.front.since(mark), func(x exchange) bool { return x.Tool == "readDocument" })
-		if !ok || x.Token != fingerprint(tok2.AccessToken) || x.Status != http.StatusOK {
-			t.Errorf("the call carried token %q (status %d), want the refreshed one", x.Token, x.Status)
+		if !ok || x.Token == "" || x.Token == fingerprint(tok.AccessToken) || x.Status != http.StatusOK {
+			t.Errorf("the call carried the old token or none (status %d)", x.Status)
 		}
+		denialsEchoIDs(t, e.front.since(mark))
 	})
 }
