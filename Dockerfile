@@ -7,7 +7,8 @@
 # /readyz, /metrics, RFC 9728 metadata). Mount a config at
 # /etc/mcpauthz/config/mcpauthz.yaml or pass `serve --config PATH`.
 
-ARG GO_VERSION=1.26
+# The Go release go.mod names (deploy_test checks they agree).
+ARG GO_VERSION=1.26.8
 
 FROM golang:${GO_VERSION} AS build
 WORKDIR /src
@@ -15,10 +16,14 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-ARG VERSION=dev
+# .git is not in the build context: pass what `mcpauthz version` prints,
+#   docker build --build-arg VERSION=$(git describe --tags --always) \
+#                --build-arg COMMIT=$(git rev-parse HEAD) -t mcpauthz:dev .
+ARG VERSION=
+ARG COMMIT=
 # CGO off: a fully static binary that runs on distroless/static (no libc).
 RUN CGO_ENABLED=0 GOOS=linux go build -trimpath \
-      -ldflags "-s -w -X main.version=${VERSION}" \
+      -ldflags "-s -w -X main.version=${VERSION} -X main.commit=${COMMIT}" \
       -o /out/mcpauthz ./cmd/mcpauthz \
  && mkdir -p /out/bundles \
  && cp -r bundles/rbac bundles/abac bundles/guardrails bundles/scopes /out/bundles/

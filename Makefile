@@ -12,7 +12,7 @@ GO ?= go
 FUZZTIME ?= 10s
 PKGS := ./...
 
-.PHONY: run demo test build lint unit policy-test envoy-check fuzz bench loadtest e2e clean
+.PHONY: run demo test build lint unit policy-test envoy-check deploy-check fuzz bench loadtest e2e clean
 
 run: build
 	@echo "==> run: bin/mcpauthz serve (embedded development defaults; Ctrl-C stops it)"
@@ -28,11 +28,11 @@ build:
 	@echo "==> build: bin/mcpauthz (first build: several minutes, one line per package compiled)"
 	$(GO) build -v -buildvcs=auto -o bin/mcpauthz ./cmd/mcpauthz
 
-test: lint unit policy-test envoy-check fuzz
-	@echo "==> test: all passed (lint, unit, policy-test, envoy-check, fuzz)"
+test: lint unit policy-test envoy-check deploy-check fuzz
+	@echo "==> test: all passed (lint, unit, policy-test, envoy-check, deploy-check, fuzz)"
 
 lint:
-	@echo "==> [1/5] lint: gofmt, then go vet (lists each package it compiles)"
+	@echo "==> [1/6] lint: gofmt, then go vet (lists each package it compiles)"
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet -v $(PKGS)
@@ -41,14 +41,14 @@ lint:
 # first time this is the longest silent stretch of make test); then the
 # tests, one line per package as each finishes.
 unit:
-	@echo "==> [2/5] unit: compiling with the race detector (first run: several minutes)"
+	@echo "==> [2/6] unit: compiling with the race detector (first run: several minutes)"
 	$(GO) build -race -v $(PKGS)
-	@echo "==> [2/5] unit: go test -race ./... (one line per package as it finishes; the slowest take a few minutes)"
+	@echo "==> [2/6] unit: go test -race ./... (one line per package as it finishes; the slowest take a few minutes)"
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 
 # Every shipped bundle's Rego tests, with coverage (>= 90% per bundle).
 policy-test: build
-	@echo "==> [3/5] policy-test: every bundle's Rego tests, coverage >= 90%"
+	@echo "==> [3/6] policy-test: every bundle's Rego tests, coverage >= 90%"
 	@for b in bundles/*/; do \
 	  out=$$(bin/mcpauthz test --coverage --threshold 90 $$b 2>&1) || { echo "$$out"; exit 1; }; \
 	  echo "$$b: $$(echo "$$out" | grep -E '^PASS') coverage $$(echo "$$out" | grep -E 'total' | awk '{print $$4}')"; \
@@ -57,14 +57,22 @@ policy-test: build
 # Every shipped Envoy bootstrap, and one generated from the example config,
 # through go-control-plane's proto validation plus mcpauthz's security checks.
 envoy-check: build
-	@echo "==> [4/5] envoy-check: shipped and generated Envoy bootstraps, --strict"
+	@echo "==> [4/6] envoy-check: shipped and generated Envoy bootstraps, --strict"
 	bin/mcpauthz envoy validate --strict envoy/envoy.yaml envoy/envoy-mtls.yaml deploy/compose/envoy.yaml
 	bin/mcpauthz envoy generate --config cmd/mcpauthz/config.example.yaml -o bin/envoy-generated.yaml
 	bin/mcpauthz envoy validate --strict --config cmd/mcpauthz/config.example.yaml bin/envoy-generated.yaml
 
+# The deployment examples decoded strictly into the Kubernetes, Gateway API,
+# Envoy Gateway and Istio Go types: a module of its own (deploy/schema), so
+# those dependencies stay out of mcpauthz's build. The first run downloads
+# and compiles them (a few minutes).
+deploy-check:
+	@echo "==> [5/6] deploy-check: deploy/ examples against the Kubernetes, Gateway API, Envoy Gateway and Istio types (first run compiles them: minutes)"
+	cd deploy/schema && $(GO) vet ./... && $(GO) test -count=1 ./...
+
 # Each fuzz target runs briefly on top of its committed seed corpus.
 fuzz:
-	@echo "==> [5/5] fuzz: each target for $(FUZZTIME) on its committed corpus"
+	@echo "==> [6/6] fuzz: each target for $(FUZZTIME) on its committed corpus"
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./server/mcp
 	$(GO) test -run '^$$' -fuzz '^FuzzFromCheckRequest$$' -fuzztime $(FUZZTIME) ./envoy
 	$(GO) test -run '^$$' -fuzz '^FuzzValidateBootstrapYAML$$' -fuzztime $(FUZZTIME) ./envoy

@@ -5,9 +5,13 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -86,7 +90,8 @@ func TestEveryYAMLParses(t *testing.T) {
 		t.Run(p, func(t *testing.T) {
 			for i, d := range docs(t, p) {
 				// Kubernetes manifests name their type.
-				if strings.HasPrefix(p, "kubernetes/") || strings.HasPrefix(p, "envoy-gateway/") || strings.HasPrefix(p, "istio/") {
+				if (strings.HasPrefix(p, "kubernetes/") || strings.HasPrefix(p, "envoy-gateway/") || strings.HasPrefix(p, "istio/")) &&
+					!strings.HasSuffix(p, "-values.yaml") { // Helm values, not a manifest
 					if d["apiVersion"] == nil || d["kind"] == nil || get(d, "metadata", "name") == nil {
 						t.Errorf("document %d lacks apiVersion, kind or metadata.name", i+1)
 					}
@@ -195,33 +200,79 @@ func TestKubernetesManifests(t *testing.T) {
 	byKind(t, ds, "NetworkPolicy")
 }
 
+// k8sServers is the server catalog of the Kubernetes ConfigMap, which the
+// Envoy Gateway and Istio examples put behind their gateways.
+func k8sServers(t *testing.T) []config.Server {
+	t.Helper()
+	raw, _ := get(byKind(t, docs(t, "kubernetes/mcpauthz.yaml"), "ConfigMap"), "data", "mcpauthz.yaml").(string)
+	cfg, err := config.Parse([]byte(raw))
+	if err != nil {
+		t.Fatalf("ConfigMap config: %v", err)
+	}
+	return cfg.Servers
+}
+
+// metadataPaths are the RFC 9728 paths of the servers' resources: the only
+// paths that may skip mcpauthz.
+func metadataPaths(t *testing.T, servers []config.Server) []string {
+	t.Helper()
+	var out []string
+	for _, s := range servers {
+		u, err := url.Parse(s.Resource)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, "/.well-known/oauth-protected-resource"+u.Path)
+	}
+	slices.Sort(out)
+	return out
+}
+
 func TestEnvoyGatewaySecurityPolicy(t *testing.T) {
 	ds := docs(t, "envoy-gateway/mcpauthz-extauth.yaml")
-	sp := byKind(t, ds, "SecurityPolicy")
-	ea := get(sp, "spec", "extAuth")
-	if get(ea, "grpc", "backendRefs", 0, "name") != "mcpauthz" || get(ea, "grpc", "backendRefs", 0, "port") != 9191 {
-		t.Errorf("grpc backendRefs = %v", get(ea, "grpc"))
+	servers := k8sServers(t)
+	// One SecurityPolicy per MCP route, naming its server.
+	routeServer := map[string]string{}
+	for _, sp := range ds {
+		if sp["kind"] != "SecurityPolicy" {
+			continue
+		}
+		ea := get(sp, "spec", "extAuth")
+		if get(ea, "grpc", "backendRefs", 0, "name") != "mcpauthz" || get(ea, "grpc", "backendRefs", 0, "port") != 9191 {
+			t.Errorf("grpc backendRefs = %v", get(ea, "grpc"))
+		}
+		if get(ea, "bodyToExtAuth", "maxRequestBytes") != 1048576 || get(ea, "failOpen") != false {
+			t.Errorf("extAuth = %v", ea)
+		}
+		if get(ea, "headersToExtAuth") != nil {
+			t.Error("headersToExtAuth would hide forged x-mcp-* headers from mcpauthz")
+		}
+		if get(sp, "spec", "targetRefs", 1) != nil || get(sp, "spec", "targetRefs", 0, "kind") != "HTTPRoute" {
+			t.Errorf("%v: one HTTPRoute per policy, so that it can name the route's server", get(sp, "metadata", "name"))
+		}
+		if get(ea, "contextExtensions", 0, "name") != "mcp_server" || get(ea, "contextExtensions", 0, "type") != "Value" {
+			t.Errorf("contextExtensions = %v", get(ea, "contextExtensions"))
+		}
+		route, _ := get(sp, "spec", "targetRefs", 0, "name").(string)
+		routeServer[route], _ = get(ea, "contextExtensions", 0, "value").(string)
 	}
-	if get(ea, "bodyToExtAuth", "maxRequestBytes") != 1048576 || get(ea, "failOpen") != false {
-		t.Errorf("extAuth = %v", ea)
+	var ids []string
+	for _, s := range servers {
+		ids = append(ids, s.ID)
 	}
-	if get(ea, "headersToExtAuth") != nil {
-		t.Error("headersToExtAuth would hide forged x-mcp-* headers from mcpauthz")
+	var named []string
+	for _, id := range routeServer {
+		named = append(named, id)
 	}
-	// The SecurityPolicy covers the MCP routes and never the metadata route.
-	var targets []string
-	for i := 0; get(sp, "spec", "targetRefs", i) != nil; i++ {
-		targets = append(targets, get(sp, "spec", "targetRefs", i, "name").(string))
+	slices.Sort(named)
+	if !slices.Equal(named, ids) {
+		t.Errorf("the SecurityPolicies name servers %v; the mcpauthz config has %v", named, ids)
 	}
-	if strings.Join(targets, ",") != "mcp-docs,mcp-tickets" {
-		t.Errorf("targetRefs = %v", targets)
-	}
-	routes := 0
+	var meta []string
 	for _, d := range ds {
 		if d["kind"] != "HTTPRoute" {
 			continue
 		}
-		routes++
 		name := get(d, "metadata", "name").(string)
 		for i := 0; get(d, "spec", "rules", 0, "matches", i) != nil; i++ {
 			typ := get(d, "spec", "rules", 0, "matches", i, "path", "type")
@@ -230,32 +281,88 @@ func TestEnvoyGatewaySecurityPolicy(t *testing.T) {
 			if isMeta != (name == "mcp-protected-resource-metadata") || (isMeta && typ != "Exact") {
 				t.Errorf("route %s match %v %s", name, typ, val)
 			}
+			if isMeta {
+				meta = append(meta, val)
+			}
+			if _, covered := routeServer[name]; !isMeta && !covered {
+				t.Errorf("MCP route %s has no SecurityPolicy", name)
+			}
 		}
 	}
-	if routes != 3 {
-		t.Errorf("%d HTTPRoutes", routes)
+	slices.Sort(meta)
+	if want := metadataPaths(t, servers); !slices.Equal(meta, want) {
+		t.Errorf("metadata route paths %v, want exactly the servers' %v", meta, want)
+	}
+	ctp := byKind(t, ds, "ClientTrafficPolicy")
+	if get(ctp, "spec", "path", "escapedSlashesAction") != "RejectRequest" || get(ctp, "spec", "headers", "withUnderscoresAction") != "RejectRequest" {
+		t.Errorf("ClientTrafficPolicy = %v", get(ctp, "spec"))
+	}
+}
+
+// TestKubernetesServersMatchByHost: Istio sets no context_extensions, so
+// every server of the Kubernetes config maps by host and path prefix.
+func TestKubernetesServersMatchByHost(t *testing.T) {
+	for _, s := range k8sServers(t) {
+		if s.Match.Host == "" || s.Match.PathPrefix == "" {
+			t.Errorf("server %s: match %+v, want host and path_prefix", s.ID, s.Match)
+		}
 	}
 }
 
 func TestIstioProvider(t *testing.T) {
-	ds := docs(t, "istio/mcpauthz-extauthz.yaml")
-	op := byKind(t, ds, "IstioOperator")
-	p := get(op, "spec", "meshConfig", "extensionProviders", 0)
+	// istioctl install -f takes IstioOperator documents only.
+	ops := docs(t, "istio/mesh-config.yaml")
+	if len(ops) != 1 || ops[0]["kind"] != "IstioOperator" {
+		t.Fatalf("mesh-config.yaml must hold the IstioOperator alone (istioctl install -f), got %d documents", len(ops))
+	}
+	mesh := get(ops[0], "spec", "meshConfig")
+	values := docs(t, "istio/istiod-values.yaml")[0]
+	if !reflect.DeepEqual(values["meshConfig"], mesh) {
+		t.Error("istiod-values.yaml's meshConfig differs from mesh-config.yaml's")
+	}
+	p := get(mesh, "extensionProviders", 0)
 	g := get(p, "envoyExtAuthzGrpc")
 	b := get(g, "includeRequestBodyInCheck")
 	if get(g, "failOpen") != false || get(g, "port") != 9191 || get(b, "allowPartialMessage") != false ||
 		get(b, "packAsBytes") != true || get(b, "maxRequestBytes") != 1048576 {
 		t.Errorf("provider = %v", p)
 	}
-	ap := byKind(t, ds, "AuthorizationPolicy")
+	aps := docs(t, "istio/authorization-policy.yaml")
+	if len(aps) != 1 {
+		t.Fatalf("authorization-policy.yaml: %d documents", len(aps))
+	}
+	ap := byKind(t, aps, "AuthorizationPolicy")
 	if get(ap, "spec", "action") != "CUSTOM" || get(ap, "spec", "provider", "name") != get(p, "name") {
 		t.Errorf("AuthorizationPolicy = %v", ap)
 	}
+	var notPaths []string
 	for i := 0; get(ap, "spec", "rules", 0, "to", 0, "operation", "notPaths", i) != nil; i++ {
-		np := get(ap, "spec", "rules", 0, "to", 0, "operation", "notPaths", i).(string)
-		if !strings.HasPrefix(np, "/.well-known/oauth-protected-resource") || strings.Contains(np, "*") {
-			t.Errorf("notPaths[%d] = %q: only exact metadata paths may skip mcpauthz", i, np)
-		}
+		notPaths = append(notPaths, get(ap, "spec", "rules", 0, "to", 0, "operation", "notPaths", i).(string))
+	}
+	slices.Sort(notPaths)
+	if want := metadataPaths(t, k8sServers(t)); !slices.Equal(notPaths, want) {
+		t.Errorf("notPaths %v, want exactly the servers' metadata paths %v", notPaths, want)
+	}
+}
+
+// TestComposeEnvoySupported: compose runs an Envoy release line that is
+// still supported: within the four minor releases (a year) up to the one
+// whose API mcpauthz validates bootstraps against (go-control-plane).
+func TestComposeEnvoySupported(t *testing.T) {
+	img, _ := get(docs(t, "compose/docker-compose.yaml")[0], "services", "envoy", "image").(string)
+	m := regexp.MustCompile(`^envoyproxy/envoy:v1\.(\d+)[.-]`).FindStringSubmatch(img)
+	gm, err := os.ReadFile("../go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := regexp.MustCompile(`github\.com/envoyproxy/go-control-plane/envoy v1\.(\d+)\.`).FindSubmatch(gm)
+	if m == nil || api == nil {
+		t.Fatalf("envoy image %q, go-control-plane in go.mod %q", img, api)
+	}
+	minor, _ := strconv.Atoi(m[1])
+	apiMinor, _ := strconv.Atoi(string(api[1]))
+	if minor < apiMinor-3 || minor > apiMinor {
+		t.Errorf("compose runs Envoy 1.%d; bootstraps are validated against the 1.%d API: use 1.%d..1.%d", minor, apiMinor, apiMinor-3, apiMinor)
 	}
 }
 
@@ -275,6 +382,15 @@ func TestDockerfile(t *testing.T) {
 	}
 	if n := strings.Count(s, "\nFROM "); n != 2 {
 		t.Errorf("%d stages, want 2", n)
+	}
+	gm, err := os.ReadFile("../go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	goVer := regexp.MustCompile(`(?m)^go (\S+)$`).FindSubmatch(gm)
+	argVer := regexp.MustCompile(`(?m)^ARG GO_VERSION=(\S+)$`).FindStringSubmatch(s)
+	if goVer == nil || argVer == nil || argVer[1] != string(goVer[1]) {
+		t.Errorf("Dockerfile builds with Go %v; go.mod requires %s", argVer, goVer)
 	}
 	di, err := os.ReadFile("../.dockerignore")
 	if err != nil || !strings.Contains(string(di), ".git") {
