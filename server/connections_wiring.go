@@ -13,6 +13,7 @@ import (
 	"github.com/mcpauthz/mcpauthz/credentials/identity"
 	"github.com/mcpauthz/mcpauthz/credentials/outbound"
 	"github.com/mcpauthz/mcpauthz/credentials/store"
+	"github.com/mcpauthz/mcpauthz/policy"
 	"github.com/mcpauthz/mcpauthz/server/config"
 	"github.com/mcpauthz/mcpauthz/server/connect"
 	"github.com/mcpauthz/mcpauthz/server/extproc"
@@ -221,4 +222,36 @@ func (s *Service) connectionDenial(ctx context.Context, err error, srv *mcpServe
 		key = na.Connection.Key
 	}
 	return s.authorizeDenial(ctx, srv, na, key, sid)
+}
+
+// connectionInput is input.connection: the status and scopes of the stored
+// connection the server's connection-backed credential would use for p
+// (the default mode when it is one, else the first option that is). A
+// store failure reads as ERROR, so a policy keyed on it fails closed.
+func (s *Service) connectionInput(ctx context.Context, srv *mcpServer, p *identity.Principal) *policy.Connection {
+	if s.connections == nil || len(srv.connModes) == 0 || p == nil {
+		return nil
+	}
+	mode := string(srv.credMode)
+	if _, ok := srv.connModes[mode]; !ok {
+		for _, oc := range srv.cfg.CredentialOptions {
+			if _, ok := srv.connModes[string(oc.Mode)]; ok {
+				mode = string(oc.Mode)
+				break
+			}
+		}
+	}
+	key, ok := srv.connectionKey(mode, p)
+	if !ok {
+		return nil
+	}
+	c, err := s.connections.Status(ctx, key)
+	in := &policy.Connection{Mode: srv.connModes[mode], Status: string(c.Status), Scopes: c.Scopes}
+	if err != nil {
+		in.Status = string(connections.StatusError)
+	}
+	if in.Status == "" {
+		in.Status = string(connections.StatusNeedsAuthorization)
+	}
+	return in
 }

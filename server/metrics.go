@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/mcpauthz/mcpauthz/credentials/connections"
 	"github.com/mcpauthz/mcpauthz/policy"
 	"github.com/mcpauthz/mcpauthz/server/decisionlog"
 )
@@ -84,6 +85,20 @@ func newMetrics(s *Service) *metrics {
 		gauge("sessions_bound", "MCP session ids bound to a principal.", func() float64 { return float64(sessionCount(s.sessions)) }),
 		sourceCollector{s.policy},
 	)
+	if s.extproc != nil {
+		st := s.extproc.Stats
+		m.reg.MustRegister(
+			counter("extproc_streams_total", "ext_proc streams (responses seen).", func() float64 { return float64(st().Streams) }),
+			counter("extproc_lists_filtered_total", "List results filtered by policy.", func() float64 { return float64(st().Lists) }),
+			counter("extproc_entries_removed_total", "List entries removed because the caller may not use them.", func() float64 { return float64(st().EntriesRemoved) }),
+			counter("extproc_failed_closed_total", "Responses refused because they could not be filtered safely.", func() float64 { return float64(st().FailedClosed) }),
+			counter("extproc_missing_metadata_total", "Requests reaching ext_proc without ext_authz's hand-off.", func() float64 { return float64(st().MissingMetadata) }),
+			counter("extproc_upstream_rejections_total", "Upstream 401 answers to a credential mcpauthz set.", func() float64 { return float64(st().UpstreamRejections) }),
+		)
+	}
+	if s.connections != nil {
+		m.reg.MustRegister(connectionsCollector{s.connections.Stats})
+	}
 	if s.opa != nil {
 		st := func() decisionlog.Stats { return s.opa.Stats() }
 		m.reg.MustRegister(
@@ -168,4 +183,37 @@ func decisionCacheStats(p policyEvaluator) policy.CacheStats {
 		return c.DecisionCacheStats()
 	}
 	return policy.CacheStats{}
+}
+
+// connectionsCollector exports per-user connection counts and flows.
+type connectionsCollector struct{ stats func() connections.Stats }
+
+var (
+	connByStatusDesc = prometheus.NewDesc("mcpauthz_connections",
+		"Stored connections by server and status (as of the latest refresh sweep).", []string{"server", "status"}, nil)
+	connRefreshDesc = prometheus.NewDesc("mcpauthz_connection_refreshes_total",
+		"Connection token refreshes by outcome.", []string{"outcome"}, nil)
+	connFlowDesc = prometheus.NewDesc("mcpauthz_connect_flows_total",
+		"Connect flows by outcome (started, completed, failed).", []string{"outcome"}, nil)
+)
+
+func (connectionsCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- connByStatusDesc
+	ch <- connRefreshDesc
+	ch <- connFlowDesc
+}
+
+func (c connectionsCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.stats()
+	for srv, byStatus := range st.ByServerStatus {
+		for status, n := range byStatus {
+			ch <- prometheus.MustNewConstMetric(connByStatusDesc, prometheus.GaugeValue, float64(n), srv, string(status))
+		}
+	}
+	for outcome, n := range st.Refreshes {
+		ch <- prometheus.MustNewConstMetric(connRefreshDesc, prometheus.CounterValue, float64(n), outcome)
+	}
+	for outcome, n := range st.Flows {
+		ch <- prometheus.MustNewConstMetric(connFlowDesc, prometheus.CounterValue, float64(n), outcome)
+	}
 }

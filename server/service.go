@@ -459,6 +459,7 @@ func (s *Service) decide(ctx context.Context, r *envoy.Request, srv *mcpServer, 
 	if derived != nil {
 		in.PreparedPrincipal = derived.pp
 	}
+	in.Connection = s.connectionInput(ctx, srv, p)
 	if in.PreparedPrincipal == nil {
 		in.Principal = policyPrincipal(p)
 	} else {
