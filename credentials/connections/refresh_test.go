@@ -463,8 +463,12 @@ func TestRevokeDuringRefresh(t *testing.T) {
 	if r := e.record(alice); r.meta.Status != StatusRevoked || len(r.sealed) != 0 {
 		t.Fatalf("record %+v", r.meta)
 	}
-	if e.m.Stats().Refreshes["discarded"] != 1 {
-		t.Errorf("stats %+v", e.m.Stats().Refreshes)
+	// The refresh in flight either answered after the revoke (its tokens
+	// discarded) or, when the revoke's RFC 7009 call reached the provider
+	// first, was refused there (invalid_grant): either way it never
+	// resurrected the connection, which the record check above proves.
+	if st := e.m.Stats().Refreshes; st["discarded"]+st["invalid_grant"] != 1 {
+		t.Errorf("stats %+v", st)
 	}
 }
 
