@@ -121,6 +121,12 @@ func TestParseErrors(t *testing.T) {
 		{"mapping for a string", func(s string) string { return strings.Replace(s, "id: docs", "id: {name: docs}", 1) }, []string{"servers[0].id (line 11): want a string, got a mapping"}},
 		{"identity errors named once", func(s string) string { return strings.Replace(s, "- name: corp", "- name: \"\"", 1) }, []string{"identity.issuers[0].name (line 6): required"}},
 		{"policy errors named once", func(s string) string { return strings.Replace(s, "bundles: [{path: BUNDLE}]", "bundles: []", 1) }, []string{"policy.bundles (line 9): at least one bundle is required"}},
+		{"connect errors named once", func(s string) string {
+			return strings.Replace(s, "      mode: static\n      static:\n        headers:\n          - name: X-API-Key\n            value: {env: DOCS_API_KEY}\n",
+				"      mode: individual\n      individual: {provider: {token_url: https://gh.example.com/t, authorization_url: https://gh.example.com/a, client_id: c, auth_style: none}}\n", 1) +
+				"connections: {public_url: https://mcpauthz.example.com}\nconnect: {login: {issuer: corp}}\n"
+		}, []string{"connect.login.client_id (line 19): required"}},
+		{"builtin issuer field issuer.issuer", func(s string) string { return s + "issuer: {issuer: ftp://x}\n" }, []string{"issuer.issuer (line 21): "}},
 		{"secret errors named by field", func(s string) string {
 			return strings.Replace(s, "{env: DOCS_API_KEY}", "{env: DOCS_API_KEY, vault: x}", 1)
 		}, []string{"servers[0].credential.static.headers[0].value (line 20): unknown key in secret reference"}},
@@ -160,7 +166,7 @@ func assertFieldErrors(t *testing.T, err error) {
 		if !fieldLine.MatchString(l) {
 			t.Errorf("error line does not start with a field path: %q", l)
 		}
-		for _, bad := range []string{"yaml: unmarshal errors", "decode:", "invalid config", "identity.identity", "policy: policy", "store.store", "issuer.issuer:"} {
+		for _, bad := range []string{"yaml: unmarshal errors", "decode:", "invalid config", "identity.identity", "policy: policy", "store.store", "connect.connect", "connections.connections"} {
 			if strings.Contains(l, bad) {
 				t.Errorf("error line contains %q: %q", bad, l)
 			}

@@ -321,8 +321,11 @@ func flatten(err error) []error {
 var wrapperRE = regexp.MustCompile(`^[a-z]+: invalid config: `)
 
 // prefixErr prefixes every error joined in err with a field path. A
-// package's wrapper in front of its field errors is dropped, so that no
-// path names a block twice (identity.identity: invalid config: ...).
+// package's wrapper in front of its field errors is dropped, and a message
+// that already starts with the path (connect.login.issuer: ...) is kept,
+// so that no path names a block twice (identity.identity:,
+// connect.connect.login). "issuer: ..." under prefix "issuer" is the
+// field issuer.issuer and does get the prefix.
 func prefixErr(prefix string, err error) error {
 	if err == nil {
 		return nil
@@ -330,7 +333,9 @@ func prefixErr(prefix string, err error) error {
 	var errs []error
 	for _, e := range flatten(err) {
 		msg := wrapperRE.ReplaceAllString(e.Error(), "")
-		if strings.HasPrefix(msg, "[") || strings.HasPrefix(msg, ".") {
+		if strings.HasPrefix(msg, prefix+".") || strings.HasPrefix(msg, prefix+"[") {
+			errs = append(errs, errors.New(msg))
+		} else if strings.HasPrefix(msg, "[") || strings.HasPrefix(msg, ".") {
 			errs = append(errs, errors.New(prefix+msg))
 		} else {
 			errs = append(errs, errors.New(prefix+"."+msg))
