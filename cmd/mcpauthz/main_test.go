@@ -55,7 +55,7 @@ func TestValidateExampleConfig(t *testing.T) {
 	if code := run(context.Background(), []string{"validate", "--config", cfg}, &out, &errOut); code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut.String())
 	}
-	if !strings.Contains(out.String(), "valid (4 MCP servers, 3 issuers, 2 policy bundles)") {
+	if !strings.Contains(out.String(), "valid (5 MCP servers, 3 issuers, 2 policy bundles)") {
 		t.Fatalf("stdout = %s", out.String())
 	}
 }
