@@ -131,6 +131,22 @@ func newCatalog(ctx context.Context, cfg *config.Config, opts outbound.Options) 
 	return c, nil
 }
 
+// ownScopes keeps the scopes of granted this server advertises (all of
+// them when it advertises none), so a step-up challenge never asks for
+// another resource's scopes or offline_access.
+func (s *mcpServer) ownScopes(granted []string) []string {
+	if len(s.cfg.Scopes) == 0 {
+		return slices.DeleteFunc(slices.Clone(granted), func(sc string) bool { return sc == "offline_access" })
+	}
+	out := make([]string, 0, len(granted))
+	for _, sc := range granted {
+		if slices.Contains(s.cfg.Scopes, sc) {
+			out = append(out, sc)
+		}
+	}
+	return out
+}
+
 // paramArguments returns the configured Mcp-Param header mirrors of tool.
 func (s *mcpServer) paramArguments(tool string) map[string]string {
 	return s.cfg.ParamHeaders[tool]

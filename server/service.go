@@ -357,7 +357,7 @@ func (s *Service) check(ctx context.Context, req *authv3.CheckRequest, rec *reco
 			// Step-up (MCP 2025-11-25): name every scope the operation
 			// needs, those the token has included, so a client that
 			// replaces its scope set with the challenge's keeps them.
-			d.challenge = insufficientScope(srv, stepUpScopes(p.Scopes, d.required))
+			d.challenge = insufficientScope(srv, stepUpScopes(srv.ownScopes(p.Scopes), d.required))
 		}
 		return s.deny(rec, withCallID(d, call))
 	}
@@ -692,17 +692,12 @@ func (s *Service) deny(rec *record, d *denial) *authv3.CheckResponse {
 }
 
 // requestID is the id of a single JSON-RPC request in r's body, nil when
-// the body does not parse strictly (only on the denial path: it parses the
-// body once more).
+// the body does not parse strictly (only on the denial path).
 func requestID(r *envoy.Request) json.RawMessage {
 	if r.Method != http.MethodPost || len(r.Body) == 0 {
 		return nil
 	}
-	c, err := mcp.Parse(mcp.Input{HTTPMethod: r.Method, ContentType: r.Headers["content-type"], ProtocolVersion: mcp.Version20251125, Body: r.Body})
-	if err != nil || len(c.Messages) != 1 {
-		return nil
-	}
-	return c.Messages[0].ID
+	return mcp.ProbeID(r.Headers["content-type"], r.Body)
 }
 
 // withCallID echoes the request id of a single-message call in a denial

@@ -166,6 +166,9 @@ type parser struct {
 	i       int
 	keys    keyStack
 	scratch []byte // unescaped keys (allocated only when a key has escapes)
+	// probe: only the message id is wanted (refusals): the _meta
+	// protocol version is not checked.
+	probe bool
 }
 
 func (p *parser) key(k keyRef) []byte {

@@ -127,6 +127,8 @@ type Input struct {
 	// every supported one is let through and parsed by the newest rules
 	// mcpauthz knows (Call.RequestedVersion keeps what the client said).
 	AllowNewer bool
+
+	probe bool // only the id is wanted (see unsupportedVersion, ProbeID)
 }
 
 // Call is a parsed HTTP request.
@@ -270,7 +272,7 @@ func parse(in *Input) (*Call, *Error) {
 		return nil, parseErr("leading_bom", "body starts with a byte-order mark")
 	}
 
-	p := parser{data: body}
+	p := parser{data: body, probe: in.probe}
 	p.skipWS()
 	if p.i >= len(body) {
 		return nil, parseErr("empty_body", "request body is empty")
@@ -417,11 +419,25 @@ func unsupportedVersion(in *Input) *Error {
 		probe := *in
 		probe.ProtocolVersion, probe.Versions, probe.AllowNewer, probe.Legacy = Version20251125, nil, false, false
 		probe.HeaderMethod, probe.HeaderName, probe.ParamHeaders, probe.ParamArguments = nil, nil, nil, nil
+		probe.probe = true
 		if c, err := parse(&probe); err == nil && len(c.Messages) == 1 {
 			e.ID = c.Messages[0].ID
 		}
 	}
 	return e
+}
+
+// ProbeID returns the id of the single JSON-RPC message in a POST body that
+// parses strictly, read the way a refusal needs it (no mirror headers or
+// _meta version checks); nil otherwise. It is for answers to requests
+// refused before parsing (a 401), so clients can correlate them.
+func ProbeID(contentType string, body []byte) json.RawMessage {
+	in := Input{HTTPMethod: "POST", ContentType: contentType, ProtocolVersion: Version20251125, Body: body, probe: true}
+	c, err := parse(&in)
+	if err != nil || len(c.Messages) != 1 {
+		return nil
+	}
+	return c.Messages[0].ID
 }
 
 func withID(e *Error, id json.RawMessage) *Error {

@@ -77,7 +77,7 @@ func (p *parser) build(f *fields, ver string, m *Message) *Error {
 	default:
 		return fail(invalidReq("invalid_id", "id must be a string or an integer"))
 	}
-	if f.metaVersion.typ != tAbsent {
+	if f.metaVersion.typ != tAbsent && !p.probe {
 		if f.metaVersion.typ != tString || string(p.rawString(f.metaVersion)) != ver {
 			return fail(headerMismatch("params._meta protocol version differs from the effective protocol version"))
 		}

@@ -66,3 +66,16 @@ func TestVersionHandling(t *testing.T) {
 		}
 	})
 }
+
+func TestProbeIDIgnoresMetaVersion(t *testing.T) {
+	body := []byte(`{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"a","_meta":{"io.modelcontextprotocol/protocolVersion":"2099-01-01"}}}`)
+	if id := ProbeID("application/json", body); string(id) != "7" {
+		t.Fatalf("ProbeID = %s", id)
+	}
+	in := post("2099-01-01", string(body))
+	_, err := Parse(in)
+	var me *Error
+	if !errors.As(err, &me) || string(me.ID) != "7" {
+		t.Fatalf("-32022 lost the id: %+v", me)
+	}
+}
