@@ -49,7 +49,8 @@ type fastQuery struct {
 	// decoded holds the decisions of ground result terms that belong to
 	// the snapshot (rule values, constant-layer values); read-only.
 	decoded map[*ast.Term]Decision
-	pool    sync.Pool // *fastState
+	native  *nativeQuery // nil: every evaluation goes through topdown
+	pool    sync.Pool    // *fastState
 }
 
 // resultVar captures the query's value, like rego's __localq0__.
@@ -110,12 +111,18 @@ func newFastQuery(ctx context.Context, compiler *ast.Compiler, store storage.Sto
 	f.pool.New = func() any { return &fastState{q: topdown.NewQuery(f.body), vc: &frameCache{}} }
 	f.seedConstants(ctx)
 	f.decoded = f.decodeStable()
+	f.native = newNativeQuery(compiler, qref, f.consts, rootVal)
 	return f, nil
 }
 
 // eval evaluates the query for one input value. It returns the result term
 // (nil when the query is undefined). ctx cancels the evaluation.
 func (f *fastQuery) eval(ctx context.Context, input *ast.Term) (*ast.Term, error) {
+	if f.native != nil {
+		if t, ok := f.native.eval(input.Value); ok {
+			return t, nil
+		}
+	}
 	st := f.pool.Get().(*fastState)
 	st.vc.reset(f.consts)
 	st.cancel.c.Store(false)

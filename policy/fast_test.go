@@ -42,7 +42,13 @@ func TestFastPathMatchesRego(t *testing.T) {
 			}
 			corpus = append(corpus, harvested...)
 			counts := map[string]int{}
+			native := 0
 			for i, in := range corpus {
+				if snap.fast.native != nil {
+					if _, ok := snap.fast.native.eval(in); ok {
+						native++
+					}
+				}
 				got, gerr := snap.evalFast(ctx, in)
 				want, werr := snap.evalRego(ctx, in)
 				if !sameOutcome(got, gerr, want, werr) {
@@ -51,10 +57,13 @@ func TestFastPathMatchesRego(t *testing.T) {
 				counts[outcome(want, werr)]++
 			}
 			// The corpus must reach allows and many denial reasons.
-			if counts["allow"] == 0 || len(counts) < 6 {
+			if counts["allow:allowed"] == 0 || len(counts) < 6 {
 				t.Fatalf("corpus too narrow: %v", counts)
 			}
-			t.Logf("%d inputs (%d from the bundle's tests): %v", len(corpus), len(harvested), counts)
+			t.Logf("%d inputs (%d from the bundle's tests, %d decided natively): %v", len(corpus), len(harvested), native, counts)
+			if name == "rbac" && native < counts["allow:allowed"]/2 {
+				t.Fatalf("only %d of %d allowed tool calls decided natively", native, counts["allow:allowed"])
+			}
 
 			// Pooled state must not leak between concurrent evaluations.
 			var wg sync.WaitGroup
@@ -80,7 +89,7 @@ func outcome(d Decision, err error) string {
 	case err != nil:
 		return "error"
 	case d.Allow:
-		return "allow"
+		return "allow:" + d.Reason
 	}
 	return d.Reason
 }
@@ -92,9 +101,12 @@ func sameOutcome(got Decision, gerr error, want Decision, werr error) bool {
 	return reflect.DeepEqual(got, want)
 }
 
-// corpusScale thins the generated corpus: every 5th combination by default
-// (about 8,000 inputs per bundle), every 50th under the race detector or
-// -short, every one with MCPAUTHZ_DIFF_FULL=1 (about 40,000 per bundle).
+// corpusScale thins the generated corpus: every 5th combination of the
+// method x kind x principal kind x roles x tool product and every 15th tool
+// call of the principal kind x roles x tool x scopes x arguments product by
+// default (about 13,000 inputs per bundle), ten times fewer under the race
+// detector or -short, and every method combination (and every 3rd tool
+// call) with MCPAUTHZ_DIFF_FULL=1.
 func corpusScale() int {
 	switch {
 	case os.Getenv("MCPAUTHZ_DIFF_FULL") == "1":
@@ -132,68 +144,86 @@ func generatedCorpus(t *testing.T, dir string, use inputUse) []ast.Value {
 	r := rand.New(rand.NewPCG(1, uint64(len(dir))))
 	step := corpusScale()
 	var out []ast.Value
+	add := func(method, kind, pk string, ri int, tool string, sc []string, arg string) {
+		in := &Input{Version: InputVersion,
+			Request: Request{ID: "r", Method: "POST", Path: "/mcp", Host: "docs.example.com",
+				Headers: map[string]string{"content-type": "application/json"}},
+			MCP: MCP{ProtocolVersion: "2025-06-18", Transport: "streamable_http", Kind: kind, Method: method},
+			Principal: Principal{Authenticated: r.IntN(8) != 0, Kind: pk, Subject: "alice", UserID: "alice",
+				Org: orgs[r.IntN(len(orgs))], Method: methodsAuth[r.IntN(len(methodsAuth))],
+				Scopes: sc, Claims: map[string]any{}},
+			Server: Server{ID: "docs", Resource: "https://docs.example.com/mcp",
+				Scopes: []string{"docs:read", "docs:write", "docs:admin"}, CredentialMode: "service_account",
+				CredentialModes: []string{"service_account", "delegated"}},
+		}
+		if r.IntN(4) == 0 {
+			in.Server.ID = "other"
+		}
+		switch method {
+		case "tools/call":
+			in.MCP.Tool = tool
+		case "prompts/get", "completion/complete":
+			in.MCP.Prompt = tool
+		}
+		if arg != "" {
+			in.MCP.Arguments = json.RawMessage(arg)
+		}
+		in.MCP.URI = uris[r.IntN(len(uris))]
+		if ri < len(roles) {
+			if roles[ri] != nil {
+				in.Principal.Claims["roles"] = roles[ri]
+			}
+		} else {
+			in.Principal.Claims["roles"] = rolesRaw[ri-len(roles)]
+		}
+		switch r.IntN(6) {
+		case 0:
+			in.Principal.Actor = &Actor{Subject: "summarizer", ClientID: "bot"}
+		case 1:
+			in.Principal.Actor = &Actor{Subject: "drafter"}
+			in.Principal.Chain = []Actor{{Subject: "orchestrator"}, {Subject: "planner"}}
+		case 2:
+			in.Principal.Actor = &Actor{Subject: "janitor"}
+			in.Principal.Chain = []Actor{{Subject: "orchestrator"}}
+		}
+		if r.IntN(10) == 0 {
+			in.Principal.Claims = nil
+		}
+		if r.IntN(2) == 0 {
+			in.PreparedServer = PrepareServer(in.Server)
+		}
+		v, err := in.toValue(use)
+		if err != nil {
+			return // arguments that are not JSON objects fail before policy
+		}
+		out = append(out, v)
+	}
+	// Every method x kind x principal kind x roles x tool.
 	n := 0
 	for _, method := range methods {
 		for _, kind := range kinds {
 			for _, pk := range pkinds {
 				for ri := range len(roles) + len(rolesRaw) {
 					for _, tool := range tools {
-						n++
-						if step > 1 && n%step != 0 {
+						if n++; step > 1 && n%step != 0 {
 							continue
 						}
-						in := &Input{Version: InputVersion,
-							Request: Request{ID: "r", Method: "POST", Path: "/mcp", Host: "docs.example.com",
-								Headers: map[string]string{"content-type": "application/json"}},
-							MCP: MCP{ProtocolVersion: "2025-06-18", Transport: "streamable_http", Kind: kind, Method: method},
-							Principal: Principal{Authenticated: r.IntN(8) != 0, Kind: pk, Subject: "alice", UserID: "alice",
-								Org: orgs[r.IntN(len(orgs))], Method: methodsAuth[r.IntN(len(methodsAuth))],
-								Scopes: scopes[r.IntN(len(scopes))], Claims: map[string]any{}},
-							Server: Server{ID: "docs", Resource: "https://docs.example.com/mcp",
-								Scopes: []string{"docs:read", "docs:write", "docs:admin"}, CredentialMode: "service_account",
-								CredentialModes: []string{"service_account", "delegated"}},
+						add(method, kind, pk, ri, tool, scopes[r.IntN(len(scopes))], args[r.IntN(len(args))])
+					}
+				}
+			}
+		}
+	}
+	// Tool calls, the hot path, in depth: x scopes x argument shapes.
+	for _, pk := range pkinds {
+		for ri := range len(roles) + len(rolesRaw) {
+			for _, tool := range tools {
+				for _, sc := range scopes {
+					for _, arg := range args {
+						if n++; n%(3*step) != 0 {
+							continue
 						}
-						if r.IntN(4) == 0 {
-							in.Server.ID = "other"
-						}
-						switch method {
-						case "tools/call":
-							in.MCP.Tool = tool
-						case "prompts/get", "completion/complete":
-							in.MCP.Prompt = tool
-						}
-						if a := args[r.IntN(len(args))]; a != "" {
-							in.MCP.Arguments = json.RawMessage(a)
-						}
-						in.MCP.URI = uris[r.IntN(len(uris))]
-						if ri < len(roles) {
-							if roles[ri] != nil {
-								in.Principal.Claims["roles"] = roles[ri]
-							}
-						} else {
-							in.Principal.Claims["roles"] = rolesRaw[ri-len(roles)]
-						}
-						switch r.IntN(6) {
-						case 0:
-							in.Principal.Actor = &Actor{Subject: "summarizer", ClientID: "bot"}
-						case 1:
-							in.Principal.Actor = &Actor{Subject: "drafter"}
-							in.Principal.Chain = []Actor{{Subject: "orchestrator"}, {Subject: "planner"}}
-						case 2:
-							in.Principal.Actor = &Actor{Subject: "janitor"}
-							in.Principal.Chain = []Actor{{Subject: "orchestrator"}}
-						}
-						if r.IntN(10) == 0 {
-							in.Principal.Claims = nil
-						}
-						if r.IntN(2) == 0 {
-							in.PreparedServer = PrepareServer(in.Server)
-						}
-						v, err := in.toValue(use)
-						if err != nil {
-							continue // arguments that are not JSON objects fail before policy
-						}
-						out = append(out, v)
+						add("tools/call", "request", pk, ri, tool, sc, arg)
 					}
 				}
 			}
@@ -363,6 +393,38 @@ decision := {"allow": true, "reason": "ok"} if not bad
 nothing := data.mcpauthz.cfg.missing
 decision := {"allow": false, "reason": "r"} if not nothing
 `, []string{`{}`}},
+		{"native: solutions with different values conflict", `package mcpauthz
+decision := {"allow": true, "reason": r} if {
+	some r in input.roles
+	startswith(r, "a")
+} else := {"allow": false, "reason": "none"}
+`, []string{`{"roles":["ab","ac"]}`, `{"roles":["ab","b"]}`, `{"roles":["b"]}`, `{"roles":"ab"}`, `{}`, `{"roles":{"x":"ab","y":"ab"}}`}},
+		{"native: built-in errors, negation, sets and objects", `package mcpauthz
+decision := {"allow": true, "reason": "num"} if {
+	x := input.v
+	count(x) > 1
+	not input.deny
+} else := {"allow": true, "reason": "member"} if {
+	some k, v in input.obj
+	v in data.mcpauthz.cfg.tools
+	k == "a"
+} else := {"allow": true, "reason": "set"} if {
+	input.s in {"x", "y"}
+	not regex.match("^x", input.s)
+} else := {"allow": false, "reason": "rest"}
+`, []string{`{"v":[1,2]}`, `{"v":5}`, `{"v":"abc","deny":true}`, `{"obj":{"a":2,"b":9}}`, `{"obj":{"b":2}}`, `{"obj":[2]}`, `{"s":"y"}`, `{"s":"x"}`, `{"s":1}`, `{"v":{"a":1,"b":2}}`}},
+		{"native: a branch outside the subset stops the native prefix", `package mcpauthz
+decision := {"allow": true, "reason": "first"} if input.a == 1
+else := {"allow": true, "reason": "fn"} if f(input.a)
+else := {"allow": true, "reason": "third"} if input.a == 3
+else := {"allow": false, "reason": "no"}
+f(x) if x == 2
+`, []string{`{"a":1}`, `{"a":2}`, `{"a":3}`, `{"a":4}`}},
+		{"native: several definitions are topdown's", `package mcpauthz
+decision := {"allow": true, "reason": "a"} if input.a
+decision := {"allow": true, "reason": "b"} if input.b
+default decision := {"allow": false, "reason": "default"}
+`, []string{`{"a":true}`, `{"a":true,"b":true}`, `{}`}},
 		{"constant decision object", `package mcpauthz
 allowed := {"allow": true, "reason": "allowed", "scopes": ["a", "b"]}
 decision := allowed if input.ok
