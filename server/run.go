@@ -68,6 +68,7 @@ func New(ctx context.Context, cfg *config.Config, deps Deps) (*Server, error) {
 	extprocv3.RegisterExternalProcessorServer(s.grpc, svc.extproc)
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
+	registerReflection(s.grpc, cfg.Listen.GRPCReflection)
 	s.http = &http.Server{Handler: svc.Handler(), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 60 * time.Second}
 	return s, nil
 }
