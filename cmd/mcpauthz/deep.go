@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 	"github.com/mcpauthz/mcpauthz/credentials/store"
 	"github.com/mcpauthz/mcpauthz/policy"
 	"github.com/mcpauthz/mcpauthz/server/config"
+	"github.com/mcpauthz/mcpauthz/server/connect"
 )
 
 // refKind is what serve does with a reference, and so what validate --deep
@@ -223,14 +225,37 @@ func deepCheck(ctx context.Context, cfg *config.Config) deepResult {
 	return res
 }
 
+// secretFormats are the secrets serve parses, by the end of their type
+// path, with what it accepts. (The store's keys are parsed by its own
+// loader in checkKeyMaterial.)
+var secretFormats = map[string]func(string) error{
+	".private_key": func(v string) error {
+		if _, err := exchange.ParsePrivateKey([]byte(v)); err != nil {
+			return fmt.Errorf("not a usable private key: %w", err)
+		}
+		return nil
+	},
+	"connect.cookie_key": func(v string) error {
+		v = strings.TrimSpace(v)
+		for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+			if k, err := enc.DecodeString(v); err == nil && len(k) == connect.CookieKeySize {
+				return nil
+			}
+		}
+		return fmt.Errorf("must be %d bytes, base64-encoded (e.g. `openssl rand -base64 32`)", connect.CookieKeySize)
+	},
+}
+
 func checkSecret(r reference) error {
 	v, err := r.ref.Resolve()
 	if err != nil {
 		return err
 	}
-	if strings.HasSuffix(r.field, ".private_key") {
-		if _, err := exchange.ParsePrivateKey([]byte(v.Reveal())); err != nil {
-			return fmt.Errorf("%s: not a usable private key: %w", r.ref, err)
+	for suffix, check := range secretFormats {
+		if strings.HasSuffix(r.field, suffix) {
+			if err := check(v.Reveal()); err != nil {
+				return fmt.Errorf("%s: %w", r.ref, err)
+			}
 		}
 	}
 	return nil

@@ -111,6 +111,10 @@ store:
   driver: sqlite
   path: {{.Dir}}/state/state.db
   encryption: {keys: [{id: k1, secret: {file: {{.Dir}}/store-key}}]}
+connections: {public_url: https://mcpauthz.example.com}
+connect:
+  login: {issuer: idp, client_id: c, client_secret: {env: DEEP_CONNECT_LOGIN}}
+  cookie_key: {file: {{.Dir}}/cookie-key}
 audit:
   output: {{.Dir}}/audit/decisions.log
 {{- if .OPAFile}}
@@ -161,6 +165,22 @@ servers:
       delegated:
         issuer: sts
         sts: {token_url: https://sts.example.com/token, client_id: c, client_auth: private_key_jwt, private_key: {env: DEEP_S5_KEY}, audience: a}
+  - id: s6
+    resource: https://mcp.example.com/s6
+    credential:
+      mode: individual
+      individual: {provider: {token_url: https://p.example.com/t, authorization_url: https://p.example.com/a, client_id: c, client_secret: {file: {{.Dir}}/s6-individual}}}
+    credential_options:
+      - mode: service_account
+        service_account: {oauth: {provider: {token_url: https://p.example.com/t, authorization_url: https://p.example.com/a, client_id: c, client_secret: {env: DEEP_S6_OAUTH}}}}
+  - id: s7
+    resource: https://mcp.example.com/s7
+    credential:
+      mode: service_account
+      service_account: {oauth: {provider: {token_url: https://p.example.com/t, authorization_url: https://p.example.com/a, client_id: c, client_secret: {file: {{.Dir}}/s7-oauth}}}}
+    credential_options:
+      - mode: individual
+        individual: {provider: {token_url: https://p.example.com/t, authorization_url: https://p.example.com/a, client_id: c, client_secret: {env: DEEP_S7_INDIVIDUAL}}}
 `
 
 type deepEnv struct {
@@ -193,6 +213,7 @@ func newDeepEnv(t *testing.T) *deepEnv {
 		"bundle-token": "t", "signing.pem": string(signingPub), "issuer.pem": string(issuerKey),
 		"store-key": storeKey, "s1-sa": "sa", "s1-actor": "actor", "s2-cc": "cc", "s2-static": "k",
 		"s2-sts.pem": string(stsKey), "s3-sts": "secret", "blocker": "a file, so nothing can live below it",
+		"cookie-key": base64.StdEncoding.EncodeToString(raw[:]), "s6-individual": "i", "s7-oauth": "o",
 	}
 	for name, content := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
@@ -205,7 +226,8 @@ func newDeepEnv(t *testing.T) *deepEnv {
 		}
 	}
 	for name, v := range map[string]string{"DEEP_INTROSPECTION": "i", "DEEP_OPA_TOKEN": "o", "DEEP_S1_STATIC": "s",
-		"DEEP_S1_STS": "s", "DEEP_S3_ACTOR": "a", "DEEP_S3_CC": "c", "DEEP_S4_SA": "s", "DEEP_S5_KEY": string(stsKey)} {
+		"DEEP_S1_STS": "s", "DEEP_S3_ACTOR": "a", "DEEP_S3_CC": "c", "DEEP_S4_SA": "s", "DEEP_S5_KEY": string(stsKey),
+		"DEEP_CONNECT_LOGIN": "l", "DEEP_S6_OAUTH": "o", "DEEP_S7_INDIVIDUAL": "i"} {
 		t.Setenv(name, v)
 	}
 	tmpl := template.Must(template.New("deep").Parse(deepFixture))
@@ -315,6 +337,7 @@ func TestDeepParsesKeyMaterial(t *testing.T) {
 		{"issuer key", "issuer.pem", "", "issuer.keys[0].file"},
 		{"sts private key in a file", "s2-sts.pem", "", "servers[1].credential_options[1].delegated.sts.private_key: file:"},
 		{"sts private key in env", "", "DEEP_S5_KEY", "servers[4].credential.delegated.sts.private_key: env:DEEP_S5_KEY: not a usable private key"},
+		{"cookie key", "cookie-key", "", "connect.cookie_key: file:"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
