@@ -164,8 +164,9 @@ func TestReadmeCommandsRun(t *testing.T) {
 
 // TestReadmeConfigSnippetsDecode: every YAML snippet of the README that is
 // a piece of the config file decodes strictly and validates, completed
-// with what it leaves out. The STS examples (one credential, then sts
-// blocks for other products) are each tried as a server's credential.
+// with what it leaves out. A block of alternatives ("# Keycloak", "# Okta",
+// ...: a credential, then sts blocks; or one provider per product) is
+// split at its comment headers and each alternative tried in its place.
 func TestReadmeConfigSnippetsDecode(t *testing.T) {
 	top := map[string]bool{}
 	for _, k := range acceptedTopKeys() {
@@ -176,33 +177,29 @@ func TestReadmeConfigSnippetsDecode(t *testing.T) {
 		if f.lang != "yaml" {
 			continue
 		}
-		var first map[string]yaml.Node
-		if err := yaml.Unmarshal([]byte(f.body), &first); err != nil {
-			// Several products' sts blocks side by side: split them.
-			if strings.Contains(f.body, "\ncredential:") || strings.HasPrefix(f.body, "# ") {
-				for i, part := range stsExamples(f.body) {
-					tried++
-					checkSnippet(t, f.line, i, "servers:\n  - id: docs\n    resource: https://mcp.example.com/docs/mcp\n"+indent(part, "    "))
-				}
+		var whole map[string]yaml.Node
+		wholeErr := yaml.Unmarshal([]byte(f.body), &whole)
+		if wholeErr == nil {
+			isConfig := false
+			for k := range whole {
+				isConfig = isConfig || top[k]
+			}
+			if isConfig {
+				tried++
+				checkSnippet(t, f.line, 0, f.body)
 				continue
 			}
-			t.Errorf("README line %d: yaml block is not YAML: %v", f.line, err)
-			continue
 		}
-		isConfig := false
-		for k := range first {
-			isConfig = isConfig || top[k]
-		}
-		if _, ok := first["credential"]; ok {
-			for i, part := range stsExamples(f.body) {
-				tried++
-				checkSnippet(t, f.line, i, "servers:\n  - id: docs\n    resource: https://mcp.example.com/docs/mcp\n"+indent(part, "    "))
+		parts := alternatives(f.body)
+		if len(parts) == 0 {
+			if wholeErr != nil {
+				t.Errorf("README line %d: yaml block is not YAML: %v", f.line, wholeErr)
 			}
-			continue
+			continue // not a piece of the config file (an Envoy snippet, ...)
 		}
-		if isConfig {
+		for i, part := range parts {
 			tried++
-			checkSnippet(t, f.line, 0, f.body)
+			checkSnippet(t, f.line, i, part)
 		}
 	}
 	if tried < 5 {
@@ -211,29 +208,53 @@ func TestReadmeConfigSnippetsDecode(t *testing.T) {
 	t.Logf("%d config snippets decoded", tried)
 }
 
-// stsExamples splits the README's token-exchange examples: a complete
-// credential, then "# Product" sections of delegated keys (sts, scopes,
-// require_actor) indented as inside it; each becomes a full credential.
-func stsExamples(body string) []string {
-	sections := regexp.MustCompile(`\n\n(?:# )`).Split(body, -1)
+const snippetServer = "servers:\n  - id: docs\n    resource: https://mcp.example.com/docs/mcp\n"
+
+// alternatives splits a block at its "# Title" comment lines and puts each
+// part where it belongs in a config: a credential under a server, the
+// keys of a delegated credential (written four deep) under one, a
+// provider under an individual credential. It returns nil for a block
+// that is none of these.
+func alternatives(body string) []string {
+	var sections []string
+	var cur strings.Builder
+	content := false // the current section has more than comments
+	for _, l := range strings.Split(strings.TrimRight(body, "\n"), "\n") {
+		if strings.HasPrefix(l, "# ") && content {
+			sections = append(sections, cur.String())
+			cur.Reset()
+			content = false
+		}
+		cur.WriteString(l + "\n")
+		content = content || (strings.TrimSpace(l) != "" && !strings.HasPrefix(strings.TrimSpace(l), "#"))
+	}
+	sections = append(sections, cur.String())
 	var out []string
-	for i, s := range sections {
-		if i > 0 {
-			s = "# " + s
-		}
-		if strings.Contains(s, "\ncredential:") || strings.HasPrefix(s, "credential:") {
-			out = append(out, s)
-			continue
-		}
-		// keys of delegated, written 4 deep: make them a credential
-		var b strings.Builder
-		b.WriteString("credential:\n  mode: delegated\n  delegated:\n    issuer: sts\n")
+	for _, s := range sections {
+		first := ""
 		for _, l := range strings.Split(s, "\n") {
-			if strings.HasPrefix(l, "    ") {
-				b.WriteString(l + "\n")
+			if l != "" && !strings.HasPrefix(strings.TrimSpace(l), "#") {
+				first = l
+				break
 			}
 		}
-		out = append(out, b.String())
+		switch {
+		case strings.HasPrefix(first, "credential:"):
+			out = append(out, snippetServer+indent(s, "    "))
+		case strings.HasPrefix(first, "provider:"):
+			out = append(out, snippetServer+"    credential:\n      mode: individual\n      individual:\n"+indent(s, "        "))
+		case strings.HasPrefix(first, "    ") && len(out) > 0: // delegated keys, as inside the credential above
+			var b strings.Builder
+			b.WriteString("credential:\n  mode: delegated\n  delegated:\n    issuer: sts\n")
+			for _, l := range strings.Split(s, "\n") {
+				if strings.HasPrefix(l, "    ") {
+					b.WriteString(l + "\n")
+				}
+			}
+			out = append(out, snippetServer+indent(b.String(), "    "))
+		default:
+			return nil
+		}
 	}
 	return out
 }
@@ -268,6 +289,9 @@ func checkSnippet(t *testing.T, line, part int, snippet string) {
 		if _, ok := m[k]; !ok {
 			doc += d
 		}
+	}
+	if strings.Contains(doc, "mode: individual") {
+		doc += "connections: {public_url: https://mcpauthz.example.com}\nconnect: {login: {issuer: corp, client_id: mcpauthz}}\n"
 	}
 	if needsIssuer := strings.Contains(doc, "issuer: builtin"); needsIssuer {
 		if _, ok := m["issuer"]; !ok {
