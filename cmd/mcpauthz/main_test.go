@@ -93,8 +93,18 @@ func TestServeStopsOnSIGTERM(t *testing.T) {
 	}
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "mcpauthz")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-buildvcs=auto", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
+	}
+	// The binary says what it was built from.
+	vout, err := exec.Command(bin, "version").Output()
+	if err != nil || !strings.Contains(string(vout), "  go     go1.") {
+		t.Errorf("version: %v\n%s", err, vout)
+	}
+	if head, err := exec.Command("git", "rev-parse", "HEAD").Output(); err == nil {
+		if want := strings.TrimSpace(string(head)); !strings.Contains(string(vout), "  commit "+want) {
+			t.Errorf("version does not name commit %s:\n%s", want, vout)
+		}
 	}
 	bundle, _ := filepath.Abs("../../bundles/rbac")
 	grpcAddr, httpAddr := freeAddr(t), freeAddr(t)
