@@ -56,6 +56,9 @@ Usage:
   mcpauthz loadtest [--duration 5s] [--concurrency 32]
         Measure the gRPC Check path against an empty ext_authz handler in the
         same run; prints throughput, p50 and p99 of both.
+  mcpauthz connections list|revoke|rotate-key --config FILE [flags]
+        Per-user upstream connections in the config's store: list them (never
+        tokens), revoke as an administrator, re-encrypt under the primary key.
   mcpauthz dev-idp --listen ADDR --issuer URL     development identity provider
   mcpauthz demo-mcp --listen ADDR                 demo MCP document server
   mcpauthz version                                version, commit and Go version
@@ -79,6 +82,7 @@ var commands = []command{
 	{"eval", cmdEval},
 	{"envoy", cmdEnvoy},
 	{"loadtest", cmdLoadtest},
+	{"connections", cmdConnections},
 	{"dev-idp", cmdDevIDP},
 	{"demo-mcp", cmdDemoMCP},
 	{"version", cmdVersion},
