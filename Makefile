@@ -12,7 +12,7 @@ GO ?= go
 FUZZTIME ?= 10s
 PKGS := ./...
 
-.PHONY: run demo test build lint unit policy-test envoy-check deploy-check fuzz bench loadtest e2e clean
+.PHONY: run demo test build lint unit policy-test envoy-check deploy-check fuzz bench loadtest e2e test-browser clean
 
 run: build
 	@echo "==> run: bin/mcpauthz serve (embedded development defaults; Ctrl-C stops it)"
@@ -87,6 +87,15 @@ fuzz:
 e2e:
 	@echo "==> e2e: the end-to-end suite (set ENVOY_BIN to run it through a real Envoy)"
 	$(GO) test -race -count=1 -v ./e2e/...
+
+# The browser tests (headless Chromium through chromedp): the connect pages,
+# and per-user connections end to end (issue 8). Without Chromium on PATH
+# they say so and skip the browser steps (apt-get install -y chromium).
+test-browser:
+	@echo "==> test-browser: connect pages and individual connections in headless Chromium"
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || command -v google-chrome >/dev/null || \
+		echo "    no Chromium on PATH: the browser steps skip (install it: apt-get install -y chromium)"
+	$(GO) test -race -count=1 -v -run '^(TestConnectFlowInChromium|TestIndividualConnectionsEndToEnd)$$' ./e2e/
 
 bench:
 	@echo "==> bench: Check pipeline, policy, parser and credential benchmarks"
