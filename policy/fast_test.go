@@ -413,6 +413,21 @@ decision := {"allow": true, "reason": "num"} if {
 	not regex.match("^x", input.s)
 } else := {"allow": false, "reason": "rest"}
 `, []string{`{"v":[1,2]}`, `{"v":5}`, `{"v":"abc","deny":true}`, `{"obj":{"a":2,"b":9}}`, `{"obj":{"b":2}}`, `{"obj":[2]}`, `{"s":"y"}`, `{"s":"x"}`, `{"s":1}`, `{"v":{"a":1,"b":2}}`}},
+		{"native: every over objects, arrays, sets and non-collections", `package mcpauthz
+limits := {"a": 1, "b": 2}
+decision := {"allow": true, "reason": "every"} if {
+	x := input.x
+	every k, v in x {
+		v <= object.get(limits, k, 0)
+	}
+	every y in input.ys {
+		every z in y {
+			is_string(z)
+		}
+	}
+} else := {"allow": false, "reason": "no"}
+`, []string{`{"x":{"a":1},"ys":[["s"],[]]}`, `{"x":{"a":2},"ys":[]}`, `{"x":[1],"ys":[]}`, `{"x":{},"ys":{}}`,
+			`{"x":"str","ys":[]}`, `{"x":{"b":2},"ys":[["s",1]]}`, `{"ys":[]}`, `{"x":{"a":1},"ys":[["s"],"t"]}`, `{"x":{"a":1},"ys":5}`}},
 		{"native: a branch outside the subset stops the native prefix", `package mcpauthz
 decision := {"allow": true, "reason": "first"} if input.a == 1
 else := {"allow": true, "reason": "fn"} if f(input.a)
@@ -437,6 +452,9 @@ else := {"allow": false, "reason": "no"}
 				"data.json": `{"mcpauthz":{"cfg":{"name":"cfg","tools":[1,2,3]}}}`})
 			e := newEngine(t, Config{Bundles: []BundleSource{{Path: dir}}, DecisionCacheSize: -1})
 			snap := e.snap.Load()
+			if wantNative := !strings.Contains(tc.name, "several"); strings.HasPrefix(tc.name, "native:") && wantNative != (snap.fast.native != nil) {
+				t.Fatalf("native query compiled: %v, want %v", snap.fast.native != nil, wantNative)
+			}
 			for _, raw := range tc.inputs {
 				in := ast.MustParseTerm(raw).Value
 				for range 2 { // the second run reuses pooled state

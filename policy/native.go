@@ -40,6 +40,8 @@ type nativeBranch struct {
 
 type nativeExpr struct {
 	negated bool
+	every   *nativeEvery
+	truthy  *nTerm // a term as an expression: defined and not false
 	// eq: a = b
 	eq   bool
 	a, b nTerm
@@ -50,6 +52,13 @@ type nativeExpr struct {
 	result bool   // the builtin declares a result (predicate semantics apply)
 }
 
+// nativeEvery is `every key, value in domain { body }`.
+type nativeEvery struct {
+	domain     nTerm
+	key, value int // slots
+	body       []nativeExpr
+}
+
 type nTermKind uint8
 
 const (
@@ -58,6 +67,8 @@ const (
 	nInput // input ref: path elements
 	nData  // base document ref: path elements under data
 	nRule  // constant-layer rule: value of rule, then path elements
+	nLocal // a local variable's value (slot v), then path elements
+	nComp  // a composite with variables: term, with vars in slots
 )
 
 type nTerm struct {
@@ -66,6 +77,7 @@ type nTerm struct {
 	v    int         // nVar: slot
 	rule *ast.Term   // nRule: the rule's value (nil: undefined)
 	path []nPathElem // refs
+	vars map[ast.Var]int
 }
 
 type nPathElem struct {
@@ -86,6 +98,7 @@ type nativeState struct {
 	outs    []*ast.Term
 	collect func(*ast.Term) error // appends to outs; made once per state
 	body    []nativeExpr
+	sub     bool // body is an every body: its end records a solution
 	value   nTerm
 	result  *ast.Term
 	found   bool
@@ -147,7 +160,7 @@ var pureBuiltins = map[string]bool{
 	"is_array": true, "is_string": true, "is_number": true, "is_boolean": true, "is_object": true, "is_set": true, "is_null": true,
 	"neq": true, "equal": true, "lt": true, "gt": true, "lte": true, "gte": true,
 	"count": true, "startswith": true, "endswith": true, "contains": true, "regex.match": true,
-	"object.keys": true, "type_name": true, "split": true, "lower": true, "upper": true,
+	"object.keys": true, "object.get": true, "object.filter": true, "type_name": true, "split": true, "lower": true, "upper": true,
 }
 
 type nativeCompiler struct {
@@ -185,8 +198,18 @@ func (cc *nativeCompiler) branch(r *ast.Rule) (nativeBranch, bool) {
 }
 
 func (cc *nativeCompiler) expr(e *ast.Expr) (nativeExpr, bool) {
-	if len(e.With) > 0 || e.Generated && !e.IsCall() {
+	if len(e.With) > 0 {
 		return nativeExpr{}, false
+	}
+	if ev, ok := e.Terms.(*ast.Every); ok {
+		return cc.every(e, ev)
+	}
+	if t, ok := e.Terms.(*ast.Term); ok {
+		nt, ok := cc.term(t, false)
+		if !ok || !cc.resolvable(nt) {
+			return nativeExpr{}, false
+		}
+		return nativeExpr{negated: e.Negated, truthy: &nt}, true
 	}
 	terms, isCall := e.Terms.([]*ast.Term)
 	if !isCall || len(terms) == 0 {
@@ -246,6 +269,33 @@ func (cc *nativeCompiler) expr(e *ast.Expr) (nativeExpr, bool) {
 		}
 	}
 	return ne, true
+}
+
+func (cc *nativeCompiler) every(e *ast.Expr, ev *ast.Every) (nativeExpr, bool) {
+	if e.Negated || ev.Key == nil || ev.Value == nil {
+		return nativeExpr{}, false
+	}
+	kv, ok1 := ev.Key.Value.(ast.Var)
+	vv, ok2 := ev.Value.Value.(ast.Var)
+	if !ok1 || !ok2 || kv.Equal(vv) || cc.bound[kv] || cc.bound[vv] {
+		return nativeExpr{}, false
+	}
+	dom, ok := cc.term(ev.Domain, false)
+	if !ok || !cc.resolvable(dom) {
+		return nativeExpr{}, false
+	}
+	before := cc.boundCopy()
+	ne := &nativeEvery{domain: dom, key: cc.slot(kv), value: cc.slot(vv)}
+	cc.bound[kv], cc.bound[vv] = true, true
+	for _, x := range ev.Body {
+		sub, ok := cc.expr(x)
+		if !ok {
+			return nativeExpr{}, false
+		}
+		ne.body = append(ne.body, sub)
+	}
+	cc.bound = before // every binds nothing outside its body
+	return nativeExpr{every: ne}, true
 }
 
 func (cc *nativeCompiler) boundCopy() map[ast.Var]bool {
@@ -311,7 +361,10 @@ func (cc *nativeCompiler) unboundVar(t nTerm, raw *ast.Term) ast.Var {
 // iterVar returns the unbound variable in the last position of a ref, if
 // every other variable in it is bound.
 func (cc *nativeCompiler) iterVar(t nTerm) ast.Var {
-	if t.kind != nInput && t.kind != nData && t.kind != nRule || len(t.path) == 0 {
+	if t.kind != nInput && t.kind != nData && t.kind != nRule && t.kind != nLocal || len(t.path) == 0 {
+		return ""
+	}
+	if t.kind == nLocal && !cc.bound[cc.varOf(t.v)] {
 		return ""
 	}
 	last := t.path[len(t.path)-1]
@@ -344,6 +397,21 @@ func (cc *nativeCompiler) resolvable(t nTerm) bool {
 	switch t.kind {
 	case nVar:
 		return cc.bound[cc.varOf(t.v)]
+	case nComp:
+		for v := range t.vars {
+			if !cc.bound[v] {
+				return false
+			}
+		}
+	case nLocal:
+		if !cc.bound[cc.varOf(t.v)] {
+			return false
+		}
+		for _, p := range t.path {
+			if p.term == nil && !cc.bound[cc.varOf(p.v)] {
+				return false
+			}
+		}
 	case nInput, nData, nRule:
 		for _, p := range t.path {
 			if p.term == nil && !cc.bound[cc.varOf(p.v)] {
@@ -367,10 +435,29 @@ func (cc *nativeCompiler) term(t *ast.Term, _ bool) (nTerm, bool) {
 	case ast.Call:
 		return nTerm{}, false
 	default:
-		if !t.IsGround() {
+		if t.IsGround() {
+			return nTerm{kind: nConst, term: t}, true
+		}
+		switch t.Value.(type) {
+		case ast.Object, *ast.Array, ast.Set:
+		default:
 			return nTerm{}, false
 		}
-		return nTerm{kind: nConst, term: t}, true
+		vars := map[ast.Var]int{}
+		ok := true
+		ast.WalkTerms(t, func(x *ast.Term) bool {
+			switch v := x.Value.(type) {
+			case ast.Var:
+				if v.IsWildcard() || !isLocal(x) {
+					ok = false
+				}
+				vars[v] = cc.slot(v)
+			case ast.Ref, ast.Call, *ast.ArrayComprehension, *ast.SetComprehension, *ast.ObjectComprehension:
+				ok = false
+			}
+			return !ok
+		})
+		return nTerm{kind: nComp, term: t, vars: vars}, ok
 	}
 }
 
@@ -396,6 +483,9 @@ func (cc *nativeCompiler) ref(r ast.Ref) (nTerm, bool) {
 	case r[0].Equal(ast.InputRootDocument):
 		p, ok := path(r[1:])
 		return nTerm{kind: nInput, path: p}, ok
+	case isLocal(r[0]):
+		p, ok := path(r[1:])
+		return nTerm{kind: nLocal, v: cc.slot(r[0].Value.(ast.Var)), path: p}, ok
 	case r[0].Equal(ast.DefaultRootDocument):
 		gp := r.GroundPrefix()
 		for _, rule := range cc.rules {
@@ -423,6 +513,11 @@ func (cc *nativeCompiler) ref(r ast.Ref) (nTerm, bool) {
 	return nTerm{}, false
 }
 
+func isLocal(t *ast.Term) bool {
+	v, ok := t.Value.(ast.Var)
+	return ok && !v.IsWildcard() && !t.Equal(ast.InputRootDocument) && !t.Equal(ast.DefaultRootDocument)
+}
+
 // eval runs the native branches. ok is false when topdown must decide.
 func (nq *nativeQuery) eval(input ast.Value) (*ast.Term, bool) {
 	st := nq.pool.Get().(*nativeState)
@@ -438,7 +533,7 @@ func (nq *nativeQuery) eval(input ast.Value) (*ast.Term, bool) {
 	for i := range nq.branches {
 		br := &nq.branches[i]
 		clear(st.slots)
-		st.body, st.value, st.result = br.body, br.value, nil
+		st.body, st.sub, st.value, st.result = br.body, false, br.value, nil
 		if err := st.run(0); err != nil {
 			return nil, false
 		}
@@ -462,6 +557,10 @@ func (st *nativeState) cont(k int) error {
 
 func (st *nativeState) run(i int) error {
 	if i == len(st.body) {
+		if st.sub {
+			st.found = true
+			return errFound
+		}
 		v, ok := st.resolve(st.value)
 		if !ok || !v.IsGround() {
 			return errNativeFallback
@@ -473,13 +572,23 @@ func (st *nativeState) run(i int) error {
 		return nil
 	}
 	e := &st.body[i]
-	if e.negated {
+	switch {
+	case e.every != nil:
+		all, err := st.every(e.every)
+		if err != nil || !all {
+			return err
+		}
+		return st.run(i + 1)
+	case e.negated:
+		saved := st.found
 		st.found = false
 		err := st.expr(e, -1)
+		found := st.found
+		st.found = saved
 		if err != nil && err != errFound {
 			return err
 		}
-		if st.found {
+		if found {
 			return nil
 		}
 		return st.run(i + 1)
@@ -487,7 +596,72 @@ func (st *nativeState) run(i int) error {
 	return st.expr(e, i+1)
 }
 
+// every reports whether the body has a solution for every key and value
+// of the domain; a domain that is not a collection fails, as in topdown.
+func (st *nativeState) every(ev *nativeEvery) (bool, error) {
+	dom, ok := st.resolve(ev.domain)
+	if !ok {
+		return false, nil
+	}
+	all := true
+	visit := func(k, v *ast.Term) error {
+		st.slots[ev.key], st.slots[ev.value] = k, v
+		found, err := st.runSub(ev.body)
+		st.slots[ev.key], st.slots[ev.value] = nil, nil
+		if err != nil {
+			return err
+		}
+		if !found {
+			all = false
+			return errFound // stop: one element without a solution
+		}
+		return nil
+	}
+	var err error
+	switch c := dom.Value.(type) {
+	case *ast.Array:
+		for i := range c.Len() {
+			if err = visit(ast.InternedTerm(i), c.Elem(i)); err != nil {
+				break
+			}
+		}
+	case ast.Object:
+		err = c.Iter(visit)
+	case ast.Set:
+		err = c.Iter(func(x *ast.Term) error { return visit(x, x) })
+	default:
+		return false, nil
+	}
+	if err != nil && err != errFound {
+		return false, err
+	}
+	return all, nil
+}
+
+// runSub runs an every body and reports whether it has a solution.
+func (st *nativeState) runSub(body []nativeExpr) (bool, error) {
+	savedBody, savedSub, savedFound := st.body, st.sub, st.found
+	st.body, st.sub, st.found = body, true, false
+	err := st.run(0)
+	found := st.found
+	st.body, st.sub, st.found = savedBody, savedSub, savedFound
+	if err == errFound {
+		err = nil
+	}
+	return found, err
+}
+
 func (st *nativeState) expr(e *nativeExpr, k int) error {
+	if e.truthy != nil {
+		v, ok := st.resolve(*e.truthy)
+		if !ok {
+			return nil
+		}
+		if b, isBool := v.Value.(ast.Boolean); isBool && !bool(b) {
+			return nil
+		}
+		return st.cont(k)
+	}
 	if e.eq {
 		return st.unify(e.a, e.b, k)
 	}
@@ -613,6 +787,8 @@ func (st *nativeState) resolve(t nTerm) (*ast.Term, bool) {
 	switch t.kind {
 	case nConst:
 		return t.term, true
+	case nComp:
+		return st.plug(t.term, t.vars)
 	case nVar:
 		v := st.slots[t.v]
 		return v, v != nil
@@ -625,6 +801,10 @@ func (st *nativeState) resolve(t nTerm) (*ast.Term, bool) {
 			return nil, false
 		}
 		cur = t.rule
+	case nLocal:
+		if cur = st.slots[t.v]; cur == nil {
+			return nil, false
+		}
 	}
 	for _, p := range t.path {
 		key := p.term
@@ -640,6 +820,45 @@ func (st *nativeState) resolve(t nTerm) (*ast.Term, bool) {
 		cur = next
 	}
 	return cur, true
+}
+
+// plug builds a composite with its variables' values.
+func (st *nativeState) plug(t *ast.Term, vars map[ast.Var]int) (*ast.Term, bool) {
+	switch v := t.Value.(type) {
+	case ast.Var:
+		x := st.slots[vars[v]]
+		return x, x != nil
+	case ast.Object:
+		kvs := make([][2]*ast.Term, 0, v.Len())
+		ok := true
+		v.Foreach(func(k, x *ast.Term) {
+			pk, ok1 := st.plug(k, vars)
+			px, ok2 := st.plug(x, vars)
+			ok = ok && ok1 && ok2
+			kvs = append(kvs, [2]*ast.Term{pk, px})
+		})
+		return ast.ObjectTerm(kvs...), ok
+	case *ast.Array:
+		xs := make([]*ast.Term, v.Len())
+		for i := range xs {
+			x, ok := st.plug(v.Elem(i), vars)
+			if !ok {
+				return nil, false
+			}
+			xs[i] = x
+		}
+		return ast.ArrayTerm(xs...), true
+	case ast.Set:
+		xs := make([]*ast.Term, 0, v.Len())
+		ok := true
+		v.Foreach(func(x *ast.Term) {
+			px, ok1 := st.plug(x, vars)
+			ok = ok && ok1
+			xs = append(xs, px)
+		})
+		return ast.SetTerm(xs...), ok
+	}
+	return t, true
 }
 
 // selectTerm is x[k] for an object, array or set, as topdown reads a ref.

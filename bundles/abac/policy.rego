@@ -42,15 +42,17 @@ abac_arg_name_grammar := `^[A-Za-z_][A-Za-z0-9_-]{0,63}$`
 
 # --- the decision -----------------------------------------------------------
 
-# The first branch is the hot path: the common tool call, decided without
-# walking the arguments. It allows a subset of what the branches after it
+# The first two branches are the hot path: the common tool call, decided
+# from facts built once per policy load without walking the arguments or
+# calling a rule. They allow a subset of what the branches after them
 # allow, with the same value: an authenticated, non-housekeeping request of
-# a caller with an organization, to a tool whose arguments are all plain
-# names, where every argument is a string the tool declares as "string" or
+# a caller with an organization, to a tool whose argument names are all
+# plain, where every argument is a string the tool declares as "string" or
 # "document_id", every argument the tool requires is present and every
-# document is known and owned by the caller's organization (its qualified
-# form agreeing). Everything else, every denial included, takes the full
-# path below.
+# document names, bare or qualified with its organization, a known document
+# of the caller's organization. The first branch is for read-only tools, the
+# second for the kinds in `writers`. Everything else, every denial
+# included, takes the full path below.
 decision := abac_allowed if {
 	input.mcp.method == "tools/call"
 	input.mcp.kind == "request"
@@ -59,9 +61,42 @@ decision := abac_allowed if {
 	not input.mcp.kind in cfg.protocol.transport_kinds
 	is_string(input.principal.org)
 	input.principal.org != ""
-	abac_fast_kind_ok(abac_fast_tool)
+	fast := abac_fast_tools[input.mcp.tool]
+	fast.read_only == true
 	is_object(input.mcp.arguments)
-	not abac_fast_arg_bad
+	every name, value in input.mcp.arguments {
+		is_string(value)
+		name in fast.names
+	}
+	every name in fast.required {
+		name in object.keys(input.mcp.arguments)
+	}
+	owned := object.get(abac_fast_documents, input.principal.org, set())
+	every _, value in object.filter(input.mcp.arguments, fast.documents) {
+		value in owned
+	}
+} else := abac_allowed if {
+	input.mcp.method == "tools/call"
+	input.mcp.kind == "request"
+	input.principal.authenticated == true
+	not input.mcp.method in cfg.protocol.requests
+	not input.mcp.kind in cfg.protocol.transport_kinds
+	is_string(input.principal.org)
+	input.principal.org != ""
+	fast := abac_fast_tools[input.mcp.tool]
+	input.principal.kind in cfg.writers
+	is_object(input.mcp.arguments)
+	every name, value in input.mcp.arguments {
+		is_string(value)
+		name in fast.names
+	}
+	every name in fast.required {
+		name in object.keys(input.mcp.arguments)
+	}
+	owned := object.get(abac_fast_documents, input.principal.org, set())
+	every _, value in object.filter(input.mcp.arguments, fast.documents) {
+		value in owned
+	}
 } else := abac_deny("unauthenticated", "authentication is required", 401) if {
 	not abac_authenticated
 } else := abac_allow("housekeeping") if {
@@ -81,7 +116,8 @@ decision := abac_allowed if {
 # --- the hot path's facts ------------------------------------------------------
 
 # The tools the hot path may decide: their arguments an object of plain
-# names. Built once per policy load (it reads only data).
+# names. "names" are the arguments typed "string" or "document_id",
+# "documents" those typed "document_id", "required" those not optional.
 abac_fast_tools := {name: fast |
 	some name, t in cfg.tools
 	is_object(t.args)
@@ -90,53 +126,21 @@ abac_fast_tools := {name: fast |
 	}
 	fast := {
 		"read_only": t.read_only == true,
-		"types": {k: spec.type | some k, spec in t.args; spec.type in {"string", "document_id"}},
-		"required": [k | some k, spec in t.args; not spec.optional == true],
+		"names": {k | some k, spec in t.args; spec.type in {"string", "document_id"}},
+		"documents": {k | some k, spec in t.args; spec.type == "document_id"},
+		"required": {k | some k, spec in t.args; not spec.optional == true},
 	}
 }
 
-abac_fast_tool := abac_fast_tools[input.mcp.tool]
-
-# An argument the hot path cannot accept, or a required one missing.
-# (Presence is tested with object.keys: a negated expression over an
-# undefined reference is undefined, not true.)
-abac_fast_arg_bad if {
-	some name, _ in input.mcp.arguments
-	not name in object.keys(abac_fast_tool.types)
-}
-
-abac_fast_arg_bad if {
-	some name, value in input.mcp.arguments
-	t := abac_fast_tool.types[name]
-	not abac_fast_arg_ok(t, value)
-}
-
-abac_fast_arg_bad if {
-	some name in abac_fast_tool.required
-	not name in object.keys(input.mcp.arguments)
-}
-
-abac_fast_kind_ok(fast) if fast.read_only
-
-abac_fast_kind_ok(_) if input.principal.kind in cfg.writers
-
-abac_fast_arg_ok("string", value) if is_string(value)
-
-# A document id the caller's organization owns, as abac_ref and
-# abac_documents_decision read it: a bare id (which has no "/", so it is
-# never a qualified one) or "<org>/<id>" naming the caller's organization.
-abac_fast_arg_ok("document_id", value) if {
-	is_string(value)
-	regex.match(abac_id_grammar, value)
-	data.mcpauthz.abac.documents[value].org == input.principal.org
-}
-
-abac_fast_arg_ok("document_id", value) if {
-	is_string(value)
-	regex.match(abac_qualified_grammar, value)
-	[o, id] := split(value, "/")
-	o == input.principal.org
-	data.mcpauthz.abac.documents[id].org == o
+# Per organization, every text that names one of its documents as
+# abac_ref reads it: the bare id and "<org>/<id>", each matching its
+# grammar.
+abac_fast_documents := {o: texts |
+	some o in {d.org | some d in cfg.documents}
+	is_string(o)
+	bare := {id | some id, d in cfg.documents; d.org == o; regex.match(abac_id_grammar, id)}
+	qualified := {t | some id, d in cfg.documents; d.org == o; t := concat("/", [o, id]); regex.match(abac_qualified_grammar, t)}
+	texts := bare | qualified
 }
 
 abac_allowed := abac_allow("allowed")
