@@ -11,6 +11,7 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	rpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/mcpauthz/mcpauthz/server"
@@ -75,6 +76,18 @@ func TestFirstRequestHint(t *testing.T) {
 	}
 	if r := check(strings.Replace(m[1], "readDocument", "deleteDocument", 1)); r.GetDeniedResponse().GetStatus().GetCode() != 403 {
 		t.Errorf("deleteDocument: %v, want 403", r)
+	}
+	// grpcurl finds the service through reflection, on in these defaults.
+	stream, err := rpb.NewServerReflectionClient(conn).ServerReflectionInfo(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&rpb.ServerReflectionRequest{MessageRequest: &rpb.ServerReflectionRequest_FileContainingSymbol{
+		FileContainingSymbol: "envoy.service.auth.v3.Authorization"}}); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := stream.Recv(); err != nil || len(r.GetFileDescriptorResponse().GetFileDescriptorProto()) == 0 {
+		t.Errorf("reflection does not describe the Check service: %v %v", r, err)
 	}
 	noAuth := regexp.MustCompile(`"authorization":"Bearer [^"]+",?`).ReplaceAllString(m[1], "")
 	if r := check(noAuth); r.GetDeniedResponse().GetStatus().GetCode() != 401 {
