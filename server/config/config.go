@@ -454,6 +454,15 @@ func (c *Config) Validate() error {
 	if len(c.Servers) == 0 {
 		add("servers: at least one MCP server is required")
 	}
+	errs = append(errs, c.validateServers()...)
+	return errors.Join(errs...)
+}
+
+// validateServers checks servers[]: what must be unique across servers,
+// and each server's own fields (validateServer).
+func (c *Config) validateServers() []error {
+	var errs []error
+	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 	issuerNames := map[string]bool{}
 	for _, is := range c.Identity.Issuers {
 		issuerNames[is.Name] = true
@@ -477,37 +486,6 @@ func (c *Config) Validate() error {
 		} else {
 			seenRes[CanonicalURL(s.Resource)] = i
 		}
-		if pp := s.Match.PathPrefix; pp != "" {
-			switch {
-			case !strings.HasPrefix(pp, "/"):
-				add("%s.match.path_prefix: must start with /", p)
-			case strings.ContainsAny(pp, "?#%\\") || strings.Contains(pp, "//") || hasDotSegment(pp):
-				add("%s.match.path_prefix: %q must be a normalized path (no query, fragment, percent-encoding, backslash, empty or dot segments)", p, pp)
-			}
-		}
-		if h := s.Match.Host; h != "" {
-			if u, err := url.Parse("http://" + h); err != nil || u.Host != h || u.User != nil || u.Path != "" || strings.HasSuffix(h, ".") {
-				add("%s.match.host: %q must be host[:port]", p, h)
-			}
-		}
-		for j, v := range s.ProtocolVersions {
-			if !slices.Contains(mcp.SupportedVersions, v) {
-				add("%s.protocol_versions[%d]: %q is not a version mcpauthz parses (%s)", p, j, v, strings.Join(mcp.SupportedVersions, ", "))
-			}
-		}
-		for tool, m := range s.ParamHeaders {
-			if tool == "" {
-				add("%s.param_headers: tool name must not be empty", p)
-			}
-			for h, arg := range m {
-				if h == "" || !headerPattern.MatchString(h) {
-					add("%s.param_headers.%s: %q is not a valid header name (the part after Mcp-Param-)", p, tool, h)
-				}
-				if arg == "" {
-					add("%s.param_headers.%s.%s: the argument name must not be empty", p, tool, h)
-				}
-			}
-		}
 		if s.Match.Host != "" || s.Match.PathPrefix != "" {
 			k := s.Match.Host + " " + s.Match.PathPrefix
 			if j, dup := seenMatch[k]; dup {
@@ -515,50 +493,90 @@ func (c *Config) Validate() error {
 			}
 			seenMatch[k] = i
 		}
-		for j, n := range s.Issuers {
-			if !issuerNames[n] {
-				add("%s.issuers[%d]: no identity issuer named %q", p, j, n)
-			}
-		}
-		if len(s.AuthorizationServers) == 0 {
-			add("%s.authorization_servers: at least one is required (RFC 9728); configure identity.issuers or list them", p)
-		}
-		for j, a := range s.AuthorizationServers {
-			if err := validResource(a); err != nil {
-				add("%s.authorization_servers[%d]: %v", p, j, err)
-			}
-		}
-		for j, sc := range s.Scopes {
-			if sc == "" || strings.ContainsAny(sc, " \"\\") {
-				add("%s.scopes[%d]: %q is not a valid scope", p, j, sc)
-			}
-			if sc == "offline_access" {
-				add("%s.scopes[%d]: offline_access must not be advertised by a protected resource", p, j)
-			}
-		}
-		for j, o := range s.AllowedOrigins {
-			if u, err := url.Parse(o); err != nil || u.Scheme == "" || u.Host == "" || (u.Path != "" && u.Path != "/") {
-				add("%s.allowed_origins[%d]: %q must be scheme://host[:port]", p, j, o)
-			}
-		}
-		errs = append(errs, prefixErr(p+".credential", s.Credential.Validate()))
-		if needsIssuer(s.Credential) && c.Issuer == nil {
-			add("%s.credential.delegated.issuer: builtin needs the top-level issuer block", p)
-		}
-		modes := map[outbound.Mode]string{s.Credential.Mode: p + ".credential"}
-		for j, o := range s.CredentialOptions {
-			op := fmt.Sprintf("%s.credential_options[%d]", p, j)
-			errs = append(errs, prefixErr(op, o.Validate()))
-			if needsIssuer(o) && c.Issuer == nil {
-				add("%s.delegated.issuer: builtin needs the top-level issuer block", op)
-			}
-			if prev, dup := modes[o.Mode]; dup && o.Mode != "" {
-				add("%s.mode: %q is already offered by %s (one configuration per mode)", op, o.Mode, prev)
-			}
-			modes[o.Mode] = op
+		errs = append(errs, c.validateServer(p, s, issuerNames)...)
+	}
+	return errs
+}
+
+// validateServer checks one server's own fields; p is its path
+// (servers[2]).
+func (c *Config) validateServer(p string, s Server, issuerNames map[string]bool) []error {
+	var errs []error
+	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if pp := s.Match.PathPrefix; pp != "" {
+		switch {
+		case !strings.HasPrefix(pp, "/"):
+			add("%s.match.path_prefix: must start with /", p)
+		case strings.ContainsAny(pp, "?#%\\") || strings.Contains(pp, "//") || hasDotSegment(pp):
+			add("%s.match.path_prefix: %q must be a normalized path (no query, fragment, percent-encoding, backslash, empty or dot segments)", p, pp)
 		}
 	}
-	return errors.Join(errs...)
+	if h := s.Match.Host; h != "" {
+		if u, err := url.Parse("http://" + h); err != nil || u.Host != h || u.User != nil || u.Path != "" || strings.HasSuffix(h, ".") {
+			add("%s.match.host: %q must be host[:port]", p, h)
+		}
+	}
+	for j, v := range s.ProtocolVersions {
+		if !slices.Contains(mcp.SupportedVersions, v) {
+			add("%s.protocol_versions[%d]: %q is not a version mcpauthz parses (%s)", p, j, v, strings.Join(mcp.SupportedVersions, ", "))
+		}
+	}
+	for tool, m := range s.ParamHeaders {
+		if tool == "" {
+			add("%s.param_headers: tool name must not be empty", p)
+		}
+		for h, arg := range m {
+			if h == "" || !headerPattern.MatchString(h) {
+				add("%s.param_headers.%s: %q is not a valid header name (the part after Mcp-Param-)", p, tool, h)
+			}
+			if arg == "" {
+				add("%s.param_headers.%s.%s: the argument name must not be empty", p, tool, h)
+			}
+		}
+	}
+	for j, n := range s.Issuers {
+		if !issuerNames[n] {
+			add("%s.issuers[%d]: no identity issuer named %q", p, j, n)
+		}
+	}
+	if len(s.AuthorizationServers) == 0 {
+		add("%s.authorization_servers: at least one is required (RFC 9728); configure identity.issuers or list them", p)
+	}
+	for j, a := range s.AuthorizationServers {
+		if err := validResource(a); err != nil {
+			add("%s.authorization_servers[%d]: %v", p, j, err)
+		}
+	}
+	for j, sc := range s.Scopes {
+		if sc == "" || strings.ContainsAny(sc, " \"\\") {
+			add("%s.scopes[%d]: %q is not a valid scope", p, j, sc)
+		}
+		if sc == "offline_access" {
+			add("%s.scopes[%d]: offline_access must not be advertised by a protected resource", p, j)
+		}
+	}
+	for j, o := range s.AllowedOrigins {
+		if u, err := url.Parse(o); err != nil || u.Scheme == "" || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			add("%s.allowed_origins[%d]: %q must be scheme://host[:port]", p, j, o)
+		}
+	}
+	errs = append(errs, prefixErr(p+".credential", s.Credential.Validate()))
+	if needsIssuer(s.Credential) && c.Issuer == nil {
+		add("%s.credential.delegated.issuer: builtin needs the top-level issuer block", p)
+	}
+	modes := map[outbound.Mode]string{s.Credential.Mode: p + ".credential"}
+	for j, o := range s.CredentialOptions {
+		op := fmt.Sprintf("%s.credential_options[%d]", p, j)
+		errs = append(errs, prefixErr(op, o.Validate()))
+		if needsIssuer(o) && c.Issuer == nil {
+			add("%s.delegated.issuer: builtin needs the top-level issuer block", op)
+		}
+		if prev, dup := modes[o.Mode]; dup && o.Mode != "" {
+			add("%s.mode: %q is already offered by %s (one configuration per mode)", op, o.Mode, prev)
+		}
+		modes[o.Mode] = op
+	}
+	return errs
 }
 
 // hasDotSegment reports a "." or ".." path segment.
