@@ -321,6 +321,9 @@ func (e *Engine) apply(ctx context.Context, cands ...*candidate) error {
 		return err
 	}
 	if len(cands) == 0 {
+		if e.reloadErr != "" {
+			e.log.Info("policy recovered: the bundle loads again", "changed", changed)
+		}
 		e.reloadErr = ""
 		for _, s := range e.sources {
 			if !s.remote() {
@@ -334,6 +337,9 @@ func (e *Engine) apply(ctx context.Context, cands ...*candidate) error {
 		if c.from == FromDownload {
 			// A persisted copy is activated because the download failed:
 			// that error stays visible until a download succeeds.
+			if st.LastError != "" {
+				e.log.Info("policy recovered: the bundle loads again", "bundle", c.src.cfg.Name, "changed", changed)
+			}
 			st.LastError, st.LastSuccess = "", start
 		}
 		switch {

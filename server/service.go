@@ -130,7 +130,7 @@ func NewService(ctx context.Context, cfg *config.Config, deps Deps) (*Service, e
 	if s.policy == nil {
 		s.policy, err = policy.New(ctx, cfg.Policy, s.log)
 		if err != nil {
-			return nil, fmt.Errorf("server: policy: %w", err)
+			return nil, fmt.Errorf("server: %w", err) // policy errors name their package
 		}
 	}
 	oopts := outbound.Options{HTTPClient: deps.HTTPClient, Logger: s.log, Now: deps.Now}
