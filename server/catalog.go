@@ -226,8 +226,25 @@ func (c *catalog) byMetadataPath(host, path string) *mcpServer {
 		}
 		found = s
 	}
-	if found == nil && path == "/.well-known/oauth-protected-resource" && len(c.ordered) == 1 {
-		return c.ordered[0]
+	if found == nil && path == "/.well-known/oauth-protected-resource" {
+		// RFC 9728's root document: served for a host with exactly one
+		// protected resource (the only server overall, or the only one
+		// whose resource is on the request's host).
+		if len(c.ordered) == 1 {
+			return c.ordered[0]
+		}
+		var onHost *mcpServer
+		for _, s := range c.ordered {
+			u, err := url.Parse(s.cfg.Resource)
+			if err != nil || config.CanonicalHost(u.Host, u.Scheme) != config.CanonicalHost(host, u.Scheme) {
+				continue
+			}
+			if onHost != nil {
+				return nil // several resources on this host: ambiguous
+			}
+			onHost = s
+		}
+		return onHost
 	}
 	return found
 }

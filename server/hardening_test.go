@@ -342,3 +342,20 @@ func TestSharedSessionsHoldAcrossReplicas(t *testing.T) {
 		t.Fatalf("4th session across replicas: %d, want 429", o.status)
 	}
 }
+
+func TestBareMetadataPathPerHost(t *testing.T) {
+	mk := func(id, res string) *mcpServer {
+		return &mcpServer{id: id, cfg: config.Server{ID: id, Resource: res}, metadataPath: "/.well-known/oauth-protected-resource/" + id}
+	}
+	c := &catalog{ordered: []*mcpServer{mk("a", "https://one.example.com/a"), mk("b", "https://two.example.com/b"), mk("c", "https://two.example.com/c")}}
+	const bare = "/.well-known/oauth-protected-resource"
+	if s := c.byMetadataPath("One.Example.com:443", bare); s == nil || s.id != "a" {
+		t.Fatalf("the only resource on its host: %v", s)
+	}
+	if s := c.byMetadataPath("two.example.com", bare); s != nil {
+		t.Fatalf("two resources on a host must not pick one: %s", s.id)
+	}
+	if s := c.byMetadataPath("three.example.com", bare); s != nil {
+		t.Fatalf("no resource on the host: %s", s.id)
+	}
+}
