@@ -29,6 +29,7 @@ import (
 	"github.com/mcpauthz/mcpauthz/credentials/identity/devidp"
 	"github.com/mcpauthz/mcpauthz/credentials/store"
 	"github.com/mcpauthz/mcpauthz/e2e/docserver"
+	"github.com/mcpauthz/mcpauthz/envoy"
 	"github.com/mcpauthz/mcpauthz/envoy/emulator"
 	"github.com/mcpauthz/mcpauthz/internal/oauthtest"
 	"github.com/mcpauthz/mcpauthz/server"
@@ -248,12 +249,18 @@ func (e *indivEnv) startMCPAuthz(t *testing.T, mode string) {
 		t.Fatalf("server: %v", err)
 	}
 	srv.Start(ctx)
+	// ext_proc as `mcpauthz envoy generate` renders it: it learns what a
+	// session declared at initialize (URL elicitation) and filters lists.
+	xp := emulator.MCPExtProc()
+	xp.MessageTimeout = 5 * time.Second // -race on a shared machine
 	proxy, err := emulator.New(ctx, emulator.Config{
 		AuthzAddr: srv.GRPCAddr(),
 		Timeout:   5 * time.Second,
+		ExtProc:   xp,
 		Routes: []emulator.Route{
-			{Name: "metadata", PathPrefix: "/.well-known/oauth-protected-resource", Upstream: e.public, DisableExtAuthz: true},
-			{Name: trackerID, PathPrefix: "/tracker/", Upstream: e.upstreamURL, ContextExtensions: map[string]string{server.ContextExtensionKey: trackerID}},
+			{Name: "metadata", PathPrefix: "/.well-known/oauth-protected-resource", Upstream: e.public, DisableExtAuthz: true, DisableExtProc: true},
+			{Name: trackerID, PathPrefix: "/tracker/", Upstream: e.upstreamURL, ContextExtensions: map[string]string{server.ContextExtensionKey: trackerID},
+				RequestHeadersToSet: []envoy.Header{{Name: "accept-encoding", Value: "identity"}}},
 		},
 	})
 	if err != nil {
@@ -417,11 +424,16 @@ type rpcExchange struct {
 }
 
 type exchangeRecorder struct {
-	mu  sync.Mutex
-	all []rpcExchange
+	token string // when set, sent as the bearer token
+	mu    sync.Mutex
+	all   []rpcExchange
 }
 
 func (r *exchangeRecorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	if r.token != "" {
+		req = req.Clone(req.Context())
+		req.Header.Set("Authorization", "Bearer "+r.token)
+	}
 	var body []byte
 	if req.Body != nil && req.Method == http.MethodPost {
 		b, err := io.ReadAll(req.Body)
@@ -473,6 +485,27 @@ func (e *indivEnv) client(t *testing.T, token string) *mcpClient {
 	}
 	t.Cleanup(func() { _ = c.Close() })
 	return &mcpClient{Client: c, rec: rec}
+}
+
+// elicitingClient is the official Go SDK client on the 2025-11-25
+// protocol (initialize and a session) declaring URL-mode elicitation.
+func (e *indivEnv) elicitingClient(t *testing.T, token string) *mcp.ClientSession {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	transport := &mcp.StreamableClientTransport{Endpoint: e.endpoint, HTTPClient: &http.Client{Transport: &exchangeRecorder{token: token}}, MaxRetries: -1}
+	client := mcp.NewClient(&mcp.Implementation{Name: "mcpauthz-e2e-eliciting", Version: "v0.0.1"}, &mcp.ClientOptions{
+		Capabilities: &mcp.ClientCapabilities{Elicitation: &mcp.ElicitationCapabilities{URL: &mcp.URLElicitationCapabilities{}}},
+		ElicitationHandler: func(context.Context, *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
+			return &mcp.ElicitResult{Action: "decline"}, nil
+		},
+	})
+	s, err := client.Connect(ctx, transport, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
+	if err != nil {
+		t.Fatalf("MCP connect (2025-11-25, elicitation.url): %v", err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
 }
 
 // whoami calls the tracker's tool.

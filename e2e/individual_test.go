@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
 	"github.com/mcpauthz/mcpauthz/credentials/connections"
 	"github.com/mcpauthz/mcpauthz/credentials/identity/devidp"
 	"github.com/mcpauthz/mcpauthz/credentials/secret"
@@ -100,6 +102,22 @@ func TestIndividualConnectionsEndToEnd(t *testing.T) {
 	_, err = alice.whoami(t)
 	if again := alice.needsAuthorization(t, err); again.URL != a.URL {
 		t.Fatalf("a second refused call made another link: %s, then %s", a.URL, again.URL)
+	}
+
+	// A session that declared URL elicitation at initialize (learnt by
+	// ext_proc) gets the standard -32042 URLElicitationRequiredError with
+	// the same link.
+	els := e.elicitingClient(t, aliceTok)
+	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	_, err = els.CallTool(cctx, &mcp.CallToolParams{Name: "whoami", Arguments: map[string]any{}})
+	cancel()
+	var el struct {
+		Elicitations []struct{ Mode, ElicitationID, URL, Message string }
+	}
+	if je := rpcError(err); je == nil || je.Code != mcp.CodeURLElicitationRequired || json.Unmarshal(je.Data, &el) != nil ||
+		len(el.Elicitations) != 1 || el.Elicitations[0].Mode != "url" || el.Elicitations[0].URL != a.URL || el.Elicitations[0].ElicitationID == "" ||
+		el.Elicitations[0].Message != "Connect your "+trackerName+" account to continue." {
+		t.Fatalf("URL-eliciting session: want -32042 with the link, got %v (%+v)", err, el)
 	}
 
 	// 2. alice follows the link: signs in at the IdP, consents at the
