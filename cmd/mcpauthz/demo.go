@@ -439,7 +439,12 @@ func demoScript() ([]*demoPrincipal, []demoStep) {
 		{who: bot, method: "tools/call", tool: docserver.ToolCreate, args: map[string]any{"title": "nightly report"}, wantStatus: http.StatusForbidden},
 		{who: nil, method: "connect", wantStatus: http.StatusUnauthorized},
 	}
-	return []*demoPrincipal{alice, bobAssistant, rootAssistant, bot}, steps
+	// Tokens for the people themselves, printed by --keep-running.
+	bob := &demoPrincipal{key: "BOB", label: "bob (human, editor)", claims: map[string]any{
+		"sub": "bob", "roles": []string{"editor"}, "org_id": "acme", "scope": "docs:read docs:write"}}
+	root := &demoPrincipal{key: "ROOT", label: "root (human, admin)", claims: map[string]any{
+		"sub": "root", "roles": []string{"admin"}, "org_id": "acme", "scope": "docs:read docs:write docs:admin"}}
+	return []*demoPrincipal{alice, bob, root, bobAssistant, rootAssistant, bot}, steps
 }
 
 // stepResult is what actually happened.

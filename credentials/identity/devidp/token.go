@@ -42,7 +42,7 @@ type devTokenError struct {
 // that a typo ("role" for "roles") fails loudly instead of minting a token
 // without the intended claim.
 var devTokenFields = map[string]bool{
-	"sub": true, "roles": true, "org": true, "act": true, "aud": true, "scope": true, "client_id": true,
+	"sub": true, "roles": true, "org": true, "org_id": true, "act": true, "aud": true, "scope": true, "client_id": true,
 }
 
 // DevTokenHandler returns a DEVELOPMENT-ONLY endpoint that mints an access
@@ -108,7 +108,7 @@ func (i *Issuer) DevTokenHandler(o DevTokenOptions) http.Handler {
 func DevTokenClaims(form url.Values, defaultAudience string) (map[string]any, error) {
 	for k, vs := range form {
 		if !devTokenFields[k] {
-			return nil, fmt.Errorf("devidp: unknown field %q (accepted: sub, roles, org, act, aud, scope, client_id)", truncate(k, 40))
+			return nil, fmt.Errorf("devidp: unknown field %q (accepted: sub, roles, org (or org_id, the claim it sets), act, aud, scope, client_id)", truncate(k, 40))
 		}
 		if len(vs) > 1 {
 			return nil, fmt.Errorf("devidp: field %s given more than once", k)
@@ -144,7 +144,10 @@ func DevTokenClaims(form url.Values, defaultAudience string) (map[string]any, er
 		}
 		claims["roles"] = roles
 	}
-	optional := []struct{ field, claim string }{{"org", "org_id"}, {"scope", "scope"}, {"client_id", "client_id"}}
+	if form.Has("org") && form.Has("org_id") {
+		return nil, errors.New("devidp: give org or org_id, not both")
+	}
+	optional := []struct{ field, claim string }{{"org", "org_id"}, {"org_id", "org_id"}, {"scope", "scope"}, {"client_id", "client_id"}}
 	for _, f := range optional {
 		if !form.Has(f.field) {
 			continue
