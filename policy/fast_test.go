@@ -488,13 +488,19 @@ m := n
 n := {x | some x in l}
 o if a == 1
 o if b == 2
+q[x] := y if {
+	some x, y in {"a": 1}
+}
+r[x] := y if {
+	some x, y in input.z
+}
 `}, ast.CompileOpts{ParserOptions: ast.ParserOptions{RegoVersion: ast.RegoV1}})
 	var got []string
 	for _, r := range constRules(c) {
 		got = append(got, r.String())
 	}
 	sort.Strings(got)
-	want := []string{"data.p.a", "data.p.b", "data.p.e", "data.p.k", "data.p.m", "data.p.n", "data.p.o"}
+	want := []string{"data.p.a", "data.p.b", "data.p.e", "data.p.k", "data.p.l", "data.p.m", "data.p.n", "data.p.o", "data.p.q"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("constant rules %v, want %v", got, want)
 	}

@@ -18,8 +18,9 @@ func constRules(c *ast.Compiler) []ast.Ref {
 	for _, m := range c.Modules {
 		for _, r := range m.Rules {
 			rules = append(rules, r)
-			if len(r.Head.Args) == 0 && len(r.Head.Reference) == 1 && r.Head.RuleKind() == ast.SingleValue {
-				byPath[r.Path().String()] = append(byPath[r.Path().String()], r)
+			if constShape(r) {
+				gp := r.Ref().GroundPrefix().String()
+				byPath[gp] = append(byPath[gp], r)
 			}
 		}
 	}
@@ -51,16 +52,17 @@ func constRules(c *ast.Compiler) []ast.Ref {
 	var out []ast.Ref
 	for _, rs := range byPath {
 		all := true
+		kind := constShapeKind(rs[0])
 		for _, r := range rs {
-			if !isConst(r) {
+			if constShapeKind(r) != kind || !isConst(r) {
 				all = false
 				break
 			}
 		}
-		// The path must hold nothing else (no other rule kind below it).
-		path := rs[0].Path()
+		// The path must hold nothing else (no other rule on or below it).
+		path := rs[0].Ref().GroundPrefix()
 		for _, r := range rules {
-			if rp := r.Ref().GroundPrefix(); len(rp) > 0 && !ruleIn(r, rs) && (refPrefix(rp, path) || refPrefix(path, rp)) {
+			if rp := r.Ref().GroundPrefix(); !ruleIn(r, rs) && (refPrefix(rp, path) || refPrefix(path, rp)) {
 				all = false
 			}
 		}
@@ -69,6 +71,28 @@ func constRules(c *ast.Compiler) []ast.Ref {
 		}
 	}
 	return out
+}
+
+// constShape: a rule without arguments that defines a whole document at
+// its ground path: `name := v`, `name contains x` or `name[k] := v`.
+func constShape(r *ast.Rule) bool { return constShapeKind(r) != 0 }
+
+func constShapeKind(r *ast.Rule) int {
+	h := r.Head
+	if len(h.Args) > 0 {
+		return 0
+	}
+	switch {
+	case len(h.Reference) == 1 && h.RuleKind() == ast.SingleValue:
+		return 1
+	case len(h.Reference) == 1 && h.RuleKind() == ast.MultiValue:
+		return 2
+	case len(h.Reference) == 2 && h.RuleKind() == ast.SingleValue:
+		if _, isVar := h.Reference[1].Value.(ast.Var); isVar {
+			return 3
+		}
+	}
+	return 0
 }
 
 func ruleIn(r *ast.Rule, rs []*ast.Rule) bool {

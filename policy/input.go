@@ -203,7 +203,32 @@ var (
 	kLabels          = ast.StringTerm("labels")
 
 	nullTerm = ast.NullTerm()
+
+	// mcpKeys are the keys of input.mcp in mcpFieldNames order.
+	mcpKeys = []*ast.Term{kProtocolVersion, kTransport, kSessionID, kBatch, kBatchSize,
+		kKind, kMethod, kTool, kPrompt, kURI, kArguments}
 )
+
+// internedStrings are immutable terms for the strings most inputs carry:
+// message kinds, transports, protocol versions, MCP methods, principal
+// kinds and authentication methods.
+var internedStrings = func() map[string]*ast.Term {
+	m := map[string]*ast.Term{}
+	for _, s := range []string{
+		"request", "notification", "response", "stream", "end_session",
+		"streamable_http", "sse", "stdio",
+		"2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28",
+		"initialize", "ping", "tools/list", "tools/call", "resources/list", "resources/read",
+		"resources/templates/list", "resources/subscribe", "resources/unsubscribe", "prompts/list", "prompts/get",
+		"completion/complete", "logging/setLevel", "server/discover", "notifications/initialized",
+		"notifications/cancelled", "notifications/progress", "notifications/roots/list_changed",
+		"human", "agent", "agent_for_user", "anonymous", "jwt", "mtls", "none",
+		"GET", "POST", "DELETE", "http", "https",
+	} {
+		m[s] = ast.StringTerm(s)
+	}
+	return m
+}()
 
 // termSlab hands out *ast.Term from one allocation.
 type termSlab struct {
@@ -220,10 +245,14 @@ func (s *termSlab) next() *ast.Term {
 	return &ast.Term{}
 }
 
-// str returns a term for v; the empty string and a few common strings are interned.
+// str returns a term for v; the empty string and the protocol's common
+// strings are interned.
 func (s *termSlab) str(v string) *ast.Term {
 	if v == "" {
 		return ast.InternedTerm("")
+	}
+	if t, ok := internedStrings[v]; ok {
+		return t
 	}
 	t := s.next()
 	t.Value = ast.String(v)
@@ -277,19 +306,42 @@ func (in *Input) toValue(use inputUse) (ast.Value, error) {
 		}
 		args = ast.NewTerm(v)
 	}
-	mcp := slab.obj(
-		[2]*ast.Term{kProtocolVersion, slab.str(in.MCP.ProtocolVersion)},
-		[2]*ast.Term{kTransport, slab.str(in.MCP.Transport)},
-		[2]*ast.Term{kSessionID, slab.str(in.MCP.SessionID)},
-		[2]*ast.Term{kBatch, ast.InternedTerm(in.MCP.Batch)},
-		[2]*ast.Term{kBatchSize, ast.InternedTerm(in.MCP.BatchSize)},
-		[2]*ast.Term{kKind, slab.str(in.MCP.Kind)},
-		[2]*ast.Term{kMethod, slab.str(in.MCP.Method)},
-		[2]*ast.Term{kTool, slab.str(in.MCP.Tool)},
-		[2]*ast.Term{kPrompt, slab.str(in.MCP.Prompt)},
-		[2]*ast.Term{kURI, slab.str(in.MCP.URI)},
-		[2]*ast.Term{kArguments, args},
-	)
+	// Fields of input.mcp the policy provably never reads are left out
+	// (the decision cache keys on the same fields).
+	mcpKVs := make([][2]*ast.Term, 0, len(mcpFieldNames))
+	m := &in.MCP
+	for i := range mcpFieldNames {
+		if use.mcp&(1<<i) == 0 {
+			continue
+		}
+		var v *ast.Term
+		switch i {
+		case 0:
+			v = slab.str(m.ProtocolVersion)
+		case 1:
+			v = slab.str(m.Transport)
+		case 2:
+			v = slab.str(m.SessionID)
+		case 3:
+			v = ast.InternedTerm(m.Batch)
+		case 4:
+			v = ast.InternedTerm(m.BatchSize)
+		case 5:
+			v = slab.str(m.Kind)
+		case 6:
+			v = slab.str(m.Method)
+		case 7:
+			v = slab.str(m.Tool)
+		case 8:
+			v = slab.str(m.Prompt)
+		case 9:
+			v = slab.str(m.URI)
+		case 10:
+			v = args
+		}
+		mcpKVs = append(mcpKVs, [2]*ast.Term{mcpKeys[i], v})
+	}
+	mcp := slab.obj(mcpKVs...)
 
 	var principal, server *ast.Term
 	if in.PreparedPrincipal != nil {

@@ -497,7 +497,7 @@ func (cc *nativeCompiler) ref(r ast.Ref) (nTerm, bool) {
 				// A rule on the way: only a constant-layer rule whose
 				// path is exactly a prefix of the reference.
 				v, undefined, ok := cc.consts.get(rp)
-				if !ok || !rp.Equal(rule.Path()) {
+				if !ok {
 					return nTerm{}, false
 				}
 				if undefined {

@@ -71,7 +71,7 @@ decision := abac_allowed if {
 	every name in fast.required {
 		name in object.keys(input.mcp.arguments)
 	}
-	owned := object.get(abac_fast_documents, input.principal.org, set())
+	owned := abac_fast_documents[input.principal.org]
 	every _, value in object.filter(input.mcp.arguments, fast.documents) {
 		value in owned
 	}
@@ -93,7 +93,7 @@ decision := abac_allowed if {
 	every name in fast.required {
 		name in object.keys(input.mcp.arguments)
 	}
-	owned := object.get(abac_fast_documents, input.principal.org, set())
+	owned := abac_fast_documents[input.principal.org]
 	every _, value in object.filter(input.mcp.arguments, fast.documents) {
 		value in owned
 	}
@@ -118,8 +118,8 @@ decision := abac_allowed if {
 # The tools the hot path may decide: their arguments an object of plain
 # names. "names" are the arguments typed "string" or "document_id",
 # "documents" those typed "document_id", "required" those not optional.
-abac_fast_tools := {name: fast |
-	some name, t in cfg.tools
+abac_fast_tools[name] := fast if {
+	t := cfg.tools[name]
 	is_object(t.args)
 	every k, _ in t.args {
 		regex.match(abac_arg_name_grammar, k)
@@ -135,12 +135,12 @@ abac_fast_tools := {name: fast |
 # Per organization, every text that names one of its documents as
 # abac_ref reads it: the bare id and "<org>/<id>", each matching its
 # grammar.
-abac_fast_documents := {o: texts |
-	some o in {d.org | some d in cfg.documents}
+abac_fast_documents[o] := bare | qualified if {
+	some d in cfg.documents
+	o := d.org
 	is_string(o)
-	bare := {id | some id, d in cfg.documents; d.org == o; regex.match(abac_id_grammar, id)}
-	qualified := {t | some id, d in cfg.documents; d.org == o; t := concat("/", [o, id]); regex.match(abac_qualified_grammar, t)}
-	texts := bare | qualified
+	bare := {id | some id, x in cfg.documents; x.org == o; regex.match(abac_id_grammar, id)}
+	qualified := {t | some id, x in cfg.documents; x.org == o; t := concat("/", [o, id]); regex.match(abac_qualified_grammar, t)}
 }
 
 abac_allowed := abac_allow("allowed")
