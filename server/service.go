@@ -727,6 +727,10 @@ func credentialDenial(err error) *denial {
 	if oe != nil && oe.Reason != "" {
 		reason = "credential_refused_" + oe.Reason
 	}
+	if oe != nil && oe.Reason == outbound.ReasonNoUser {
+		return &denial{status: http.StatusForbidden, reason: reason, data: map[string]any{"reason": oe.Reason},
+			message: "this MCP server uses each user's own connected account, and an agent acting on its own has no user whose account it could use"}
+	}
 	return &denial{status: http.StatusForbidden, reason: reason, message: "the upstream credential could not be obtained"}
 }
 
