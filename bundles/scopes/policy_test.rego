@@ -91,9 +91,16 @@ test_non_tool_methods if {
 	p.reason == "insufficient_scope"
 	p.required_scopes == ["docs:read"]
 	p.message == "prompts/get needs scope docs:read; the token lacks docs:read"
-	u := decide(method_call(all_scopes, "resources/subscribe"))
-	u.reason == "method_not_allowed"
-	u.message == "request \"resources/subscribe\" is not allowed on this server"
+
+	# A subscription reveals what a read does: it needs the same scopes.
+	u := decide(method_call(["docs:read"], "resources/subscribe"))
+	u.allow == true
+	v := decide(method_call([], "resources/subscribe"))
+	v.reason == "insufficient_scope"
+	v.required_scopes == ["docs:read"]
+	w := decide(method_call(all_scopes, "resources/templates/subscribe"))
+	w.reason == "method_not_allowed"
+	w.message == "request \"resources/templates/subscribe\" is not allowed on this server"
 }
 
 test_unknown_tool if {
