@@ -1,5 +1,6 @@
 // Package connect serves mcpauthz's connect pages: the browser side of
-// per-user connections (INDIVIDUAL mode).
+// per-user connections (INDIVIDUAL mode) and the organization's
+// admin-authorized service-account connections.
 //
 // A person follows an "authorize at <link>" link from their MCP client, signs
 // in to mcpauthz with OIDC (authorization code + PKCE + nonce against the
@@ -7,8 +8,18 @@
 // authorization page only when the signed-in user is the user the link was
 // minted for (the phishing defence the MCP elicitation spec asks for). The
 // provider redirects back to /connect/callback, where the flow completes for
-// the signed-in user. /connect/ lists the servers that need a connection with
-// their status and the actions that fit it.
+// the signed-in user. /connect/ ("Tool authorizations") lists every MCP
+// server the person may use with their status and the actions that fit it,
+// and /connect/history downloads their authorization history.
+//
+// People the configuration names as administrators (connect.admins: ID
+// token subjects, or values of a role or group claim) also get
+// /connect/admin/: per server, counts by status and everyone's status in
+// their organization, revocation of anyone's connection, the
+// organization's service-account connection (authorize, revoke), and the
+// recent authorization events. Administrators act only within the
+// organization they signed in to; every action is audited with their user
+// key as the actor.
 //
 // Pages are server-rendered with html/template and one embedded stylesheet;
 // no JavaScript. Every response carries strict security headers (CSP without
@@ -81,6 +92,9 @@ type Config struct {
 	// InsecureCookies drops the __Host- prefix and the Secure attribute, for
 	// development over http on a loopback address only. Pages say so.
 	InsecureCookies bool `yaml:"insecure_cookies"`
+	// Admins names the people who get the administrators' page for the
+	// organization they sign in to. Empty: nobody.
+	Admins AdminsConfig `yaml:"admins"`
 }
 
 // Validate checks the configuration without I/O. Errors name the field path
@@ -117,6 +131,7 @@ func (c Config) Validate() error {
 	if c.SessionTTL != 0 && (c.SessionTTL < MinSessionTTL || c.SessionTTL > MaxSessionTTL) {
 		add("session_ttl", "must be between %s and %s (default %s)", MinSessionTTL, MaxSessionTTL, DefaultSessionTTL)
 	}
+	errs = append(errs, c.Admins.validate()...)
 	return errors.Join(errs...)
 }
 
@@ -127,6 +142,10 @@ type User struct {
 	Org, UserKey string
 	// Subject is the ID token's sub; Name is shown on pages.
 	Subject, Name string
+	// Roles are the person's roles as the Check path reads them (the login
+	// issuer's identity.issuers[].claims.roles path); connect.admins.roles
+	// matches them. Optional.
+	Roles []string
 }
 
 // Users turns a verified ID token into the user key mcpauthz uses on the
@@ -150,13 +169,17 @@ type Manager interface {
 	List(ctx context.Context, f Filter) ([]Connection, error)
 	// Revoke deletes a connection's tokens.
 	Revoke(ctx context.Context, key Key, by Actor, reason string) error
+	// History returns the stored events of an organization and user
+	// (userKey "" for the organization's connections), newest first.
+	History(ctx context.Context, org, userKey string, limit int) ([]Event, error)
 }
 
 // ServerInfo describes one MCP server whose users connect their own account.
 type ServerInfo struct {
 	ID, Name string
-	// Mode is "individual" (listed for users) or "service_account" (an
-	// admin-authorized OAuth connection; not listed on the users' page).
+	// Mode is "individual" (each person connects their own account) or
+	// "service_account" (one connection per organization, authorized by an
+	// administrator on /connect/admin/).
 	Mode string
 	// ProviderOrigin is the scheme://host[:port] of the provider's
 	// authorization endpoint; it is added to the pages' CSP form-action so
@@ -184,7 +207,7 @@ type Options struct {
 }
 
 // reserved are /connect/<segment> names the handler uses itself.
-var reserved = []string{"login", "logout", "start", "callback", "static", "signed-out"}
+var reserved = []string{"login", "logout", "start", "callback", "static", "signed-out", "admin", "history"}
 
 // Handler serves /connect/... Create it with New.
 type Handler struct {
@@ -199,8 +222,10 @@ type Handler struct {
 	servers    map[string]ServerInfo
 	order      []string
 	mux        *http.ServeMux
+	adminMux   *http.ServeMux
 	log        *slog.Logger
 	now        func() time.Time
+	admins     adminRule
 	usedStates *usedSet // login states already redeemed
 	loggedOut  *usedSet // session ids signed out before their expiry
 
@@ -268,6 +293,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Handler, error) {
 		log:        opts.Logger,
 		now:        opts.Now,
 		servers:    map[string]ServerInfo{},
+		admins:     newAdminRule(cfg.Admins),
 		usedStates: newUsedSet(),
 		loggedOut:  newUsedSet(),
 	}
@@ -283,6 +309,12 @@ func New(ctx context.Context, cfg Config, opts Options) (*Handler, error) {
 			return nil, fmt.Errorf("connect: server %q collides with the connect page /connect/%s; rename the server", s.ID, s.ID)
 		case h.servers[s.ID].ID != "":
 			return nil, fmt.Errorf("connect: server %q listed twice", s.ID)
+		}
+		if s.Mode == "" {
+			s.Mode = ModeIndividual
+		}
+		if s.Mode != ModeIndividual && s.Mode != ModeServiceAccount {
+			return nil, fmt.Errorf("connect: server %q: Mode %q is neither %q nor %q", s.ID, s.Mode, ModeIndividual, ModeServiceAccount)
 		}
 		if s.Name == "" {
 			s.Name = s.ID
@@ -309,6 +341,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Handler, error) {
 func (h *Handler) routes() {
 	m := http.NewServeMux()
 	m.HandleFunc("GET /connect/{$}", h.serveList)
+	m.HandleFunc("GET /connect/history", h.serveHistory)
 	m.HandleFunc("GET /connect/static/style.css", h.serveCSS)
 	m.HandleFunc("GET /connect/login", h.serveLogin)
 	m.HandleFunc("GET /connect/login/callback", h.serveLoginCallback)
@@ -322,11 +355,30 @@ func (h *Handler) routes() {
 	m.HandleFunc("POST /connect/{server}/revoke", h.serveRevoke)
 	m.HandleFunc("/", h.serveNotFound)
 	h.mux = m
+
+	// The administrators' pages have their own mux, so that every other
+	// path or method under /connect/admin/ answers a non-administrator 403.
+	a := http.NewServeMux()
+	a.HandleFunc("GET /connect/admin/{$}", h.serveAdmin)
+	a.HandleFunc("GET /connect/admin/history", h.serveAdminHistory)
+	a.HandleFunc("GET /connect/admin/{server}", h.serveAdminServer)
+	a.HandleFunc("POST /connect/admin/{server}/revoke", h.serveAdminRevoke)
+	a.HandleFunc("POST /connect/admin/{server}/org/connect", h.serveAdminOrgConnect)
+	a.HandleFunc("POST /connect/admin/{server}/org/revoke", h.serveAdminOrgRevoke)
+	a.HandleFunc("GET /connect/admin", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/connect/admin/", http.StatusSeeOther)
+	})
+	a.HandleFunc("/", h.serveAdminNotFound)
+	h.adminMux = a
 }
 
 // ServeHTTP serves every /connect/ route; mount it at /connect/.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.securityHeaders(w)
+	if p := r.URL.Path; p == "/connect/admin" || strings.HasPrefix(p, "/connect/admin/") {
+		h.adminMux.ServeHTTP(w, r)
+		return
+	}
 	// Method mismatches answer 405 through the mux, inside the headers above.
 	h.mux.ServeHTTP(w, r)
 }

@@ -156,8 +156,11 @@ func TestLoginSetsSecureSessionCookie(t *testing.T) {
 	if !strings.Contains(page.body, "Alice Example") || !strings.Contains(page.body, "GitHub") || !strings.Contains(page.body, "Google Drive") {
 		t.Fatalf("list page: %s", page.body)
 	}
-	if strings.Contains(page.body, "Shared Box") {
-		t.Fatal("service_account server listed on the users' page")
+	// The organization's server is listed read-only: no Connect for a
+	// person who is not an administrator.
+	if !strings.Contains(page.body, "Connected by your organization") || !strings.Contains(page.body, "Shared Box") ||
+		strings.Contains(page.body, `action="/connect/shared`) || strings.Contains(page.body, "/connect/admin/") {
+		t.Fatalf("service_account server on the users' page: %s", page.body)
 	}
 }
 
@@ -293,7 +296,7 @@ func TestStartLinkChecksTheSignedInUser(t *testing.T) {
 	}{
 		{"another user", keyFor(bobKB, "github"), http.StatusForbidden, "This link was created for another account — sign in as that account or ask for a new link."},
 		{"same user another org", otherOrg, http.StatusForbidden, "created for another account"},
-		{"service account", Key{Org: "acme", Server: "shared"}, http.StatusForbidden, "created for another account"},
+		{"service account", Key{Org: "acme", Server: "shared"}, http.StatusForbidden, "Only an administrator can connect this"},
 		{"server not configured", keyFor(aliceKB, "gone"), http.StatusNotFound, "no longer set up"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

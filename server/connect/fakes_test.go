@@ -41,10 +41,11 @@ func (f *fakeUsers) FromIDToken(_ context.Context, issuerName, raw, clientID, no
 		return User{}, err
 	}
 	var c struct {
-		Sub   string `json:"sub"`
-		Org   string `json:"org_id"`
-		Name  string `json:"name"`
-		Nonce string `json:"nonce"`
+		Sub   string   `json:"sub"`
+		Org   string   `json:"org_id"`
+		Name  string   `json:"name"`
+		Nonce string   `json:"nonce"`
+		Roles []string `json:"roles"`
 	}
 	if err := json.Unmarshal(b, &c); err != nil {
 		return User{}, err
@@ -55,7 +56,7 @@ func (f *fakeUsers) FromIDToken(_ context.Context, issuerName, raw, clientID, no
 	if c.Sub == "mallory" {
 		return User{}, errors.New("unknown user")
 	}
-	return User{Org: c.Org, UserKey: "people|" + c.Org + "|" + c.Sub, Subject: c.Sub, Name: c.Name}, nil
+	return User{Org: c.Org, UserKey: "people|" + c.Org + "|" + c.Sub, Subject: c.Sub, Name: c.Name, Roles: c.Roles}, nil
 }
 
 // fakeManager keeps links, flows and connections in memory and follows the
@@ -72,6 +73,33 @@ type fakeManager struct {
 	completes   []Key    // signedIn of each CompleteConnect
 	listIgnores bool     // List returns every record (the handler must filter)
 	listErr     error
+	events      []Event // oldest first
+	histIgnores bool    // History returns every event (the handler must filter)
+	histErr     error
+}
+
+// event records an audit event as the real manager does.
+func (m *fakeManager) event(typ string, key Key, by Actor, from, to Status, reason string) {
+	m.events = append(m.events, Event{Time: m.now(), Type: typ, Key: key, Actor: by, From: from, To: to, Reason: reason})
+}
+
+func (m *fakeManager) History(_ context.Context, org, userKey string, limit int) ([]Event, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.histErr != nil {
+		return nil, m.histErr
+	}
+	var out []Event
+	for i := len(m.events) - 1; i >= 0; i-- {
+		e := m.events[i]
+		if m.histIgnores || (e.Key.Org == org && e.Key.UserKey == userKey) {
+			out = append(out, e)
+		}
+	}
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
 }
 
 type fakeFlow struct {
@@ -132,8 +160,10 @@ func (m *fakeManager) StartConnect(_ context.Context, key Key, linkID, returnTo 
 	state := "st" + rand.Text()
 	m.flows[state] = &fakeFlow{key: key, returnTo: returnTo, created: m.now()}
 	c := m.conns[key]
+	from := c.Status
 	c.Key, c.Status, c.Reason = key, StatusPending, "connect_started"
 	m.conns[key] = c
+	m.event("connect_started", key, Actor{Kind: kindOf(key), ID: key.UserKey}, from, StatusPending, "connect_started")
 	return m.authURL + "?client_id=upstream&state=" + url.QueryEscape(state), nil
 }
 
@@ -153,6 +183,7 @@ func (m *fakeManager) CompleteConnect(_ context.Context, state, code, _, provide
 		return Connection{}, f.returnTo, ErrFlowExpired
 	}
 	if signedIn != f.key {
+		m.event("connect_failed", f.key, Actor{Kind: "user", ID: signedIn.UserKey}, StatusPending, StatusPending, "wrong_user")
 		return Connection{}, f.returnTo, ErrForbidden
 	}
 	if providerErr != "" {
@@ -165,6 +196,7 @@ func (m *fakeManager) CompleteConnect(_ context.Context, state, code, _, provide
 		return Connection{}, f.returnTo, ErrForbidden
 	}
 	now := m.now()
+	m.event("connected", f.key, Actor{Kind: kindOf(f.key), ID: f.key.UserKey}, StatusPending, StatusAuthorized, "connected")
 	c := Connection{Key: f.key, Mode: "individual", Status: StatusAuthorized, Reason: "connected", Scopes: []string{"repo", "read:user"},
 		ConnectedAt: now, UpdatedAt: now, AccessExpiresAt: now.Add(time.Hour), Generation: m.conns[f.key].Generation + 1}
 	m.conns[f.key] = c
@@ -179,7 +211,8 @@ func (m *fakeManager) List(_ context.Context, f Filter) ([]Connection, error) {
 	}
 	var out []Connection
 	for k, c := range m.conns {
-		if m.listIgnores || ((f.Org == "" || f.Org == k.Org) && (f.UserKey == "" || f.UserKey == k.UserKey) && (f.Server == "" || f.Server == k.Server)) {
+		if m.listIgnores || ((f.Org == "" || f.Org == k.Org) && (!f.ServiceAccounts || k.UserKey == "") &&
+			(f.ServiceAccounts || f.UserKey == "" || f.UserKey == k.UserKey) && (f.Server == "" || f.Server == k.Server)) {
 			out = append(out, c)
 		}
 	}
@@ -194,9 +227,17 @@ func (m *fakeManager) Revoke(_ context.Context, key Key, by Actor, reason string
 	if !ok {
 		return ErrNotFound
 	}
+	m.event("revoked", key, by, c.Status, StatusRevoked, reason)
 	c.Status, c.Reason = StatusRevoked, reason
 	m.conns[key] = c
 	return nil
+}
+
+func kindOf(k Key) string {
+	if k.UserKey == "" {
+		return "admin"
+	}
+	return "user"
 }
 
 var _ Manager = (*fakeManager)(nil)
@@ -370,7 +411,7 @@ func (b *browser) login(u idUser) *resp {
 	b.e.t.Helper()
 	b.e.iss.setUser(u)
 	r := b.follow(b.get("/connect/login?return=" + url.QueryEscape("/connect/")))
-	if r.StatusCode != http.StatusOK || !strings.Contains(r.body, "Your connections") {
+	if r.StatusCode != http.StatusOK || !strings.Contains(r.body, "Your tool authorizations") {
 		b.e.t.Fatalf("login as %s: %d %s", u.Sub, r.StatusCode, r.body)
 	}
 	return r

@@ -124,7 +124,7 @@ func (e *loginError) Error() string { return e.title + ": " + e.err.Error() }
 // token is verified (signature, issuer, audience, expiry, nonce) and mapped
 // to the Check path's user key; then the session cookie is set.
 func (h *Handler) serveLoginCallback(w http.ResponseWriter, r *http.Request) {
-	st, u, err := h.finishLogin(r, w)
+	st, u, admin, err := h.finishLogin(r, w)
 	if err != nil {
 		var le *loginError
 		if !errors.As(err, &le) {
@@ -134,48 +134,50 @@ func (h *Handler) serveLoginCallback(w http.ResponseWriter, r *http.Request) {
 		h.renderError(w, r, le.status, le.title, le.text, "/connect/login")
 		return
 	}
-	if err := h.startSession(w, u); err != nil {
+	if err := h.startSession(w, u, admin); err != nil {
 		h.log.Error("connect: session cookie", "err", err)
 		h.renderError(w, r, http.StatusInternalServerError, "Sign-in failed", "Your account details are too large for a session cookie.", "")
 		return
 	}
-	h.log.Info("connect: signed in", "org", u.Org, "user_key", u.UserKey)
+	h.log.Info("connect: signed in", "org", u.Org, "user_key", u.UserKey, "admin", admin)
 	http.Redirect(w, r, st.Return, http.StatusSeeOther)
 }
 
-func (h *Handler) finishLogin(r *http.Request, w http.ResponseWriter) (*loginState, User, error) {
+// finishLogin also says whether connect.admins names the person (from the
+// verified ID token's sub and claims, and the adapter's roles).
+func (h *Handler) finishLogin(r *http.Request, w http.ResponseWriter) (*loginState, User, bool, error) {
 	q := r.URL.Query()
 	state := q.Get("state")
 	if len(state) < 16 || len(state) > 128 {
-		return nil, User{}, &loginError{http.StatusBadRequest, "This sign-in link is not valid", "Start again from the page you were on.", errors.New("missing or malformed state")}
+		return nil, User{}, false, &loginError{http.StatusBadRequest, "This sign-in link is not valid", "Start again from the page you were on.", errors.New("missing or malformed state")}
 	}
 	name := h.cookieName(loginCookie + state[:16])
 	c, err := r.Cookie(name)
 	var st loginState
 	if err != nil || h.cookies.open(name, c.Value, &st) != nil {
-		return nil, User{}, &loginError{http.StatusBadRequest, "This sign-in has expired or was already used", "Start again from the page you were on.", errors.New("no login cookie for state")}
+		return nil, User{}, false, &loginError{http.StatusBadRequest, "This sign-in has expired or was already used", "Start again from the page you were on.", errors.New("no login cookie for state")}
 	}
 	h.clearCookie(w, name)
 	now := h.now()
 	if subtle.ConstantTimeCompare([]byte(st.State), []byte(state)) != 1 {
-		return nil, User{}, &loginError{http.StatusBadRequest, "This sign-in link is not valid", "Start again from the page you were on.", errors.New("state mismatch")}
+		return nil, User{}, false, &loginError{http.StatusBadRequest, "This sign-in link is not valid", "Start again from the page you were on.", errors.New("state mismatch")}
 	}
 	if now.Unix() >= st.Expires {
-		return nil, User{}, &loginError{http.StatusBadRequest, "This sign-in has expired or was already used", "Sign-in must finish within 10 minutes. Start again.", errors.New("login state expired")}
+		return nil, User{}, false, &loginError{http.StatusBadRequest, "This sign-in has expired or was already used", "Sign-in must finish within 10 minutes. Start again.", errors.New("login state expired")}
 	}
 	if !h.usedStates.add(st.State, time.Unix(st.Expires, 0), now) {
-		return nil, User{}, &loginError{http.StatusBadRequest, "This sign-in has expired or was already used", "Start again from the page you were on.", errors.New("login state replayed")}
+		return nil, User{}, false, &loginError{http.StatusBadRequest, "This sign-in has expired or was already used", "Start again from the page you were on.", errors.New("login state replayed")}
 	}
 	if e := q.Get("error"); e != "" {
-		return nil, User{}, &loginError{http.StatusForbidden, "Sign-in was not completed", describeOAuthError(e), fmt.Errorf("issuer error %q", errorCode(e))}
+		return nil, User{}, false, &loginError{http.StatusForbidden, "Sign-in was not completed", describeOAuthError(e), fmt.Errorf("issuer error %q", errorCode(e))}
 	}
 	code := q.Get("code")
 	if code == "" {
-		return nil, User{}, &loginError{http.StatusBadRequest, "This sign-in link is not valid", "Start again.", errors.New("no code")}
+		return nil, User{}, false, &loginError{http.StatusBadRequest, "This sign-in link is not valid", "Start again.", errors.New("no code")}
 	}
 	oc, verifier, err := h.login.get(r.Context())
 	if err != nil {
-		return nil, User{}, &loginError{http.StatusBadGateway, "Sign-in is unavailable", "mcpauthz could not reach the sign-in service. Try again in a minute.", err}
+		return nil, User{}, false, &loginError{http.StatusBadGateway, "Sign-in is unavailable", "mcpauthz could not reach the sign-in service. Try again in a minute.", err}
 	}
 	ctx := oidc.ClientContext(r.Context(), h.opts.HTTPClient)
 	tok, err := oc.Exchange(ctx, code, oauth2.VerifierOption(st.Verifier))
@@ -186,38 +188,43 @@ func (h *Handler) finishLogin(r *http.Request, w http.ResponseWriter) (*loginSta
 		} else {
 			err = errors.New("token endpoint unreachable")
 		}
-		return nil, User{}, &loginError{http.StatusBadGateway, "Sign-in failed", "The sign-in service did not accept the sign-in. Try again.", err}
+		return nil, User{}, false, &loginError{http.StatusBadGateway, "Sign-in failed", "The sign-in service did not accept the sign-in. Try again.", err}
 	}
 	raw, _ := tok.Extra("id_token").(string)
 	if raw == "" {
-		return nil, User{}, &loginError{http.StatusBadGateway, "Sign-in failed", "The sign-in service returned no ID token.", errors.New("no id_token")}
+		return nil, User{}, false, &loginError{http.StatusBadGateway, "Sign-in failed", "The sign-in service returned no ID token.", errors.New("no id_token")}
 	}
 	idt, err := verifier.Verify(ctx, raw)
 	if err != nil {
-		return nil, User{}, &loginError{http.StatusForbidden, "Sign-in failed", "The sign-in service's answer could not be verified.", fmt.Errorf("id token: %w", err)}
+		return nil, User{}, false, &loginError{http.StatusForbidden, "Sign-in failed", "The sign-in service's answer could not be verified.", fmt.Errorf("id token: %w", err)}
 	}
 	if subtle.ConstantTimeCompare([]byte(idt.Nonce), []byte(st.Nonce)) != 1 {
-		return nil, User{}, &loginError{http.StatusForbidden, "Sign-in failed", "The sign-in service's answer was not for this sign-in.", errors.New("id token nonce mismatch")}
+		return nil, User{}, false, &loginError{http.StatusForbidden, "Sign-in failed", "The sign-in service's answer was not for this sign-in.", errors.New("id token nonce mismatch")}
 	}
 	if len(idt.Audience) > 1 {
 		var c struct {
 			AZP string `json:"azp"`
 		}
 		if err := idt.Claims(&c); err != nil || c.AZP != h.cfg.Login.ClientID {
-			return nil, User{}, &loginError{http.StatusForbidden, "Sign-in failed", "The sign-in service's answer was not for mcpauthz.", errors.New("id token azp is not our client_id")}
+			return nil, User{}, false, &loginError{http.StatusForbidden, "Sign-in failed", "The sign-in service's answer was not for mcpauthz.", errors.New("id token azp is not our client_id")}
 		}
 	}
 	u, err := h.opts.Users.FromIDToken(r.Context(), h.cfg.Login.Issuer, raw, h.cfg.Login.ClientID, st.Nonce)
 	if err != nil {
-		return nil, User{}, &loginError{http.StatusForbidden, "Your account cannot use these pages", "mcpauthz does not recognise this account for MCP access.", fmt.Errorf("users: %w", err)}
+		return nil, User{}, false, &loginError{http.StatusForbidden, "Your account cannot use these pages", "mcpauthz does not recognise this account for MCP access.", fmt.Errorf("users: %w", err)}
 	}
 	if u.UserKey == "" {
-		return nil, User{}, &loginError{http.StatusForbidden, "Your account cannot use these pages", "mcpauthz does not recognise this account for MCP access.", errors.New("users: empty user key")}
+		return nil, User{}, false, &loginError{http.StatusForbidden, "Your account cannot use these pages", "mcpauthz does not recognise this account for MCP access.", errors.New("users: empty user key")}
 	}
 	if u.Subject == "" {
 		u.Subject = idt.Subject
 	}
-	return &st, u, nil
+	var claims map[string]any
+	if err := idt.Claims(&claims); err != nil {
+		claims = nil // no claim matches: fail closed
+	}
+	admin := h.admins.match(idt.Subject, u.Roles, claims)
+	return &st, u, admin, nil
 }
 
 // serveLogoutPage shows a sign-out button (sign-out is a POST).

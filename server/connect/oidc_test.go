@@ -37,7 +37,11 @@ type testIssuer struct {
 	tokenOK int
 }
 
-type idUser struct{ Sub, Org, Name string }
+type idUser struct {
+	Sub, Org, Name string
+	// Extra claims of the ID token (roles, groups, ...).
+	Extra map[string]any
+}
 
 type pendingCode struct {
 	challenge, nonce, redirect string
@@ -161,6 +165,9 @@ func (ti *testIssuer) token(w http.ResponseWriter, r *http.Request) {
 	claims := map[string]any{
 		"iss": ti.URL(), "sub": pc.user.Sub, "aud": ti.client, "nonce": pc.nonce, "org_id": pc.user.Org, "name": pc.user.Name,
 		"iat": now.Unix(), "exp": now.Add(5 * time.Minute).Unix(),
+	}
+	for k, v := range pc.user.Extra {
+		claims[k] = v
 	}
 	signer := ti.key
 	switch ti.fault {

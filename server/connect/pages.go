@@ -21,7 +21,7 @@ type pages struct {
 	css []byte
 }
 
-var pageFiles = []string{"list.html", "server.html", "message.html", "logout.html", "continue.html"}
+var pageFiles = []string{"list.html", "server.html", "message.html", "logout.html", "continue.html", "admin.html", "admin_server.html"}
 
 func loadPages() (*pages, error) {
 	p := &pages{t: map[string]*template.Template{}}
@@ -52,16 +52,64 @@ type pageData struct {
 	// LinkText labels Link.
 	LinkText string
 	// Badge shows a status on message pages.
-	Badge   *serverView
-	Servers []serverView
-	Server  *serverView
+	Badge *serverView
+	// Servers are the user's own connections; Shared the servers the
+	// organization connects once for everyone (users' page).
+	Servers, Shared []serverView
+	Server          *serverView
+	// Notice confirms an action (a fixed text).
+	Notice      string
+	Admin       *adminView
+	AdminServer *adminServerView
 	// Filled by render.
 	User     *userView
 	CSRF     string
 	Insecure bool
 }
 
-type userView struct{ Display, Org string }
+type userView struct {
+	Display, Org string
+	Admin        bool
+}
+
+// adminView is the administrators' overview.
+type adminView struct {
+	Org               string
+	Servers           []adminServerView
+	Events            []eventView
+	EventsTruncated   bool
+	EventsUnavailable bool
+}
+
+// adminServerView is one server on the administrators' pages.
+type adminServerView struct {
+	ID, Name, Mode string
+	Configured     bool
+	Shared         bool // service_account: the organization connects once
+	Counts         []countView
+	Total          int // people with a record
+	Org            *serverView
+	People         []serverView
+	Hidden         int    // people beyond maxAdminRows
+	Filter         Status // the status the list is limited to
+	Statuses       []Status
+	CSRF           string
+}
+
+type countView struct {
+	Status Status
+	Class  string
+	N      int
+}
+
+// eventView is one audit event on the administrators' overview.
+type eventView struct {
+	Time                 timeView
+	What, Server, Person string
+	By, Reason           string
+	From, To             Status
+	FromClass, ToClass   string
+}
 
 // serverView is one server's row on the list and its own page.
 type serverView struct {
@@ -75,12 +123,21 @@ type serverView struct {
 	LastUsed       timeView
 	LastRefreshed  timeView
 	AccessExpires  timeView
-	ConnectLabel   string // "Connect" or "Reconnect"
+	ConnectLabel   string // "Connect", "Reauthorize" or "Authorize"
 	Primary        bool   // Connect is the action the status calls for
 	CanConnect     bool
 	CanRevoke      bool
+	ConnectAction  string // form actions
+	RevokeAction   string
 	CSRF           string
 	ProviderOrigin string
+	// Mode says in words whose account the server uses.
+	Mode string
+	// Retired: the user's own connection to a server that no longer takes
+	// personal connections (kept so the reason stays visible).
+	Retired bool
+	// Person and PersonKey name whose connection it is (administrators).
+	Person, PersonKey string
 }
 
 type timeView struct {
@@ -95,13 +152,31 @@ func (h *Handler) render(w http.ResponseWriter, _ *http.Request, status int, pag
 		if name == "" {
 			name = s.Subject
 		}
-		d.User = &userView{Display: name, Org: s.Org}
+		d.User = &userView{Display: name, Org: s.Org, Admin: h.isAdmin(s)}
 		d.CSRF = h.csrfToken(s)
 		for i := range d.Servers {
 			d.Servers[i].CSRF = d.CSRF
 		}
 		if d.Server != nil {
 			d.Server.CSRF = d.CSRF
+		}
+		setCSRF := func(v *adminServerView) {
+			v.CSRF = d.CSRF
+			v.Statuses = allStatuses
+			if v.Org != nil {
+				v.Org.CSRF = d.CSRF
+			}
+			for i := range v.People {
+				v.People[i].CSRF = d.CSRF
+			}
+		}
+		if d.Admin != nil {
+			for i := range d.Admin.Servers {
+				setCSRF(&d.Admin.Servers[i])
+			}
+		}
+		if d.AdminServer != nil {
+			setCSRF(d.AdminServer)
 		}
 	}
 	d.Insecure = h.cfg.InsecureCookies
@@ -141,15 +216,40 @@ func (h *Handler) serveNotFound(w http.ResponseWriter, r *http.Request) {
 	h.renderError(w, r, http.StatusNotFound, "Page not found", "There is no page at this address.", "")
 }
 
-// view builds a server's view from its connection (zero: none yet).
-func (h *Handler) view(s ServerInfo, c Connection) serverView {
+// allStatuses in the order pages list them.
+var allStatuses = []Status{StatusAuthorized, StatusPending, StatusNeedsAuthorization, StatusExpired, StatusError, StatusRevoked}
+
+// audience is who a connection is described to.
+type audience int
+
+const (
+	forUser  audience = iota // the person whose connection it is
+	forAdmin                 // an administrator looking at someone's
+	forOrg                   // the organization's own connection
+)
+
+// modeText says a server's mode in words.
+func modeText(mode string, configured bool) string {
+	switch {
+	case !configured:
+		return "No longer configured"
+	case mode == ModeServiceAccount:
+		return "Organization account, authorized by an administrator"
+	default:
+		return "Your own account"
+	}
+}
+
+// view builds a server's view from a connection (zero: none yet).
+func (h *Handler) view(s ServerInfo, c Connection, who audience) serverView {
 	st := c.Status
 	if st == "" {
 		st = StatusNeedsAuthorization
 	}
+	_, configured := h.servers[s.ID]
 	v := serverView{
 		ID: s.ID, Name: s.Name, Status: st, Class: strings.ToLower(string(st)),
-		Reason:         reasonText(st, c.Reason),
+		Reason:         reasonText(st, c.Reason, who),
 		LastError:      truncateRunes(c.LastError, 300),
 		Scopes:         c.Scopes,
 		Connected:      h.timeView(c.ConnectedAt),
@@ -157,6 +257,9 @@ func (h *Handler) view(s ServerInfo, c Connection) serverView {
 		LastRefreshed:  h.timeView(c.LastRefreshedAt),
 		AccessExpires:  h.timeView(c.AccessExpiresAt),
 		ProviderOrigin: s.ProviderOrigin,
+		Mode:           modeText(s.Mode, configured),
+		ConnectAction:  "/connect/" + s.ID,
+		RevokeAction:   "/connect/" + s.ID + "/revoke",
 	}
 	v.CanConnect, v.Primary = true, true
 	switch st {
@@ -167,15 +270,20 @@ func (h *Handler) view(s ServerInfo, c Connection) serverView {
 		v.ConnectLabel = "Connect"
 		v.CanRevoke = !c.ConnectedAt.IsZero()
 	case StatusAuthorized:
-		v.ConnectLabel, v.CanRevoke, v.Primary = "Reconnect", true, false
+		v.ConnectLabel, v.CanRevoke, v.Primary = "Reauthorize", true, false
 	case StatusExpired, StatusError:
-		v.ConnectLabel, v.CanRevoke = "Reconnect", true
+		v.ConnectLabel, v.CanRevoke = "Reauthorize", true
 	case StatusRevoked:
-		v.ConnectLabel = "Reconnect"
+		v.ConnectLabel = "Reauthorize"
 		v.Scopes = nil // the tokens are gone
 	default:
-		v.ConnectLabel, v.CanRevoke = "Reconnect", true
+		v.ConnectLabel, v.CanRevoke = "Reauthorize", true
 		v.Class = "error"
+	}
+	if who == forAdmin {
+		// Administrators cannot connect someone else's account.
+		v.CanConnect, v.Primary = false, false
+		v.RevokeAction = "/connect/admin/" + s.ID + "/revoke"
 	}
 	return v
 }
@@ -246,22 +354,66 @@ var reasons = map[string]string{
 	"refresh_gave_up":        "Renewing the authorization failed several times in a row.",
 }
 
-// reasonText explains a status and its reason to the user.
-func reasonText(st Status, reason string) string {
+// reasonsFor override reasons for administrators and for the
+// organization's connection (the user's wording says "you").
+var reasonsFor = map[audience]map[string]string{
+	forAdmin: {
+		"user_revoked":    "The person revoked this connection.",
+		"admin_revoked":   "An administrator revoked this connection.",
+		"mode_switch":     "Removed when this server switched to an organization account.",
+		"server_removed":  "Removed when this server was taken out of the configuration.",
+		"connect_started": "The person started connecting but has not finished.",
+	},
+	forOrg: {
+		"connected":       "Connected for the whole organization. mcpauthz renews the authorization before it runs out.",
+		"refreshed":       "Connected for the whole organization. mcpauthz renews the authorization before it runs out.",
+		"admin_revoked":   "An administrator revoked the organization's connection. Calls to this server are refused until an administrator authorizes it again.",
+		"mode_switch":     "This server now uses each person's own account, so the organization's connection was removed.",
+		"server_removed":  "This server was taken out of the configuration, so the organization's connection was removed.",
+		"wrong_user":      "The last attempt to authorize was finished by another account and refused.",
+		"connect_started": "An administrator started authorizing but has not finished.",
+	},
+}
+
+var baseReasons = map[audience]map[Status]string{
+	forUser: {
+		StatusNeedsAuthorization: "You have not connected this server yet.",
+		StatusPending:            "A connection was started but not finished.",
+		StatusAuthorized:         "Connected. mcpauthz renews the authorization before it runs out.",
+		StatusExpired:            "The authorization ran out. Reauthorize to keep using this server.",
+		StatusRevoked:            "The authorization was revoked. Reauthorize to use this server again.",
+		StatusError:              "mcpauthz could not renew the authorization. Reauthorize, or try again later.",
+	},
+	forAdmin: {
+		StatusNeedsAuthorization: "Not connected.",
+		StatusPending:            "Connecting started but not finished.",
+		StatusAuthorized:         "Connected.",
+		StatusExpired:            "The authorization ran out.",
+		StatusRevoked:            "The authorization was revoked.",
+		StatusError:              "mcpauthz could not renew the authorization.",
+	},
+	forOrg: {
+		StatusNeedsAuthorization: "No administrator has authorized this server yet. Calls to it are refused until one does.",
+		StatusPending:            "An administrator started authorizing but has not finished.",
+		StatusAuthorized:         "Connected for the whole organization. mcpauthz renews the authorization before it runs out.",
+		StatusExpired:            "The organization's authorization ran out. An administrator must authorize it again.",
+		StatusRevoked:            "The organization's authorization was revoked. An administrator must authorize it again.",
+		StatusError:              "mcpauthz could not renew the organization's authorization. An administrator should authorize it again.",
+	},
+}
+
+// reasonText explains a status and its reason to who.
+func reasonText(st Status, reason string, who audience) string {
+	if t, ok := reasonsFor[who][reason]; ok {
+		return t
+	}
 	if t, ok := reasons[reason]; ok {
 		return t
 	}
 	if strings.HasPrefix(reason, "provider_") {
 		return "The last attempt to connect failed: the service answered " + errorCode(strings.TrimPrefix(reason, "provider_")) + "."
 	}
-	base := map[Status]string{
-		StatusNeedsAuthorization: "You have not connected this server yet.",
-		StatusPending:            "A connection was started but not finished.",
-		StatusAuthorized:         "Connected. mcpauthz renews the authorization before it runs out.",
-		StatusExpired:            "The authorization ran out. Reconnect to keep using this server.",
-		StatusRevoked:            "The authorization was revoked. Reconnect to use this server again.",
-		StatusError:              "mcpauthz could not renew the authorization. Reconnect, or try again later.",
-	}[st]
+	base := baseReasons[who][st]
 	if base == "" {
 		base = "Unknown status."
 	}
@@ -269,7 +421,13 @@ func reasonText(st Status, reason string) string {
 		return base
 	}
 	// An unknown code: show it in words, after the status's explanation.
-	return base + " (" + strings.ReplaceAll(errorCode(reason), "_", " ") + ")"
+	return base + " (" + reasonWords(reason) + ")"
+}
+
+// reasonWords is a reason code in words ("refresh_invalid_grant" ->
+// "refresh invalid grant").
+func reasonWords(reason string) string {
+	return strings.ReplaceAll(errorCode(reason), "_", " ")
 }
 
 // errorCode reduces a provider's error code to a safe short token.

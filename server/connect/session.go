@@ -98,10 +98,11 @@ type session struct {
 	Name    string `json:"name,omitempty"`
 	Issued  int64  `json:"iat"`
 	Expires int64  `json:"exp"`
-}
-
-func (s *session) user() User {
-	return User{Org: s.Org, UserKey: s.UserKey, Subject: s.Subject, Name: s.Name}
+	// Admin says connect.admins matched at sign-in; it counts only while
+	// AdminRule is the fingerprint of the rule in force (a changed rule
+	// takes administrators' rights away until they sign in again).
+	Admin     bool   `json:"adm,omitempty"`
+	AdminRule string `json:"ar,omitempty"`
 }
 
 // loginState is one pending sign-in at the login issuer, sealed in a
@@ -121,7 +122,10 @@ type flowState struct {
 	Org     string `json:"org"`
 	UserKey string `json:"uk"`
 	Server  string `json:"srv"`
-	Expires int64  `json:"exp"`
+	// Shared: the flow is for the organization's service-account
+	// connection (the key has no user), started by an administrator.
+	Shared  bool  `json:"sa,omitempty"`
+	Expires int64 `json:"exp"`
 }
 
 func flowCookieName(state string) string {
@@ -141,7 +145,7 @@ func (h *Handler) rememberFlow(w http.ResponseWriter, s *session, key Key, authU
 		return
 	}
 	name := h.cookieName(flowCookieName(state))
-	v, err := h.cookies.seal(name, flowState{State: state, Org: s.Org, UserKey: s.UserKey, Server: key.Server, Expires: h.now().Add(flowCookieTTL).Unix()})
+	v, err := h.cookies.seal(name, flowState{State: state, Org: s.Org, UserKey: s.UserKey, Server: key.Server, Shared: key.UserKey == "", Expires: h.now().Add(flowCookieTTL).Unix()})
 	if err != nil {
 		return
 	}
@@ -213,12 +217,16 @@ func (h *Handler) session(r *http.Request) *session {
 	return &s
 }
 
-// startSession sets the session cookie for u.
-func (h *Handler) startSession(w http.ResponseWriter, u User) error {
+// startSession sets the session cookie for u; admin is what
+// connect.admins said at sign-in.
+func (h *Handler) startSession(w http.ResponseWriter, u User, admin bool) error {
 	now := h.now()
 	s := session{
 		ID: randomString(16), Org: u.Org, UserKey: u.UserKey, Subject: u.Subject, Name: truncateRunes(u.Name, 128),
 		Issued: now.Unix(), Expires: now.Add(h.cfg.SessionTTL).Unix(),
+	}
+	if admin {
+		s.Admin, s.AdminRule = true, h.admins.fingerprint
 	}
 	name := h.cookieName(sessionCookie)
 	v, err := h.cookies.seal(name, s)

@@ -10,6 +10,13 @@ type (
 	Connection = connections.Connection
 	Actor      = connections.Actor
 	Filter     = connections.Filter
+	Event      = connections.Event
+)
+
+// The modes of ServerInfo.Mode.
+const (
+	ModeIndividual     = connections.ModeIndividual
+	ModeServiceAccount = connections.ModeServiceAccount
 )
 
 // The statuses a connection can have.
