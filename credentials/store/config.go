@@ -13,8 +13,9 @@ import (
 
 // Drivers.
 const (
-	DriverMemory = "memory"
-	DriverSQLite = "sqlite"
+	DriverMemory   = "memory"
+	DriverSQLite   = "sqlite"
+	DriverPostgres = "postgres"
 )
 
 // Defaults and limits for Config.
@@ -29,11 +30,14 @@ const (
 // block of the server configuration:
 //
 //	store:
-//	  driver: sqlite                    # memory (default) | sqlite
+//	  driver: sqlite                    # memory (default) | sqlite | postgres
 //	  path: /var/lib/mcpauthz/state.db  # sqlite only; required
 //	  busy_timeout: 5s                  # sqlite only; 100ms..1m
+//	  # dsn: {env: MCPAUTHZ_POSTGRES_DSN} # postgres only; required
+//	  # pool_size: 10                   # postgres only; 1..1000
+//	  # connect_timeout: 5s             # postgres only; 100ms..1m
 //	  encryption:
-//	    keys:                           # required for sqlite
+//	    keys:                           # required for sqlite and postgres
 //	      - id: k2
 //	        secret: {file: /run/secrets/mcpauthz-store-k2}  # base64 of 32 random bytes
 //	      - id: k1
@@ -41,8 +45,9 @@ const (
 //	    primary: k2                     # default: the first key
 type Config struct {
 	// Driver is "memory" (default: state lives in this process only, so a
-	// single replica) or "sqlite" (an embedded database file shared by every
-	// process on the machine that opens it).
+	// single replica), "sqlite" (an embedded database file shared by every
+	// process on the machine that opens it) or "postgres" (a PostgreSQL
+	// database shared by any number of replicas).
 	Driver string `yaml:"driver"`
 	// Path is the SQLite database file (driver sqlite; required). Its
 	// directory must exist; the file is created with mode 0600. The -wal
@@ -51,6 +56,22 @@ type Config struct {
 	// BusyTimeout is how long a write waits for another process holding
 	// the database's write lock: default 5s, 100ms..1m (driver sqlite).
 	BusyTimeout time.Duration `yaml:"busy_timeout"`
+	// DSN is the PostgreSQL connection string (driver postgres; required),
+	// a postgres:// URL or key=value pairs, read from an {env}/{file}
+	// reference because it may hold a password, e.g.
+	// postgres://mcpauthz:PASSWORD@db.internal:5432/mcpauthz?sslmode=verify-full.
+	// The tables live in the schema mcpauthz, created by the first
+	// migration (the role needs CREATE on the database then, or an
+	// administrator creates the schema owned by the role).
+	DSN secret.Ref `yaml:"dsn"`
+	// PoolSize is the most connections each replica opens to PostgreSQL:
+	// default 10, 1..1000 (driver postgres; overrides the DSN's
+	// pool_max_conns).
+	PoolSize int `yaml:"pool_size"`
+	// ConnectTimeout bounds establishing one PostgreSQL connection,
+	// including the check at start: default 5s, 100ms..1m (driver
+	// postgres; overrides the DSN's connect_timeout).
+	ConnectTimeout time.Duration `yaml:"connect_timeout"`
 	// Encryption is the key ring that seals secrets kept in the store.
 	Encryption Encryption `yaml:"encryption"`
 }
@@ -60,7 +81,7 @@ type Encryption struct {
 	// Keys are the AES-256 keys, each the base64 of exactly 32 random bytes
 	// (`openssl rand -base64 32`) behind an {env}/{file} reference, with an
 	// id (1-64 of A-Z a-z 0-9 . _ -) stored in every ciphertext. Required
-	// with driver sqlite (state on disk is encrypted). With driver memory
+	// with drivers sqlite and postgres (stored state is encrypted). With driver memory
 	// and no keys, a random key private to the process is used.
 	Keys []KeyConfig `yaml:"keys"`
 	// Primary is the id of the key that encrypts; default: the first key.
@@ -83,6 +104,12 @@ func (c Config) withDefaults() Config {
 	if c.BusyTimeout == 0 {
 		c.BusyTimeout = DefaultBusyTimeout
 	}
+	if c.PoolSize == 0 {
+		c.PoolSize = DefaultPoolSize
+	}
+	if c.ConnectTimeout == 0 {
+		c.ConnectTimeout = DefaultConnectTimeout
+	}
 	if c.Encryption.Primary == "" && len(c.Encryption.Keys) > 0 {
 		c.Encryption.Primary = c.Encryption.Keys[0].ID
 	}
@@ -95,13 +122,42 @@ func (c Config) withDefaults() Config {
 func (c Config) Validate() error {
 	var errs []error
 	add := func(field, msg string) { errs = append(errs, errors.New(field+": "+msg)) }
-	switch c.Driver {
-	case "", DriverMemory:
+	if c.Driver != DriverSQLite {
 		if c.Path != "" {
 			add("path", "applies to driver sqlite only")
 		}
 		if c.BusyTimeout != 0 {
 			add("busy_timeout", "applies to driver sqlite only")
+		}
+	}
+	if c.Driver != DriverPostgres {
+		if !c.DSN.IsZero() {
+			add("dsn", "applies to driver postgres only")
+		}
+		if c.PoolSize != 0 {
+			add("pool_size", "applies to driver postgres only")
+		}
+		if c.ConnectTimeout != 0 {
+			add("connect_timeout", "applies to driver postgres only")
+		}
+	}
+	switch c.Driver {
+	case "", DriverMemory:
+	case DriverPostgres:
+		if c.DSN.IsZero() {
+			add("dsn", "required with driver postgres: {env: NAME} or {file: PATH} holding the connection string "+
+				"(postgres://USER:PASSWORD@HOST:5432/DATABASE?sslmode=verify-full)")
+		} else if err := c.DSN.Validate(); err != nil {
+			add("dsn", strings.TrimPrefix(err.Error(), "secret: "))
+		}
+		if c.PoolSize != 0 && (c.PoolSize < 1 || c.PoolSize > MaxPoolSize) {
+			add("pool_size", fmt.Sprintf("must be between 1 and %d (default %d)", MaxPoolSize, DefaultPoolSize))
+		}
+		if c.ConnectTimeout != 0 && (c.ConnectTimeout < MinConnectTimeout || c.ConnectTimeout > MaxConnectTimeout) {
+			add("connect_timeout", fmt.Sprintf("must be between %s and %s (default %s)", MinConnectTimeout, MaxConnectTimeout, DefaultConnectTimeout))
+		}
+		if len(c.Encryption.Keys) == 0 {
+			add("encryption.keys", "required with driver postgres: stored state must be encrypted (one key: {id: k1, secret: {file: PATH}} holding `openssl rand -base64 32`)")
 		}
 	case DriverSQLite:
 		switch {
@@ -119,7 +175,7 @@ func (c Config) Validate() error {
 			add("encryption.keys", "required with driver sqlite: state on disk must be encrypted (one key: {id: k1, secret: {file: PATH}} holding `openssl rand -base64 32`)")
 		}
 	default:
-		add("driver", fmt.Sprintf("unknown driver %q (want memory or sqlite)", truncate(c.Driver, 16)))
+		add("driver", fmt.Sprintf("unknown driver %q (want memory, sqlite or postgres)", truncate(c.Driver, 16)))
 	}
 	seen := map[string]bool{}
 	for i, k := range c.Encryption.Keys {
@@ -157,6 +213,11 @@ type Options struct {
 	PurgeInterval time.Duration
 	// BusyTimeout overrides Config.BusyTimeout for OpenSQLite (default 5s).
 	BusyTimeout time.Duration
+	// PoolSize overrides Config.PoolSize for OpenPostgres (default 10).
+	PoolSize int
+	// ConnectTimeout overrides Config.ConnectTimeout for OpenPostgres
+	// (default 5s).
+	ConnectTimeout time.Duration
 }
 
 func (o Options) withDefaults() Options {
@@ -171,6 +232,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.BusyTimeout == 0 {
 		o.BusyTimeout = DefaultBusyTimeout
+	}
+	if o.PoolSize == 0 {
+		o.PoolSize = DefaultPoolSize
+	}
+	if o.ConnectTimeout == 0 {
+		o.ConnectTimeout = DefaultConnectTimeout
 	}
 	return o
 }
@@ -207,8 +274,9 @@ func LoadKeyRing(e Encryption) (*KeyRing, error) {
 }
 
 // Open validates cfg, builds its key ring and opens the store (for SQLite:
-// creates the file if needed, runs migrations, and checks that the key ring
-// decrypts what the database already holds). The caller closes the store.
+// creates the file if needed; for PostgreSQL: connects; for both: runs
+// migrations, and checks that the key ring decrypts what the database
+// already holds). The caller closes the store.
 //
 // With driver memory and no keys the ring is random and private to this
 // process; Open logs that state is single-replica.
@@ -234,6 +302,22 @@ func Open(ctx context.Context, cfg Config, opts Options) (Store, *KeyRing, error
 			return nil, nil, err
 		}
 		opts.Logger.Info("store: opened", "driver", cfg.Driver, "path", cfg.Path, "keys", ring)
+		return s, ring, nil
+	case DriverPostgres:
+		dsn, err := cfg.DSN.Resolve()
+		if err != nil {
+			return nil, nil, fmt.Errorf("store: dsn: %w", err)
+		}
+		opts.PoolSize, opts.ConnectTimeout = cfg.PoolSize, cfg.ConnectTimeout
+		s, err := OpenPostgres(ctx, dsn, opts)
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := checkCanary(ctx, s, ring); err != nil {
+			_ = s.Close()
+			return nil, nil, err
+		}
+		opts.Logger.Info("store: opened", "driver", cfg.Driver, "database", s, "pool_size", cfg.PoolSize, "keys", ring)
 		return s, ring, nil
 	default:
 		opts.Logger.Info("store: in-memory state: it lives in this process only, so run a single replica (set store.driver: sqlite to keep it)",
@@ -334,5 +418,46 @@ func Reseal(ctx context.Context, s Store, ring *KeyRing, prefix string) (int, er
 				return n, fmt.Errorf("store: reseal: %w", err)
 			}
 		}
+	}
+}
+
+// Migration reports what Migrate did.
+type Migration struct {
+	Driver string
+	// Database names the database (a path, or a postgres:// URL without
+	// the password).
+	Database string
+	// From and To are the schema versions before and after (equal: the
+	// database was up to date). From is -1 when the driver cannot tell.
+	From, To int
+}
+
+// Migrate validates cfg and brings the database's schema to this build's
+// version without opening a store (no key ring needed), for running
+// migrations ahead of a rollout. Driver memory keeps no schema: an error.
+func Migrate(ctx context.Context, cfg Config, opts Options) (Migration, error) {
+	if err := cfg.Validate(); err != nil {
+		return Migration{}, fmt.Errorf("store: invalid config: %w", err)
+	}
+	cfg = cfg.withDefaults()
+	opts = opts.withDefaults()
+	opts.PurgeInterval = -1
+	switch cfg.Driver {
+	case DriverSQLite:
+		opts.BusyTimeout = cfg.BusyTimeout
+		s, err := OpenSQLite(ctx, cfg.Path, opts)
+		if err != nil {
+			return Migration{}, err
+		}
+		return Migration{Driver: cfg.Driver, Database: cfg.Path, From: -1, To: SchemaVersion()}, s.Close()
+	case DriverPostgres:
+		dsn, err := cfg.DSN.Resolve()
+		if err != nil {
+			return Migration{}, fmt.Errorf("store: dsn: %w", err)
+		}
+		opts.ConnectTimeout = cfg.ConnectTimeout
+		return MigratePostgres(ctx, dsn, opts)
+	default:
+		return Migration{}, errors.New("store: driver memory keeps its state in the serving process: there is nothing to migrate")
 	}
 }
