@@ -59,6 +59,9 @@ Usage:
   mcpauthz connections list|revoke|rotate-key --config FILE [flags]
         Per-user upstream connections in the config's store: list them (never
         tokens), revoke as an administrator, re-encrypt under the primary key.
+  mcpauthz migrate --config FILE
+        Bring the configured store's database (postgres or sqlite) to this
+        build's schema version without serving (serve also migrates at start).
   mcpauthz dev-idp --listen ADDR --issuer URL     development identity provider
   mcpauthz demo-mcp --listen ADDR                 demo MCP document server
   mcpauthz version                                version, commit and Go version
@@ -83,6 +86,7 @@ var commands = []command{
 	{"envoy", cmdEnvoy},
 	{"loadtest", cmdLoadtest},
 	{"connections", cmdConnections},
+	{"migrate", cmdMigrate},
 	{"dev-idp", cmdDevIDP},
 	{"demo-mcp", cmdDemoMCP},
 	{"version", cmdVersion},
