@@ -188,7 +188,7 @@ func TestAdminOverviewAndServerPage(t *testing.T) {
 		`action="/connect/admin/shared/org/connect"`, `action="/connect/admin/shared/org/revoke"`, "Reauthorize", "<code>org:read</code>",
 		"Connected for the whole organization.",
 		// Recent events, in words, without routine renewals.
-		"Recent authorization events", "Revoked", "user revoked", "Organization", `href="/connect/admin/history"`,
+		"Recent authorization events", "Revoked", `<td data-label="By"><div class="cell">bob</div>`, "Organization", `href="/connect/admin/history"`,
 	} {
 		if !strings.Contains(page, want) {
 			t.Errorf("overview lacks %q", want)

@@ -235,7 +235,7 @@ func (h *Handler) serveAdmin(w http.ResponseWriter, r *http.Request) {
 			ids = append(ids, id)
 		}
 	}
-	d := pageData{Title: "Administration", Notice: noticeText(r.URL.Query().Get("done")), Admin: &adminView{Org: orgName(s.Org)}}
+	d := pageData{Title: "Administration", Wide: true, Notice: noticeText(r.URL.Query().Get("done")), Admin: &adminView{Org: orgName(s.Org)}}
 	for _, id := range ids {
 		d.Admin.Servers = append(d.Admin.Servers, h.adminServer(id, byServer[id]))
 	}
@@ -294,14 +294,14 @@ func (h *Handler) serveAdminServer(w http.ResponseWriter, r *http.Request) {
 		pv.Person, pv.PersonKey = personName(c.Key.UserKey), c.Key.UserKey
 		v.People = append(v.People, pv)
 	}
-	d := pageData{Title: srv.Name + " · Administration", Notice: noticeText(r.URL.Query().Get("done")), AdminServer: &v}
+	d := pageData{Title: srv.Name + " · Administration", Wide: true, Notice: noticeText(r.URL.Query().Get("done")), AdminServer: &v}
 	h.render(w, r, http.StatusOK, "admin_server.html", s, d)
 }
 
 // adminServer summarizes one server's records for the administrators.
 func (h *Handler) adminServer(id string, conns []Connection) adminServerView {
 	srv, configured := h.serverInfo(id)
-	v := adminServerView{ID: id, Name: srv.Name, Configured: configured, Shared: srv.Mode == ModeServiceAccount, Mode: modeText(srv.Mode, configured)}
+	v := adminServerView{ID: id, Name: srv.Name, Configured: configured, Shared: srv.Mode == ModeServiceAccount, Mode: modeText(srv.Mode, configured, forAdmin)}
 	counts := map[Status]int{}
 	var org Connection
 	hasOrg := false
@@ -321,6 +321,7 @@ func (h *Handler) adminServer(id string, conns []Connection) adminServerView {
 	}
 	if v.Shared || hasOrg {
 		ov := h.view(srv, org, forOrg)
+		ov.Mode = "" // the page says it once, above
 		ov.ConnectAction, ov.RevokeAction = "/connect/admin/"+id+"/org/connect", "/connect/admin/"+id+"/org/revoke"
 		ov.CanConnect = v.Shared
 		ov.CanRevoke = hasOrg && org.Status != StatusRevoked && org.Status != StatusNeedsAuthorization

@@ -243,7 +243,10 @@ func (h *Handler) eventView(e Event) eventView {
 	if v.By == "the person" {
 		v.By = v.Person
 	}
-	if e.Reason != "" {
+	// The reason, unless it only repeats the event.
+	switch e.Reason {
+	case "", e.Type, "connected", "connect_started", "refreshed", "user_revoked", "admin_revoked":
+	default:
 		v.Reason = reasonWords(e.Reason)
 	}
 	if v.From != "" {

@@ -58,7 +58,9 @@ type pageData struct {
 	Servers, Shared []serverView
 	Server          *serverView
 	// Notice confirms an action (a fixed text).
-	Notice      string
+	Notice string
+	// Wide pages (tables) use more of a large screen.
+	Wide        bool
 	Admin       *adminView
 	AdminServer *adminServerView
 	// Filled by render.
@@ -141,8 +143,8 @@ type serverView struct {
 }
 
 type timeView struct {
-	Set            bool
-	ISO, Text, Ago string
+	Set                   bool
+	ISO, Text, Short, Ago string
 }
 
 // render executes a page; it never writes a partial page.
@@ -228,15 +230,21 @@ const (
 	forOrg                   // the organization's own connection
 )
 
-// modeText says a server's mode in words.
-func modeText(mode string, configured bool) string {
+// modeText says a server's mode in words, to who.
+func modeText(mode string, configured bool, who audience) string {
 	switch {
+	case !configured && who == forUser:
+		return "No longer a personal connection"
 	case !configured:
 		return "No longer configured"
+	case mode == ModeServiceAccount && who == forAdmin:
+		return "The organization's account, authorized by an administrator"
 	case mode == ModeServiceAccount:
-		return "Organization account, authorized by an administrator"
+		return "Your organization's"
+	case who == forAdmin:
+		return "Each person's own account"
 	default:
-		return "Your own account"
+		return "Yours"
 	}
 }
 
@@ -257,7 +265,7 @@ func (h *Handler) view(s ServerInfo, c Connection, who audience) serverView {
 		LastRefreshed:  h.timeView(c.LastRefreshedAt),
 		AccessExpires:  h.timeView(c.AccessExpiresAt),
 		ProviderOrigin: s.ProviderOrigin,
-		Mode:           modeText(s.Mode, configured),
+		Mode:           modeText(s.Mode, configured, who),
 		ConnectAction:  "/connect/" + s.ID,
 		RevokeAction:   "/connect/" + s.ID + "/revoke",
 	}
@@ -293,7 +301,7 @@ func (h *Handler) timeView(t time.Time) timeView {
 		return timeView{}
 	}
 	t = t.UTC()
-	return timeView{Set: true, ISO: t.Format(time.RFC3339), Text: t.Format("2 Jan 2006, 15:04 UTC"), Ago: ago(h.now().Sub(t))}
+	return timeView{Set: true, ISO: t.Format(time.RFC3339), Text: t.Format("2 Jan 2006, 15:04 UTC"), Short: t.Format("2 Jan 15:04 UTC"), Ago: ago(h.now().Sub(t))}
 }
 
 // ago says a duration in words ("in 5 minutes" for the future).
