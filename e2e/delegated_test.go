@@ -171,7 +171,7 @@ servers:
 
 	proxy, err := emulator.New(ctx, emulator.Config{
 		AuthzAddr: d.srv.GRPCAddr(),
-		Timeout:   5 * time.Second,
+		Timeout:   20 * time.Second, // a bound for busy CI machines under -race, not a target
 		Routes: []emulator.Route{
 			{Name: "docs", PathPrefix: "/docs/", Upstream: docsUp.URL, ContextExtensions: map[string]string{server.ContextExtensionKey: "docs"}},
 			{Name: "reports", PathPrefix: "/reports/", Upstream: reportsUp.URL, ContextExtensions: map[string]string{server.ContextExtensionKey: "reports"}},
@@ -375,19 +375,21 @@ func TestDelegatedConcurrentColdExchangeOnce(t *testing.T) {
 	before := d.sts.Exchanges()
 	var wg sync.WaitGroup
 	var fails atomic.Int32
+	var first atomic.Value
 	for range 200 {
 		wg.Go(func() {
-			status, _, _, err := docserver.PostJSONRPC(context.Background(), http.DefaultClient, d.reportURL, map[string]string{
+			status, _, body, err := docserver.PostJSONRPC(context.Background(), http.DefaultClient, d.reportURL, map[string]string{
 				"Authorization": "Bearer " + tok, "Mcp-Protocol-Version": "2025-06-18",
 			}, []byte(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"readDocument","arguments":{"id":"x"}}}`))
 			if err != nil || status != http.StatusOK {
 				fails.Add(1)
+				first.CompareAndSwap(nil, fmt.Sprintf("status %d err %v body %.200s", status, err, body))
 			}
 		})
 	}
 	wg.Wait()
 	if fails.Load() != 0 {
-		t.Fatalf("%d of 200 calls failed", fails.Load())
+		t.Fatalf("%d of 200 calls failed; first: %v", fails.Load(), first.Load())
 	}
 	if n := d.sts.Exchanges() - before; n != 1 {
 		t.Fatalf("200 concurrent cold calls caused %d exchanges, want 1", n)
