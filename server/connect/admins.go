@@ -323,13 +323,11 @@ func (h *Handler) adminServer(id string, conns []Connection) adminServerView {
 		ov := h.view(srv, org, forOrg)
 		ov.Mode = "" // the page says it once, above
 		ov.ConnectAction, ov.RevokeAction = "/connect/admin/"+id+"/org/connect", "/connect/admin/"+id+"/org/revoke"
+		// Revoke as for a person's connection (view decided it by status);
+		// Authorize only while the server is in service_account mode.
 		ov.CanConnect = v.Shared
-		ov.CanRevoke = hasOrg && org.Status != StatusRevoked && org.Status != StatusNeedsAuthorization
-		if ov.CanConnect {
+		if ov.CanConnect && (!hasOrg || org.ConnectedAt.IsZero()) {
 			ov.ConnectLabel = "Authorize"
-			if hasOrg && org.Status != StatusNeedsAuthorization {
-				ov.ConnectLabel = "Reauthorize"
-			}
 		}
 		v.Org = &ov
 	}
