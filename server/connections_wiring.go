@@ -118,7 +118,7 @@ func (u idTokenUsers) FromIDToken(ctx context.Context, issuerName, rawIDToken, c
 	if name == "" {
 		name, _ = p.Claims["preferred_username"].(string)
 	}
-	return connect.User{Org: p.Org, UserKey: p.UserKey, Subject: upstreamSubject(p), Name: orDefault(name, p.Subject)}, nil
+	return connect.User{Org: p.Org, UserKey: p.UserKey, Subject: upstreamSubject(p), Name: orDefault(name, p.Subject), Roles: p.Roles}, nil
 }
 
 // connectionKey is the stored connection a credential mode of srv uses for
