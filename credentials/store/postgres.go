@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"crypto/tls"
 	"embed"
 	"errors"
 	"fmt"
@@ -166,7 +167,12 @@ func newPool(ctx context.Context, dsn secret.Value, opts Options) (*pgxpool.Pool
 	cfg, err := pgxpool.ParseConfig(dsn.Reveal())
 	if err != nil {
 		// pgx's message quotes the connection string (its password
-		// redaction is best effort): say only that it does not parse.
+		// redaction is best effort): say only that it does not parse,
+		// or which file it could not read (sslrootcert, sslcert...).
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			return nil, "", fmt.Errorf("store: postgres: dsn: %s %s: %v", pe.Op, pe.Path, pe.Err)
+		}
 		return nil, "", errors.New("store: postgres: dsn: the connection string does not parse " +
 			"(want postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE?sslmode=verify-full, or key=value pairs)")
 	}
@@ -178,9 +184,15 @@ func newPool(ctx context.Context, dsn secret.Value, opts Options) (*pgxpool.Pool
 	if _, ok := cc.RuntimeParams["application_name"]; !ok {
 		cc.RuntimeParams["application_name"] = "mcpauthz"
 	}
-	if !pgEncrypted(cc) && !pgLocal(cc.Host) {
-		opts.Logger.Warn("store: postgres: the connection to the database may be unencrypted (set sslmode=verify-full in the DSN)",
-			"target", target)
+	if !pgLocal(cc.Host) {
+		switch {
+		case !pgEncrypted(cc):
+			opts.Logger.Warn("store: postgres: the connection to the database may be unencrypted (set sslmode=verify-full in the DSN)",
+				"target", target)
+		case !pgVerified(cc):
+			opts.Logger.Warn("store: postgres: the database's TLS certificate is not verified (set sslmode=verify-full in the DSN)",
+				"target", target)
+		}
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -250,6 +262,25 @@ func pgEncrypted(cc *pgx.ConnConfig) bool {
 		}
 	}
 	return true
+}
+
+// pgVerified reports whether TLS verifies the server's certificate
+// (sslmode verify-ca or verify-full). Call it when pgEncrypted.
+func pgVerified(cc *pgx.ConnConfig) bool {
+	for _, t := range append([]*tls.Config{cc.TLSConfig}, pgFallbackTLS(cc)...) {
+		if t.InsecureSkipVerify && t.VerifyPeerCertificate == nil {
+			return false
+		}
+	}
+	return true
+}
+
+func pgFallbackTLS(cc *pgx.ConnConfig) []*tls.Config {
+	var out []*tls.Config
+	for _, f := range cc.Fallbacks {
+		out = append(out, f.TLSConfig)
+	}
+	return out
 }
 
 // pgLocal reports a unix socket or loopback host.

@@ -493,6 +493,32 @@ func testPGSecrets(t *testing.T, srv *pgtest.Server) {
 			}
 		})
 	}
+	// Remote hosts without verified TLS are warned about (before the
+	// connection fails: .invalid never resolves).
+	warnings := []struct{ query, want string }{
+		{"sslmode=disable", "may be unencrypted"},
+		{"sslmode=prefer", "may be unencrypted"},
+		{"sslmode=require", "certificate is not verified"},
+		{"sslmode=verify-full", ""},
+	}
+	for _, w := range warnings {
+		var wlogs bytes.Buffer
+		wlog := slog.New(slog.NewJSONHandler(&wlogs, nil))
+		_, err := store.OpenPostgres(bg, secret.NewValue("postgres://app:"+pw+"@db.mcpauthz-test.invalid:5432/state?"+w.query),
+			store.Options{Logger: wlog, ConnectTimeout: time.Second})
+		if err == nil || strings.Contains(err.Error()+wlogs.String(), pw) {
+			t.Fatalf("%s: %v\n%s", w.query, err, wlogs.String())
+		}
+		if got := wlogs.String(); (w.want == "") != (got == "") || !strings.Contains(got, w.want) ||
+			(got != "" && !strings.Contains(got, `"target":"postgres://app@db.mcpauthz-test.invalid:5432/state"`)) {
+			t.Errorf("%s: logs %q, want a warning %q naming the target", w.query, got, w.want)
+		}
+	}
+	if _, err := store.OpenPostgres(bg, secret.NewValue("postgres://app:"+pw+"@127.0.0.1/x?sslmode=verify-full&sslrootcert=/no/such/ca.pem"), store.Options{}); err == nil ||
+		!strings.Contains(err.Error(), "/no/such/ca.pem") || strings.Contains(err.Error(), pw) {
+		t.Errorf("a missing CA file: %v", err)
+	}
+
 	c, cancel := context.WithCancel(bg)
 	cancel()
 	if _, err := store.OpenPostgres(c, secret.NewValue(dsn), store.Options{}); !errors.Is(err, context.Canceled) {
@@ -642,7 +668,7 @@ func BenchmarkStore(b *testing.B) {
 		open func(b *testing.B) store.Store
 	}{
 		{"sqlite", func(b *testing.B) store.Store {
-			s, err := store.OpenSQLite(bg, filepath.Join(b.TempDir(), "bench.db"), store.Options{PurgeInterval: -1})
+			s, err := store.OpenSQLite(bg, filepath.Join(b.TempDir(), "bench.db"), store.Options{PurgeInterval: -1, Logger: slog.New(slog.DiscardHandler)})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -654,9 +680,11 @@ func BenchmarkStore(b *testing.B) {
 		}},
 	}
 	value := bytes.Repeat([]byte{0xab}, 512)
-	for _, st := range stores {
-		b.Run("Get/"+st.name, func(b *testing.B) {
-			s := st.open(b)
+	ops := []struct {
+		name string
+		run  func(b *testing.B, s store.Store)
+	}{
+		{"Get", func(b *testing.B, s store.Store) {
 			if _, _, err := s.PutIfAbsent(bg, "bench/get", value, 0); err != nil {
 				b.Fatal(err)
 			}
@@ -665,22 +693,22 @@ func BenchmarkStore(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-		})
-		b.Run("GetParallel/"+st.name, func(b *testing.B) {
-			s := st.open(b)
+		}},
+		{"GetParallel", func(b *testing.B, s store.Store) {
 			if _, _, err := s.PutIfAbsent(bg, "bench/get", value, 0); err != nil {
 				b.Fatal(err)
 			}
+			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
 					if _, _, err := s.Get(bg, "bench/get"); err != nil {
-						b.Fatal(err)
+						b.Error(err)
+						return
 					}
 				}
 			})
-		})
-		b.Run("CompareAndSwap/"+st.name, func(b *testing.B) {
-			s := st.open(b)
+		}},
+		{"CompareAndSwap", func(b *testing.B, s store.Store) {
 			v, _, err := s.PutIfAbsent(bg, "bench/cas", value, 0)
 			if err != nil {
 				b.Fatal(err)
@@ -690,18 +718,18 @@ func BenchmarkStore(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-		})
-		b.Run("CompareAndSwapParallel/"+st.name, func(b *testing.B) {
+		}},
+		{"CompareAndSwapParallel", func(b *testing.B, s store.Store) {
 			// Each goroutine its own record: write throughput, not
 			// contention on one row.
-			s := st.open(b)
-			var n sync.Mutex
+			var mu sync.Mutex
 			next := 0
+			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
-				n.Lock()
+				mu.Lock()
 				key := "bench/cas/" + strconv.Itoa(next)
 				next++
-				n.Unlock()
+				mu.Unlock()
 				v, _, err := s.PutIfAbsent(bg, key, value, 0)
 				if err != nil {
 					b.Error(err)
@@ -714,6 +742,15 @@ func BenchmarkStore(b *testing.B) {
 					}
 				}
 			})
-		})
+		}},
+	}
+	for _, op := range ops {
+		for _, st := range stores {
+			b.Run(op.name+"/"+st.name, func(b *testing.B) {
+				s := st.open(b)
+				b.ResetTimer()
+				op.run(b, s)
+			})
+		}
 	}
 }
