@@ -108,8 +108,13 @@ issuer:
   issuer: https://mcpauthz.example.com
   keys: [{file: {{.Dir}}/issuer.pem}]
 store:
+{{- if .OPAFile}}
+  driver: postgres
+  dsn: {env: DEEP_PG_DSN}
+{{- else}}
   driver: sqlite
   path: {{.Dir}}/state/state.db
+{{- end}}
   encryption: {keys: [{id: k1, secret: {file: {{.Dir}}/store-key}}]}
 connections: {public_url: https://mcpauthz.example.com}
 connect:
@@ -185,7 +190,7 @@ servers:
 
 type deepEnv struct {
 	dir, bundle string
-	docs        []string // deepFixture rendered: the http and the file OPA log
+	docs        []string // deepFixture rendered: the http OPA log + sqlite store, the file OPA log + postgres store
 }
 
 // newDeepEnv writes every file deepFixture names, with valid contents, and
@@ -227,7 +232,8 @@ func newDeepEnv(t *testing.T) *deepEnv {
 	}
 	for name, v := range map[string]string{"DEEP_INTROSPECTION": "i", "DEEP_OPA_TOKEN": "o", "DEEP_S1_STATIC": "s",
 		"DEEP_S1_STS": "s", "DEEP_S3_ACTOR": "a", "DEEP_S3_CC": "c", "DEEP_S4_SA": "s", "DEEP_S5_KEY": string(stsKey),
-		"DEEP_CONNECT_LOGIN": "l", "DEEP_S6_OAUTH": "o", "DEEP_S7_INDIVIDUAL": "i"} {
+		"DEEP_CONNECT_LOGIN": "l", "DEEP_S6_OAUTH": "o", "DEEP_S7_INDIVIDUAL": "i",
+		"DEEP_PG_DSN": "postgres://mcpauthz@127.0.0.1:1/mcpauthz"} {
 		t.Setenv(name, v)
 	}
 	tmpl := template.Must(template.New("deep").Parse(deepFixture))
