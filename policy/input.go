@@ -387,7 +387,7 @@ func (s *termSlab) principal(p *Principal, use inputUse) (*ast.Term, error) {
 	}
 	claims := nullTerm
 	if use.claims && p.Claims != nil {
-		v, err := ast.InterfaceToValue(p.Claims)
+		v, err := claimsValue(p.Claims)
 		if err != nil {
 			return nil, fmt.Errorf("policy: input principal.claims: %w", err)
 		}
@@ -474,6 +474,49 @@ func jsonToValue(raw []byte) (ast.Value, error) {
 	var x any
 	if err := util.UnmarshalJSON(raw, &x); err != nil {
 		return nil, err
+	}
+	return ast.InterfaceToValue(x)
+}
+
+// claimsValue converts decoded JSON claims to an AST value without
+// reflection for the types a JSON decoder produces; anything else goes
+// through ast.InterfaceToValue, so the result is the same.
+func claimsValue(x any) (ast.Value, error) {
+	switch v := x.(type) {
+	case nil:
+		return ast.Null{}, nil
+	case string:
+		return ast.String(v), nil
+	case bool:
+		return ast.Boolean(v), nil
+	case json.Number:
+		return ast.Number(v), nil
+	case map[string]any:
+		kvs := make([][2]*ast.Term, 0, len(v))
+		for k, e := range v {
+			ev, err := claimsValue(e)
+			if err != nil {
+				return nil, err
+			}
+			kvs = append(kvs, [2]*ast.Term{ast.StringTerm(k), ast.NewTerm(ev)})
+		}
+		return ast.NewObject(kvs...), nil
+	case []any:
+		ts := make([]*ast.Term, len(v))
+		for i, e := range v {
+			ev, err := claimsValue(e)
+			if err != nil {
+				return nil, err
+			}
+			ts[i] = ast.NewTerm(ev)
+		}
+		return ast.NewArray(ts...), nil
+	case []string:
+		ts := make([]*ast.Term, len(v))
+		for i, e := range v {
+			ts[i] = ast.StringTerm(e)
+		}
+		return ast.NewArray(ts...), nil
 	}
 	return ast.InterfaceToValue(x)
 }

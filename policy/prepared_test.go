@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"encoding/json"
 	"testing"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -58,5 +59,29 @@ func TestLazyHeaders(t *testing.T) {
 	}
 	if h := v.(ast.Object).Get(ast.StringTerm("request")).Value.(ast.Object).Get(ast.StringTerm("headers")); h.String() != "null" {
 		t.Fatalf("unused headers converted: %v", h)
+	}
+}
+
+// TestClaimsValueMatchesInterfaceToValue: the reflection-free claims
+// conversion gives exactly what ast.InterfaceToValue gives.
+func TestClaimsValueMatchesInterfaceToValue(t *testing.T) {
+	for i, claims := range []any{
+		map[string]any{"sub": "a", "roles": []any{"viewer", float64(7), nil, true}, "exp": json.Number("1750000000"),
+			"act": map[string]any{"sub": "bot", "act": map[string]any{"sub": "x"}}, "n": float64(1.5), "i": 3, "i64": int64(-4),
+			"s": []string{"a", "b"}, "m": map[string]string{"k": "v"}, "empty": map[string]any{}, "nil": nil, "u": uint8(2)},
+		map[string]any{},
+		[]any{map[string]any{"a": []any{}}},
+	} {
+		want, err := ast.InterfaceToValue(claims)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := claimsValue(claims)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want.Compare(got) != 0 {
+			t.Fatalf("case %d: claimsValue %v, InterfaceToValue %v", i, got, want)
+		}
 	}
 }
