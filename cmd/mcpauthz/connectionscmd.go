@@ -89,9 +89,9 @@ func openConnections(ctx context.Context, path string, register bool, stderr io.
 	if err != nil {
 		return nil, err
 	}
-	if cfg.Store.Driver != store.DriverSQLite {
+	if d := orDefault(cfg.Store.Driver, store.DriverMemory); d == store.DriverMemory {
 		return nil, fmt.Errorf("%s: store.driver is %q: connections then live inside the serving process only; "+
-			"the connections commands work on a shared store (store.driver: sqlite)", path, orDefault(cfg.Store.Driver, store.DriverMemory))
+			"the connections commands work on a shared store (store.driver: sqlite or postgres)", path, d)
 	}
 	quiet := slog.New(slog.DiscardHandler)
 	st, ring, err := store.Open(ctx, cfg.Store, store.Options{Logger: quiet, PurgeInterval: -1})

@@ -235,7 +235,7 @@ func TestConfigValidate(t *testing.T) {
 		{"sqlite", Config{Driver: "sqlite", Path: "/var/lib/mcpauthz/state.db", BusyTimeout: 2e9,
 			Encryption: Encryption{Keys: []KeyConfig{key("k2"), key("k1")}, Primary: "k1"}}, nil},
 
-		{"unknown driver", Config{Driver: "postgres"}, []string{`driver: unknown driver "postgres" (want memory or sqlite)`}},
+		{"unknown driver", Config{Driver: "mysql"}, []string{`driver: unknown driver "mysql" (want memory, sqlite or postgres)`}},
 		{"sqlite without path or keys", Config{Driver: "sqlite"},
 			[]string{"path: required with driver sqlite", "encryption.keys: required with driver sqlite: state on disk must be encrypted"}},
 		{"sqlite uri", Config{Driver: "sqlite", Path: "file:x.db?mode=memory", Encryption: Encryption{Keys: []KeyConfig{key("a")}}},

@@ -5,11 +5,11 @@
 // several keys with ids for rotation) that seals values before they reach
 // the store.
 //
-// Two implementations: [Memory] (one process; tests and single-replica
-// deployments) and [SQLite] (an embedded database file, safe for several
-// processes on one machine: WAL mode, a busy timeout, versioned migrations
-// run at open). A PostgreSQL implementation is meant to satisfy the same
-// interface and pass the same contract tests.
+// Three implementations pass the same contract tests (storetest): [Memory]
+// (one process; tests and single-replica deployments), [SQLite] (an
+// embedded database file, safe for several processes on one machine: WAL
+// mode, a busy timeout, versioned migrations run at open) and PostgreSQL
+// (many replicas: a pgx pool, migrations under an advisory lock).
 //
 // The store never sees plaintext secrets: callers encrypt with a [Cipher]
 // and bind each ciphertext to its record key (the associated data), so a
