@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -24,10 +25,14 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"golang.org/x/net/html"
+
 	"github.com/mcpauthz/mcpauthz/bundles"
 	"github.com/mcpauthz/mcpauthz/credentials/identity/devidp"
 	"github.com/mcpauthz/mcpauthz/e2e/docserver"
 	"github.com/mcpauthz/mcpauthz/envoy/emulator"
+	"github.com/mcpauthz/mcpauthz/internal/oauthtest"
 	"github.com/mcpauthz/mcpauthz/server"
 	"github.com/mcpauthz/mcpauthz/server/config"
 )
@@ -77,6 +82,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fmt.Fprintln(stdout)
 	principals, steps := demoScript()
 	failures := d.runScript(ctx, stdout, principals, steps)
+	failures = append(failures, d.runTracker(ctx, stdout)...)
 	d.closeClients()
 
 	if !*keep {
@@ -123,6 +129,14 @@ type demo struct {
 	hc       *http.Client
 	secret   string
 
+	// The tracker: an MCP server taking its own OAuth provider's tokens,
+	// reached with each user's own connection (credential mode individual).
+	provider        *oauthtest.Provider
+	provURL         string
+	tracker         *docserver.Server
+	trackerResource string
+	httpAddr        string // mcpauthz's HTTP listener (connections.public_url)
+
 	httpServers []*http.Server
 	authzUp     bool
 	clients     map[string]*docserver.Client
@@ -151,7 +165,10 @@ func startDemo(ctx context.Context, stdout io.Writer, keep bool) (*demo, error) 
 	if keep {
 		ttl = 8 * time.Hour
 	}
-	if d.idp, err = devidp.New(devidp.Options{IssuerURL: d.idpURL, TokenTTL: ttl}); err != nil {
+	// Its sign-in endpoints log users in to mcpauthz's connect pages.
+	d.idp, err = devidp.New(devidp.Options{IssuerURL: d.idpURL, TokenTTL: ttl,
+		Clients: map[string]string{demoLoginClient: demoLoginSecret}})
+	if err != nil {
 		_ = idpLn.Close()
 		return d, fmt.Errorf("start dev IdP: %w", err)
 	}
@@ -179,7 +196,36 @@ func startDemo(ctx context.Context, stdout io.Writer, keep bool) (*demo, error) 
 	d.serve(upLn, d.upstream.Handler())
 	fmt.Fprintf(stdout, "✓ MCP server       document server, %d tools (official MCP Go SDK) on %s, reached only through the stand-in below\n", len(docserver.ToolNames()), d.upURL)
 
-	// 3. mcpauthz on the rendered demo config.
+	// 3. The issue tracker and its own OAuth provider. The provider
+	// accepts exactly mcpauthz's connect callback as redirect URI, so
+	// mcpauthz's HTTP port is chosen here.
+	if d.httpAddr, err = freeLoopbackAddr(); err != nil {
+		_ = frontLn.Close()
+		return d, fmt.Errorf("pick an HTTP port: %w", err)
+	}
+	d.provider = oauthtest.New(oauthtest.Options{
+		Clients:      map[string]string{demoTrackerClient: demoTrackerSecret},
+		RedirectURIs: map[string][]string{demoTrackerClient: {"http://" + d.httpAddr + "/connect/callback"}},
+		Users:        map[string]string{"alice": "alice"},
+		Scopes:       []string{"issues:read"},
+	})
+	if d.provURL, err = d.provider.Start(); err != nil {
+		_ = frontLn.Close()
+		return d, fmt.Errorf("start the tracker's OAuth provider: %w", err)
+	}
+	d.tracker = docserver.New()
+	d.tracker.Put(docserver.Document{ID: "issue-7", Title: "Login page slow", Content: "p95 is 3s"})
+	trLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		_ = frontLn.Close()
+		return d, fmt.Errorf("start the tracker: %w", err)
+	}
+	trURL := "http://" + trLn.Addr().String()
+	d.serve(trLn, d.tracker.Handler())
+	d.trackerResource = d.front + "/tracker/mcp"
+	fmt.Fprintf(stdout, "✓ MCP server       issue tracker (official MCP Go SDK) on %s; its users' accounts are at an OAuth provider, %s\n", trURL, d.provURL)
+
+	// 4. mcpauthz on the rendered demo config.
 	if err := d.startAuthz(ctx); err != nil {
 		_ = frontLn.Close()
 		return d, fmt.Errorf("start mcpauthz: %w", err)
@@ -192,13 +238,14 @@ func startDemo(ctx context.Context, stdout io.Writer, keep bool) (*demo, error) 
 	fmt.Fprintf(stdout, "✓ mcpauthz         ext_authz gRPC %s, HTTP http://%s, policy bundle rbac (revision %s)\n",
 		d.authz.GRPCAddr(), d.authz.HTTPAddr(), rev)
 
-	// 4. The Envoy stand-in in front of the MCP server.
+	// 5. The Envoy stand-in in front of the MCP servers.
 	d.proxy, err = emulator.New(ctx, emulator.Config{
 		AuthzAddr: d.authz.GRPCAddr(),
 		Timeout:   2 * time.Second,
 		Routes: []emulator.Route{
 			{Name: "metadata", PathPrefix: "/.well-known/oauth-protected-resource", Upstream: "http://" + d.authz.HTTPAddr(), DisableExtAuthz: true},
 			{Name: "docs", PathPrefix: "/docs/", Upstream: d.upURL, ContextExtensions: map[string]string{server.ContextExtensionKey: "docs"}},
+			{Name: "tracker", PathPrefix: "/tracker/", Upstream: trURL, ContextExtensions: map[string]string{server.ContextExtensionKey: "tracker"}},
 		},
 	})
 	if err != nil {
@@ -206,7 +253,7 @@ func startDemo(ctx context.Context, stdout io.Writer, keep bool) (*demo, error) 
 		return d, fmt.Errorf("start Envoy stand-in: %w", err)
 	}
 	d.serve(frontLn, d.proxy)
-	fmt.Fprintf(stdout, "✓ Envoy stand-in   %s → ext_authz → MCP server\n", d.resource)
+	fmt.Fprintf(stdout, "✓ Envoy stand-in   %s and %s → ext_authz → MCP servers\n", d.resource, d.trackerResource)
 	fmt.Fprintf(stdout, "                   (%s)\n", standInNote)
 	return d, nil
 }
@@ -228,15 +275,20 @@ func (d *demo) startAuthz(ctx context.Context) error {
 		return fmt.Errorf("set %s: %w", demoSecretEnv, err)
 	}
 	logPath := filepath.Join(d.dir, "decisions.log")
-	// The built-in issuer's URL names the HTTP listener, so its port is
-	// chosen before the config is rendered.
-	httpAddr, err := freeLoopbackAddr()
-	if err != nil {
-		return fmt.Errorf("pick an HTTP port: %w", err)
+	loginSecret, trackerSecret := filepath.Join(d.dir, "login-secret"), filepath.Join(d.dir, "tracker-secret")
+	for path, v := range map[string]string{loginSecret: demoLoginSecret, trackerSecret: demoTrackerSecret} {
+		if err := os.WriteFile(path, []byte(v), 0o600); err != nil {
+			return fmt.Errorf("write a client secret: %w", err)
+		}
 	}
+	// The built-in issuer's URL and the connect callback name the HTTP
+	// listener, whose port startDemo chose.
+	httpAddr := d.httpAddr
 	doc, err := renderDemoConfig(demoConfigParams{
 		IssuerURL: d.idpURL, BundleDir: bundleDir, DecisionLog: logPath, Resource: d.resource, SecretEnv: demoSecretEnv,
 		HTTPAddr: httpAddr, MintIssuer: "http://" + httpAddr + "/issuer",
+		PublicURL: "http://" + httpAddr, LoginClient: demoLoginClient, LoginSecretFile: loginSecret,
+		TrackerResource: d.trackerResource, ProviderURL: d.provURL, TrackerClient: demoTrackerClient, TrackerSecretFile: trackerSecret,
 	})
 	if err != nil {
 		return err
@@ -258,7 +310,19 @@ func (d *demo) startAuthz(ctx context.Context) error {
 type demoConfigParams struct {
 	IssuerURL, BundleDir, DecisionLog, Resource, SecretEnv string
 	HTTPAddr, MintIssuer                                   string
+	// The tracker (mode individual) and the connect pages.
+	PublicURL, LoginClient, LoginSecretFile                        string
+	TrackerResource, ProviderURL, TrackerClient, TrackerSecretFile string
 }
+
+// Development-only clients of the demo: mcpauthz's connect sign-in at the
+// dev IdP, and mcpauthz at the tracker's OAuth provider.
+const (
+	demoLoginClient   = "mcpauthz-connect"
+	demoLoginSecret   = "demo-connect-secret"
+	demoTrackerClient = "mcpauthz"
+	demoTrackerSecret = "demo-tracker-secret"
+)
 
 // freeLoopbackAddr returns a loopback address with a port that was free a
 // moment ago.
@@ -356,6 +420,9 @@ func (d *demo) close() {
 	}
 	if d.proxy != nil {
 		_ = d.proxy.Close()
+	}
+	if d.provider != nil {
+		d.provider.Close()
 	}
 	_ = d.stopAuthz()
 	if d.hc != nil {
@@ -964,4 +1031,256 @@ func (b *lockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// ---- the tracker: per-user connections (credential mode individual) ----
+
+// trackerLabel is how the transcript names the tracker's caller.
+const trackerLabel = "alice (human, viewer)"
+
+// runTracker shows mode individual on the tracker: alice's client gets
+// mcpauthz's "authorize at <link>" answer; she connects (signs in at the
+// dev IdP, consents at the tracker's provider; no browser needed here); her
+// call then reaches the tracker with her own provider token; she revokes
+// on the connect page; her next call gets the link again. It prints one
+// line per step and returns the mismatches.
+//
+// The rbac bundle picks no credential mode (decision.credential), so every
+// request to the tracker, initialize included, uses its only mode,
+// individual: before alice connects, her client cannot open a session. A
+// policy choosing mode public for housekeeping would let it (e2e does).
+func (d *demo) runTracker(ctx context.Context, w io.Writer) []string {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	var failures []string
+	fail := func(op, msg string) []string {
+		msg = d.redact(msg)
+		fmt.Fprintf(w, "✗ %-34s %-27s %s\n", trackerLabel, op, msg)
+		return append(failures, fmt.Sprintf("%s %s: %s", trackerLabel, op, msg))
+	}
+	const call = "tracker: readDocument"
+	tok, err := d.idp.Mint(map[string]any{"aud": d.trackerResource, "sub": "alice", "roles": []string{"viewer"}, "org_id": "acme", "scope": "docs:read"})
+	if err != nil {
+		return fail(call, "mint a token: "+err.Error())
+	}
+	d.tokens["ALICE_TRACKER"] = tok
+	connect := func() (*docserver.Client, error) {
+		return docserver.Connect(ctx, docserver.ClientOptions{Endpoint: d.trackerResource, Token: tok, HTTPClient: d.hc, DisableStandaloneSSE: true})
+	}
+	public := "http://" + d.httpAddr
+
+	// 1. Not connected yet: the JSON-RPC error carries mcpauthz's link.
+	const open = "tracker: initialize"
+	link, status, err := d.trackerNeedsLink(public, func() error {
+		c, err := connect()
+		if err == nil {
+			_ = c.Close()
+			return errors.New("the session opened")
+		}
+		return err
+	})
+	if err != nil {
+		return fail(open, err.Error()+" — expected AUTHORIZE")
+	}
+	fmt.Fprintf(w, "✓ %-34s %-27s AUTHORIZE %s: \"connect your Issue Tracker account at %s\" (upstream not reached)\n",
+		trackerLabel, open, status, shortLink(link))
+
+	// 2. alice follows the link: dev IdP sign-in, provider consent, back
+	// to mcpauthz's callback page.
+	browser := oauthtest.LoginClient("alice", "alice")
+	page, at, err := d.browse(ctx, browser, http.MethodGet, link, nil, "")
+	switch {
+	case err != nil:
+		return fail("connect tracker", err.Error())
+	case !strings.HasPrefix(at, public+"/connect/callback") ||
+		!strings.Contains(pageText(page), "Status: AUTHORIZED"):
+		return fail("connect tracker", fmt.Sprintf("the link ended at %s: %.200s", at, pageText(page)))
+	}
+	fmt.Fprintf(w, "✓ %-34s %-27s AUTHORIZED (signed in at the dev IdP, consented at the provider)\n", trackerLabel, "connects tracker")
+
+	// 3. Her client now opens a session and its call reaches the tracker
+	// with alice's provider token.
+	c, err := connect()
+	if err != nil {
+		return fail(call, fmt.Sprintf("after connecting: %v — expected ALLOW", err))
+	}
+	defer c.Close()
+	before := len(d.tracker.Received())
+	if out, err := c.CallTool(ctx, docserver.ToolRead, map[string]any{"id": "issue-7"}); err != nil || out.IsError {
+		return fail(call, fmt.Sprintf("after connecting: %v %v — expected ALLOW", err, out))
+	}
+	var auth string
+	for _, r := range d.tracker.Received()[before:] {
+		if r.RPCMethod == "tools/call" {
+			auth = r.Header.Get("Authorization")
+		}
+	}
+	provTok, _ := strings.CutPrefix(auth, "Bearer ")
+	if user, _, ok := d.provider.VerifyAccessToken(provTok); !ok || user != "alice" {
+		return fail(call, fmt.Sprintf("the tracker got Authorization %q, not alice's provider token", abbreviateCredential(auth)))
+	}
+	for k, t := range d.tokens {
+		if strings.Contains(auth, t) {
+			return fail(call, "the tracker got the caller's token "+k)
+		}
+	}
+	fmt.Fprintf(w, "✓ %-34s %-27s ALLOW  upstream got Authorization: Bearer … (%d bytes) — alice's own provider token (the provider verifies it), not the caller's token\n",
+		trackerLabel, call, len(provTok))
+
+	// 4. alice revokes on her connections page (a form POST with its CSRF token).
+	connPage, _, err := d.browse(ctx, browser, http.MethodGet, public+"/connect/", nil, "")
+	if err != nil {
+		return fail("revokes tracker", err.Error())
+	}
+	form, err := formFields(connPage, "/connect/tracker/revoke")
+	if err != nil {
+		return fail("revokes tracker", err.Error())
+	}
+	page, _, err = d.browse(ctx, browser, http.MethodPost, public+"/connect/tracker/revoke", form, public)
+	if err != nil || !strings.Contains(pageText(page), "Status: REVOKED") {
+		return fail("revokes tracker", fmt.Sprintf("%v: %.200s", err, pageText(page)))
+	}
+	fmt.Fprintf(w, "✓ %-34s %-27s REVOKED (on /connect/: a form POST with its CSRF token)\n", trackerLabel, "revokes tracker")
+
+	// 5. The next call gets the link again.
+	link, status, err = d.trackerNeedsLink(public, func() error {
+		out, err := c.CallTool(ctx, docserver.ToolRead, map[string]any{"id": "issue-7"})
+		if err == nil {
+			return fmt.Errorf("the call succeeded: %v", out)
+		}
+		return err
+	})
+	if err != nil {
+		return fail(call, err.Error()+" — expected AUTHORIZE")
+	}
+	fmt.Fprintf(w, "✓ %-34s %-27s AUTHORIZE %s: \"connect your Issue Tracker account at %s\" (upstream not reached)\n",
+		trackerLabel, call, status, shortLink(link))
+	return failures
+}
+
+// trackerNeedsLink runs try, which must fail with mcpauthz's "authorize
+// at <link>" JSON-RPC error; the tracker must receive nothing.
+func (d *demo) trackerNeedsLink(public string, try func() error) (link, status string, err error) {
+	before := len(d.tracker.Received())
+	err = try()
+	var je *jsonrpc.Error
+	if !errors.As(err, &je) {
+		return "", "", fmt.Errorf("got %v", err)
+	}
+	var data struct{ URL, Server, Status string }
+	if json.Unmarshal(je.Data, &data) != nil || data.Server != "tracker" || !strings.HasPrefix(data.URL, public+"/connect/start?link=") ||
+		!strings.Contains(je.Message, data.URL) {
+		return "", "", fmt.Errorf("got JSON-RPC error %d %q %s", je.Code, je.Message, je.Data)
+	}
+	if n := len(d.tracker.Received()); n != before {
+		return "", "", errors.New("a refused request reached the tracker")
+	}
+	return data.URL, data.Status, nil
+}
+
+// browse sends one request as alice's browser (following redirects) and
+// returns the text of the page it ended on and its URL.
+func (d *demo) browse(ctx context.Context, c *http.Client, method, u string, form url.Values, origin string) (string, string, error) {
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
+	if err != nil {
+		return "", "", err
+	}
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	if origin != "" {
+		req.Header.Set("Origin", origin)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return "", "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return "", "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", "", fmt.Errorf("%s %s: status %d", method, resp.Request.URL.Path, resp.StatusCode)
+	}
+	return string(b), resp.Request.URL.String(), nil
+}
+
+// pageText is the text of an HTML page, whitespace-normalized (head,
+// style and script skipped).
+func pageText(page string) string {
+	doc, err := html.Parse(strings.NewReader(page))
+	if err != nil {
+		return ""
+	}
+	var b strings.Builder
+	var walk func(*html.Node)
+	walk = func(n *html.Node) {
+		if n.Type == html.ElementNode && (n.Data == "head" || n.Data == "style" || n.Data == "script") {
+			return
+		}
+		if n.Type == html.TextNode {
+			b.WriteString(n.Data)
+			b.WriteByte(' ')
+		}
+		for c := n.FirstChild; c != nil; c = c.NextSibling {
+			walk(c)
+		}
+	}
+	walk(doc)
+	return strings.Join(strings.Fields(b.String()), " ")
+}
+
+// formFields returns the hidden fields of the form posting to action.
+func formFields(page, action string) (url.Values, error) {
+	doc, err := html.Parse(strings.NewReader(page))
+	if err != nil {
+		return nil, err
+	}
+	var form *html.Node
+	var walk func(n *html.Node, f func(*html.Node))
+	walk = func(n *html.Node, f func(*html.Node)) {
+		if n.Type == html.ElementNode {
+			f(n)
+		}
+		for c := n.FirstChild; c != nil; c = c.NextSibling {
+			walk(c, f)
+		}
+	}
+	attr := func(n *html.Node, k string) string {
+		for _, a := range n.Attr {
+			if a.Key == k {
+				return a.Val
+			}
+		}
+		return ""
+	}
+	walk(doc, func(n *html.Node) {
+		if form == nil && n.Data == "form" && attr(n, "action") == action {
+			form = n
+		}
+	})
+	if form == nil {
+		return nil, fmt.Errorf("no form posting to %s on the page", action)
+	}
+	vals := url.Values{}
+	walk(form, func(n *html.Node) {
+		if n.Data == "input" && attr(n, "type") == "hidden" {
+			vals.Set(attr(n, "name"), attr(n, "value"))
+		}
+	})
+	return vals, nil
+}
+
+// shortLink shows a connect link without its link id (random per link).
+func shortLink(link string) string {
+	base, _, ok := strings.Cut(link, "?link=")
+	if !ok {
+		return link
+	}
+	return base + "?link=…"
 }

@@ -68,6 +68,12 @@ func TestDemoTranscript(t *testing.T) {
 		{"batch-bot (agent alone)", "tools/call readDocument", regexp.MustCompile(`ALLOW  upstream got Authorization: Bearer`)},
 		{"batch-bot (agent alone)", "tools/call createDocument", regexp.MustCompile(`DENY 403 agent_tool_not_allowed: ".*createDocument"`)},
 		{"no token", "connect", regexp.MustCompile(`DENY 401 no_credentials: WWW-Authenticate: Bearer resource_metadata="http://127\.0\.0\.1:\d+/\.well-known/oauth-protected-resource/docs/mcp"`)},
+		// The tracker (mode individual): mcpauthz's own connect link
+		// before alice connects, her own provider token afterwards.
+		{"alice (human, viewer)", "tracker: initialize", regexp.MustCompile(`AUTHORIZE NEEDS_AUTHORIZATION: "connect your Issue Tracker account at http://127\.0\.0\.1:\d+/connect/start\?link=…" \(upstream not reached\)`)},
+		{"alice (human, viewer)", "connects tracker", regexp.MustCompile(`AUTHORIZED \(signed in at the dev IdP, consented at the provider\)`)},
+		{"alice (human, viewer)", "tracker: readDocument", regexp.MustCompile(`ALLOW  upstream got Authorization: Bearer … \(\d+ bytes\) — alice's own provider token \(the provider verifies it\), not the caller's token`)},
+		{"alice (human, viewer)", "revokes tracker", regexp.MustCompile(`REVOKED \(on /connect/: a form POST with its CSRF token\)`)},
 	}
 	for _, l := range lines {
 		t.Run(l.who+" "+l.op, func(t *testing.T) {
@@ -85,7 +91,14 @@ func TestDemoTranscript(t *testing.T) {
 	if !strings.Contains(got, "verified identity headers: x-mcp-subject=dev/bob x-mcp-kind=agent_for_user x-mcp-actor=dev/docs-assistant") {
 		t.Error("no attribution line for the agent acting for bob")
 	}
-	if m := regexp.MustCompile(`decision log: (\d+) decisions \((\d+) allowed, (\d+) denied\)`).FindStringSubmatch(got); m == nil || m[3] != "5" {
+	// After revoking, alice's next tracker call gets the link again.
+	if !regexp.MustCompile(`(?m)^✓ alice \(human, viewer\) +tracker: readDocument +AUTHORIZE REVOKED: "connect your Issue Tracker account at http://127\.0\.0\.1:\d+/connect/start\?link=…" \(upstream not reached\)$`).MatchString(got) {
+		t.Error("no line for alice's tracker call after revoking")
+	}
+	// 5 denials of the document server; 4 of the tracker: server/discover
+	// and initialize before alice connects, the call after she revoked and
+	// the session's end.
+	if m := regexp.MustCompile(`decision log: (\d+) decisions \((\d+) allowed, (\d+) denied\)`).FindStringSubmatch(got); m == nil || m[3] != "9" {
 		t.Errorf("decision log summary missing or wrong: %v", m)
 	}
 	if jwtLike.MatchString(got) || jwtLike.MatchString(errb.String()) {
@@ -125,8 +138,8 @@ func TestDemoVerboseShowsTheDecisionLog(t *testing.T) {
 			denied++
 		}
 	}
-	if n < 8 || denied != 5 {
-		t.Errorf("decision lines = %d, denied = %d; want >= 8 and 5", n, denied)
+	if n < 8 || denied != 9 {
+		t.Errorf("decision lines = %d, denied = %d; want >= 8 and 9", n, denied)
 	}
 	if !strings.Contains(got, "mcpauthz log:") || !strings.Contains(got, `"msg":"mcpauthz serving"`) {
 		t.Error("verbose output lacks mcpauthz's own log")
@@ -251,6 +264,10 @@ func TestRenderDemoConfigQuotesValues(t *testing.T) {
 		SecretEnv:   demoSecretEnv,
 		HTTPAddr:    "127.0.0.1:8181",
 		MintIssuer:  "http://127.0.0.1:8181/issuer",
+
+		PublicURL: "http://127.0.0.1:8181", LoginClient: demoLoginClient, LoginSecretFile: "/tmp/x/login secret",
+		TrackerResource: "http://127.0.0.1:5678/tracker/mcp", ProviderURL: "http://127.0.0.1:9999",
+		TrackerClient: demoTrackerClient, TrackerSecretFile: "/tmp/x/tracker: secret",
 	}
 	b, err := renderDemoConfig(p)
 	if err != nil {
@@ -292,7 +309,8 @@ func TestRenderDemoConfigQuotesValues(t *testing.T) {
 	if doc.Identity.Issuers[0].Issuer != p.IssuerURL || doc.Policy.Bundles[0].Path != p.BundleDir ||
 		doc.Audit.Output != p.DecisionLog || doc.Servers[0].Resource != p.Resource ||
 		doc.Issuer.Issuer != p.MintIssuer || doc.Servers[0].Credential.Mode != "delegated" ||
-		doc.Servers[0].Options[0].ServiceAccount.Secret["env"] != demoSecretEnv {
+		doc.Servers[0].Options[0].ServiceAccount.Secret["env"] != demoSecretEnv ||
+		len(doc.Servers) != 2 || doc.Servers[1].Resource != p.TrackerResource || doc.Servers[1].Credential.Mode != "individual" {
 		t.Errorf("round trip = %+v", doc)
 	}
 }
