@@ -29,6 +29,7 @@ import (
 	"golang.org/x/net/html"
 
 	"github.com/mcpauthz/mcpauthz/bundles"
+	"github.com/mcpauthz/mcpauthz/credentials/connections"
 	"github.com/mcpauthz/mcpauthz/credentials/identity/devidp"
 	"github.com/mcpauthz/mcpauthz/e2e/docserver"
 	"github.com/mcpauthz/mcpauthz/envoy/emulator"
@@ -1071,7 +1072,7 @@ func (d *demo) runTracker(ctx context.Context, w io.Writer) []string {
 
 	// 1. Not connected yet: the JSON-RPC error carries mcpauthz's link.
 	const open = "tracker: initialize"
-	link, status, err := d.trackerNeedsLink(public, func() error {
+	link, status, err := d.trackerNeedsLink(public, connections.StatusNeedsAuthorization, func() error {
 		c, err := connect()
 		if err == nil {
 			_ = c.Close()
@@ -1091,10 +1092,10 @@ func (d *demo) runTracker(ctx context.Context, w io.Writer) []string {
 	page, at, err := d.browse(ctx, browser, http.MethodGet, link, nil, "")
 	switch {
 	case err != nil:
-		return fail("connect tracker", err.Error())
+		return fail("connects tracker", err.Error())
 	case !strings.HasPrefix(at, public+"/connect/callback") ||
 		!strings.Contains(pageText(page), "Status: AUTHORIZED"):
-		return fail("connect tracker", fmt.Sprintf("the link ended at %s: %.200s", at, pageText(page)))
+		return fail("connects tracker", fmt.Sprintf("the link ended at %s: %.200s", at, pageText(page)))
 	}
 	fmt.Fprintf(w, "✓ %-34s %-27s AUTHORIZED (signed in at the dev IdP, consented at the provider)\n", trackerLabel, "connects tracker")
 
@@ -1143,7 +1144,7 @@ func (d *demo) runTracker(ctx context.Context, w io.Writer) []string {
 	fmt.Fprintf(w, "✓ %-34s %-27s REVOKED (on /connect/: a form POST with its CSRF token)\n", trackerLabel, "revokes tracker")
 
 	// 5. The next call gets the link again.
-	link, status, err = d.trackerNeedsLink(public, func() error {
+	link, status, err = d.trackerNeedsLink(public, connections.StatusRevoked, func() error {
 		out, err := c.CallTool(ctx, docserver.ToolRead, map[string]any{"id": "issue-7"})
 		if err == nil {
 			return fmt.Errorf("the call succeeded: %v", out)
@@ -1155,12 +1156,17 @@ func (d *demo) runTracker(ctx context.Context, w io.Writer) []string {
 	}
 	fmt.Fprintf(w, "✓ %-34s %-27s AUTHORIZE %s: \"connect your Issue Tracker account at %s\" (upstream not reached)\n",
 		trackerLabel, call, status, shortLink(link))
+	for _, r := range d.tracker.Received() {
+		if f := d.leakCheck(&r); f != "" {
+			failures = append(failures, "tracker: "+f)
+		}
+	}
 	return failures
 }
 
 // trackerNeedsLink runs try, which must fail with mcpauthz's "authorize
 // at <link>" JSON-RPC error; the tracker must receive nothing.
-func (d *demo) trackerNeedsLink(public string, try func() error) (link, status string, err error) {
+func (d *demo) trackerNeedsLink(public string, want connections.Status, try func() error) (link, status string, err error) {
 	before := len(d.tracker.Received())
 	err = try()
 	var je *jsonrpc.Error
@@ -1168,7 +1174,7 @@ func (d *demo) trackerNeedsLink(public string, try func() error) (link, status s
 		return "", "", fmt.Errorf("got %v", err)
 	}
 	var data struct{ URL, Server, Status string }
-	if json.Unmarshal(je.Data, &data) != nil || data.Server != "tracker" || !strings.HasPrefix(data.URL, public+"/connect/start?link=") ||
+	if json.Unmarshal(je.Data, &data) != nil || data.Server != "tracker" || data.Status != string(want) || !strings.HasPrefix(data.URL, public+"/connect/start?link=") ||
 		!strings.Contains(je.Message, data.URL) {
 		return "", "", fmt.Errorf("got JSON-RPC error %d %q %s", je.Code, je.Message, je.Data)
 	}

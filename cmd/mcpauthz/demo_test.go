@@ -185,6 +185,36 @@ func TestDemoReportsUnexpectedOutcomes(t *testing.T) {
 	}
 }
 
+// TestDemoTrackerReportsFailures: when alice cannot connect (the tracker's
+// OAuth provider is down), the tracker steps stop with a failure naming
+// the step, and nothing reaches the tracker.
+func TestDemoTrackerReportsFailures(t *testing.T) {
+	ctx := demoTestCtx(t)
+	d, err := startDemo(ctx, io.Discard, false)
+	if d != nil {
+		defer d.close()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.provider.Close()
+	var out lockedBuffer
+	failures := d.runTracker(ctx, &out)
+	if len(failures) != 1 || !strings.Contains(failures[0], "alice (human, viewer) connects tracker: ") {
+		t.Fatalf("failures = %q\n%s", failures, out.String())
+	}
+	if !strings.Contains(out.String(), "✓ alice (human, viewer)              tracker: initialize         AUTHORIZE NEEDS_AUTHORIZATION") ||
+		!strings.Contains(out.String(), "✗ alice (human, viewer)              connects tracker") {
+		t.Errorf("transcript:\n%s", out.String())
+	}
+	if n := len(d.tracker.Received()); n != 0 {
+		t.Errorf("the tracker received %d requests", n)
+	}
+	if jwtLike.MatchString(out.String()) || jwtLike.MatchString(strings.Join(failures, " ")) {
+		t.Error("a raw token in the transcript or failures")
+	}
+}
+
 func TestDemoKeepRunningServesUntilCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(demoTestCtx(t))
 	defer cancel()
