@@ -12,7 +12,7 @@ GO ?= go
 FUZZTIME ?= 10s
 PKGS := ./...
 
-.PHONY: run demo test build lint unit policy-test envoy-check deploy-check fuzz bench loadtest e2e test-browser clean
+.PHONY: run demo test build lint unit policy-test envoy-check deploy-check fuzz bench loadtest e2e test-browser test-postgres screenshots clean
 
 run: build
 	@echo "==> run: bin/mcpauthz serve (embedded development defaults; Ctrl-C stops it)"
@@ -96,6 +96,31 @@ test-browser:
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || command -v google-chrome >/dev/null || \
 		echo "    no Chromium on PATH: the browser steps skip (install it: apt-get install -y chromium)"
 	$(GO) test -race -count=1 -v -run '^(TestConnectFlowInChromium|TestIndividualConnectionsEndToEnd)$$' ./e2e/
+
+# PostgreSQL for real (issue 9): the store conformance suite and the
+# three-replica e2e on a throwaway cluster (initdb + postgres from the
+# Debian package postgresql, found in PATH or /usr/lib/postgresql/*/bin),
+# or on MCPAUTHZ_TEST_POSTGRES (a DSN whose role may create databases).
+# Without either the tests say so and skip; MCPAUTHZ_TEST_POSTGRES_REQUIRED=1
+# makes that a failure.
+test-postgres:
+	@echo "==> test-postgres: store conformance suite and three replicas on one PostgreSQL"
+	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || [ -n "$$MCPAUTHZ_TEST_POSTGRES" ] || \
+		echo "    no PostgreSQL (initdb) and no MCPAUTHZ_TEST_POSTGRES: the tests skip (install it: apt-get install -y postgresql)"
+	$(GO) test -race -count=1 -v ./internal/pgtest/ ./credentials/store/
+	$(GO) test -race -count=1 -v -run '^TestReplicasEndToEnd$$' ./e2e/
+
+# Screenshots of the connect, connections and admin pages, taken by the
+# browser tests in headless Chromium, kept in docs/screenshots (the tests
+# run in ./e2e, hence the absolute path).
+screenshots:
+	@echo "==> screenshots: browser tests writing PNGs to docs/screenshots"
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || command -v google-chrome >/dev/null || \
+		{ echo "    no Chromium on PATH: no screenshots (install it: apt-get install -y chromium)"; exit 1; }
+	mkdir -p docs/screenshots
+	MCPAUTHZ_SCREENSHOT_DIR=$(CURDIR)/docs/screenshots $(GO) test -race -count=1 -v \
+		-run '^(TestConnectFlowInChromium|TestConnectAdminInChromium|TestIndividualConnectionsEndToEnd)$$' ./e2e/
+	@ls docs/screenshots
 
 bench:
 	@echo "==> bench: Check pipeline, policy, parser and credential benchmarks"
