@@ -199,7 +199,13 @@ func serveUntilDone(ctx context.Context, ln net.Listener, h http.Handler) error 
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
+		if !errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("shutdown: %w", err)
+		}
+		// Streams a client left open (SSE) do not end by themselves: after
+		// the grace period they are closed, which is what a development
+		// server stopping should do.
+		_ = srv.Close()
 	}
 	return nil
 }
