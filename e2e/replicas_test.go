@@ -136,6 +136,7 @@ func newReplicasEnv(t *testing.T) *replicasEnv {
 		Clients:      map[string]string{trackerClient: trackerSecret},
 		RedirectURIs: map[string][]string{trackerClient: {e.public + "/connect/callback"}},
 		Users:        map[string]string{"alice": "alice", "mallory": "mallory"},
+		SlowDelay:    2 * time.Second,
 		Scopes:       []string{"issues:read", "issues:write"},
 	})
 	if e.provURL, err = e.provider.Start(); err != nil {
@@ -473,26 +474,43 @@ func TestReplicasEndToEnd(t *testing.T) {
 		}
 	})
 
-	// (d) a replica dies while a refresh may be in flight (short-lived
-	//     provider tokens, refresh every second): alice's connection keeps
-	//     working through the others.
-	t.Run("replica dies during refreshes", func(t *testing.T) {
+	// (d) a replica dies with a refresh in flight: B and C are stopped so
+	//     A alone refreshes; the provider holds /token answers (FaultSlow,
+	//     2 s); once A's refresh has reached the provider, A is shut down
+	//     and B and C start again. alice's connection keeps working through
+	//     B and C with tokens refreshed after A died: no refresh token lost.
+	t.Run("replica dies during a refresh", func(t *testing.T) {
 		r.provider.SetAccessTTL(3 * time.Second)
+		defer r.provider.SetAccessTTL(time.Hour)
 		_, err := alice.through(1).whoami(t)
 		link = alice.needsAuthorization(t, err).URL // alice is still revoked
 		connect(t)                                  // a token with the short lifetime
+		r.stopReplica(1)
+		r.stopReplica(2)
+		r.provider.SetFault(oauthtest.FaultSlow)
 		tokens := r.provider.Requests("/token")
-		waitFor(t, "a background refresh", func() bool { return r.provider.Requests("/token") > tokens })
-		r.stopReplica(0)            // A, the replica alice connected on
-		time.Sleep(4 * time.Second) // every token issued before the kill has expired
-		waitFor(t, "a refresh after A died", func() bool { return r.provider.Requests("/token") > tokens+1 })
-		for _, i := range []int{1, 2} {
+		waitFor(t, "A's refresh to reach the provider", func() bool { return r.provider.Requests("/token") > tokens })
+		t0 := time.Now()
+		r.stopReplica(0) // with the refresh in flight
+		t.Logf("A (Shutdown started with its refresh held at the provider) stopped after %v", time.Since(t0).Round(time.Millisecond))
+		r.provider.SetFault(oauthtest.FaultNone)
+		r.startReplica(t, 1)
+		r.startReplica(t, 2)
+		tokens = r.provider.Requests("/token")
+		waitFor(t, "a refresh by B or C", func() bool { return r.provider.Requests("/token") > tokens })
+		time.Sleep(3500 * time.Millisecond) // every token issued before A died has expired
+		for _, i := range []int{1, 2, 1, 2} {
 			res, err := alice.through(i).whoami(t)
 			if err != nil || res.User != "alice" {
-				t.Fatalf("alice through %s after A died: %+v, %v", replicaNames[i], res, err)
+				t.Fatalf("alice through %s after A died mid-refresh: %+v, %v", replicaNames[i], res, err)
 			}
 		}
-		r.provider.SetAccessTTL(time.Hour)
+		alice.through(-1)
+		for range 4 {
+			if res, err := alice.whoami(t); err != nil || res.User != "alice" {
+				t.Fatalf("alice round robin over B and C: %+v, %v", res, err)
+			}
+		}
 	})
 
 	// No provider token ever reached the logs.
