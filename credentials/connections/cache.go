@@ -8,7 +8,7 @@ import (
 
 // cacheTTL bounds how long a replica trusts what it read from the store: a
 // revocation on another replica is seen within this time.
-const cacheTTL = 2 * time.Second
+const cacheTTL = time.Second
 
 // cacheMaxEntries bounds the cache (a few hundred bytes per entry).
 const cacheMaxEntries = 1 << 18
