@@ -83,6 +83,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzQualifiedSubject$$' -fuzztime $(FUZZTIME) ./credentials/identity
 	$(GO) test -run '^$$' -fuzz '^FuzzActorToken$$' -fuzztime $(FUZZTIME) ./credentials/outbound
 	$(GO) test -run '^$$' -fuzz '^FuzzSessionID$$' -fuzztime $(FUZZTIME) ./server
+	$(GO) test -run '^$$' -fuzz '^FuzzSSEFilter$$' -fuzztime $(FUZZTIME) ./server/extproc
 
 e2e:
 	@echo "==> e2e: the end-to-end suite (set ENVOY_BIN to run it through a real Envoy)"
