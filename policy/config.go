@@ -356,7 +356,7 @@ func (s *Signing) validate(f string) []error {
 		case k.PublicKey.PEM != "" && k.PublicKey.File != "":
 			add(kf+".public_key", "set inline PEM or file, not both")
 		case k.PublicKey.PEM != "":
-			if _, err := parsePublicKey([]byte(k.PublicKey.PEM)); err != nil {
+			if _, err := ParsePublicKey([]byte(k.PublicKey.PEM)); err != nil {
 				add(kf+".public_key", "%v", err)
 			}
 		case k.PublicKey.File == "":
@@ -376,8 +376,9 @@ func (s *Signing) validate(f string) []error {
 	return errs
 }
 
-// parsePublicKey checks that data holds a PEM public key or certificate.
-func parsePublicKey(data []byte) (any, error) {
+// ParsePublicKey parses a PEM PUBLIC KEY, RSA PUBLIC KEY or CERTIFICATE, the
+// forms a bundle signing key may take, and returns its public key.
+func ParsePublicKey(data []byte) (any, error) {
 	block, _ := pem.Decode(data)
 	if block == nil {
 		return nil, errors.New("no PEM block found")

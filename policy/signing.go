@@ -36,7 +36,7 @@ func verificationConfig(s *Signing) (*bundle.VerificationConfig, error) {
 			}
 			pemText = string(b)
 		}
-		if _, err := parsePublicKey([]byte(pemText)); err != nil {
+		if _, err := ParsePublicKey([]byte(pemText)); err != nil {
 			return nil, fmt.Errorf("signing key %q: %w", k.ID, err)
 		}
 		alg := k.Algorithm

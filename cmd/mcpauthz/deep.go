@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"crypto/x509"
 	"encoding/base64"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -271,7 +269,8 @@ func checkPath(r reference) error {
 		if err != nil {
 			return err
 		}
-		return parsePublicKey(b)
+		_, err = policy.ParsePublicKey(b)
+		return err
 	case refKeyFile:
 		_, err := readBounded(r.file)
 		return err
@@ -297,27 +296,6 @@ func readBounded(path string) ([]byte, error) {
 		return nil, fmt.Errorf("%s is larger than %d bytes", path, maxKeyFile)
 	}
 	return b, nil
-}
-
-// parsePublicKey accepts what policy accepts for a bundle signing key: a
-// PEM PUBLIC KEY, RSA PUBLIC KEY or CERTIFICATE.
-func parsePublicKey(b []byte) error {
-	block, _ := pem.Decode(b)
-	if block == nil {
-		return errors.New("no PEM block found")
-	}
-	var err error
-	switch block.Type {
-	case "PUBLIC KEY":
-		_, err = x509.ParsePKIXPublicKey(block.Bytes)
-	case "RSA PUBLIC KEY":
-		_, err = x509.ParsePKCS1PublicKey(block.Bytes)
-	case "CERTIFICATE":
-		_, err = x509.ParseCertificate(block.Bytes)
-	default:
-		err = fmt.Errorf("PEM block %q is not a public key (want PUBLIC KEY, RSA PUBLIC KEY or CERTIFICATE)", block.Type)
-	}
-	return err
 }
 
 // creatableDir: dir is a directory, or its nearest existing ancestor is
