@@ -84,8 +84,11 @@ type Service struct {
 	// ext_proc); extproc filters list responses.
 	caps    *extproc.CapabilityStore
 	extproc *extproc.Server
-	opa     opaLogger // OPA-format decision log; nil unless configured
-	opaPath string
+	// mdValues shares the ext_proc hand-off values that repeat across
+	// Checks (server, kind, protocol, revision, …).
+	mdValues extproc.Values
+	opa      opaLogger // OPA-format decision log; nil unless configured
+	opaPath  string
 	// bundleNames name the policy sources in config order (decision-log
 	// bundles map).
 	bundleNames []string
@@ -664,9 +667,11 @@ func (s *Service) allow(rec *record, srv *mcpServer, r *envoy.Request, p *identi
 			}
 		}
 	}
-	resp := envoy.Allow(set, remove)
+	var resp *authv3.CheckResponse
 	if md != nil {
-		resp = envoy.AllowWithMetadata(set, remove, md.Struct())
+		resp = envoy.AllowWithMetadata(set, remove, md.StructWith(&s.mdValues))
+	} else {
+		resp = envoy.Allow(set, remove)
 	}
 	if dec != nil && len(dec.ResponseHeadersToAdd) > 0 {
 		ok := resp.GetOkResponse()

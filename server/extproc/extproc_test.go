@@ -436,6 +436,48 @@ func TestMetadataRoundTrip(t *testing.T) {
 	}
 }
 
+// TestStructWithSharedValues: the hand-off built with shared values is
+// the same as the plain one, repeating fields share one value across
+// Checks, a Check's own fields never do, and the set stays bounded.
+func TestStructWithSharedValues(t *testing.T) {
+	var vals Values
+	m1 := Metadata{Principal: "h1", Kind: "human", Server: "docs", Method: "tools/call", RPCKind: "request", RequestID: "1",
+		Protocol: "2025-06-18", Transport: TransportStreamable, Session: "s1", Revision: "r1", DecisionID: "d1", Credential: "static", Connection: "c1"}
+	m2 := m1
+	m2.Principal, m2.RequestID, m2.Session, m2.DecisionID, m2.Connection = "h2", "2", "s2", "d2", "c2"
+	s1, s2 := m1.StructWith(&vals), m2.StructWith(&vals)
+	if !proto.Equal(s1, m1.Struct()) || !proto.Equal(s2, m2.Struct()) {
+		t.Fatal("StructWith differs from Struct")
+	}
+	for _, m := range []*Metadata{&m1, &m2} {
+		got, err := ParseMetadata(mdContext(m))
+		if err != nil || !equalMeta(got, *m) {
+			t.Fatalf("round trip: %+v %v", got, err)
+		}
+	}
+	f1 := s1.Fields[metadataKey].GetStructValue().Fields
+	f2 := s2.Fields[metadataKey].GetStructValue().Fields
+	for _, k := range []string{"v", "kind", "server", "method", "rpc_kind", "protocol", "transport", "revision", "credential"} {
+		if f1[k] != f2[k] {
+			t.Errorf("%s: not shared", k)
+		}
+	}
+	for _, k := range []string{"principal", "id", "session", "decision", "connection"} {
+		if f1[k] == f2[k] {
+			t.Errorf("%s: shared between Checks", k)
+		}
+	}
+	for i := range 2 * maxSharedValues {
+		m := Metadata{Server: "docs", Method: "m" + strconv.Itoa(i)}
+		if got := m.StructWith(&vals).Fields[metadataKey].GetStructValue().Fields["method"].GetStringValue(); got != m.Method {
+			t.Fatalf("method %q, want %q", got, m.Method)
+		}
+	}
+	if len(vals.m) > maxSharedValues {
+		t.Errorf("%d shared values, bound %d", len(vals.m), maxSharedValues)
+	}
+}
+
 func equalMeta(a, b Metadata) bool {
 	return proto.Equal(a.Struct(), b.Struct())
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -80,27 +81,38 @@ func SessionKey(serverID, sessionID string) string {
 
 // Struct is the CheckResponse.dynamic_metadata for m (see
 // envoy.AllowWithMetadata). Empty fields are left out.
-func (m *Metadata) Struct() *structpb.Struct {
+func (m *Metadata) Struct() *structpb.Struct { return m.StructWith(nil) }
+
+// StructWith is Struct with the values of the fields that repeat across
+// requests (version, kind, server, method, rpc kind, protocol, transport,
+// revision, credential mode) taken from vals, so a Check allocates only
+// what is its own. A nil vals allocates every value.
+func (m *Metadata) StructWith(vals *Values) *structpb.Struct {
 	f := make(map[string]*structpb.Value, 16)
-	f["v"] = structpb.NewStringValue(MetadataVersion)
-	add := func(k, v string) {
+	shared := func(k, v string) {
+		if v != "" {
+			f[k] = vals.get(v)
+		}
+	}
+	own := func(k, v string) {
 		if v != "" {
 			f[k] = structpb.NewStringValue(v)
 		}
 	}
-	add("principal", m.Principal)
-	add("kind", m.Kind)
-	add("server", m.Server)
-	add("method", m.Method)
-	add("rpc_kind", m.RPCKind)
-	add("id", m.RequestID)
-	add("protocol", m.Protocol)
-	add("transport", m.Transport)
-	add("session", m.Session)
-	add("revision", m.Revision)
-	add("decision", m.DecisionID)
-	add("credential", m.Credential)
-	add("connection", m.Connection)
+	shared("v", MetadataVersion)
+	own("principal", m.Principal)
+	shared("kind", m.Kind)
+	shared("server", m.Server)
+	shared("method", m.Method)
+	shared("rpc_kind", m.RPCKind)
+	own("id", m.RequestID)
+	shared("protocol", m.Protocol)
+	shared("transport", m.Transport)
+	own("session", m.Session)
+	shared("revision", m.Revision)
+	own("decision", m.DecisionID)
+	shared("credential", m.Credential)
+	own("connection", m.Connection)
 	if m.Batch {
 		f["batch"] = structpb.NewBoolValue(true)
 		vs := make([]*structpb.Value, len(m.BatchMethods))
@@ -111,6 +123,45 @@ func (m *Metadata) Struct() *structpb.Struct {
 	}
 	inner := &structpb.Struct{Fields: f}
 	return &structpb.Struct{Fields: map[string]*structpb.Value{metadataKey: structpb.NewStructValue(inner)}}
+}
+
+// maxSharedValues bounds Values: past it, new strings get values of their
+// own (correct, one allocation more). Method names come from clients, so
+// the set must not grow without bound.
+const maxSharedValues = 1024
+
+// Values hands out one immutable *structpb.Value per string for metadata
+// fields that repeat across requests. Protobuf messages may be marshalled
+// concurrently as long as nobody modifies them, which nothing does once a
+// value is handed out. The zero value is ready; safe for concurrent use.
+type Values struct {
+	mu sync.RWMutex
+	m  map[string]*structpb.Value
+}
+
+func (vs *Values) get(s string) *structpb.Value {
+	if vs == nil {
+		return structpb.NewStringValue(s)
+	}
+	vs.mu.RLock()
+	v, ok := vs.m[s]
+	vs.mu.RUnlock()
+	if ok {
+		return v
+	}
+	v = structpb.NewStringValue(s)
+	vs.mu.Lock()
+	defer vs.mu.Unlock()
+	if prev, ok := vs.m[s]; ok {
+		return prev
+	}
+	if len(vs.m) < maxSharedValues {
+		if vs.m == nil {
+			vs.m = make(map[string]*structpb.Value)
+		}
+		vs.m[s] = v
+	}
+	return v
 }
 
 // ParseMetadata reads the hand-off from a ProcessingRequest's
