@@ -327,50 +327,111 @@ func newReverseProxy(target *url.URL) *httputil.ReverseProxy {
 	}
 }
 
+// httpStream is one downstream request on its way through the HTTP
+// connection manager, the filters and the router.
+type httpStream struct {
+	r                  *http.Request
+	rt                 *route
+	hdr                http.Header // the request headers as mutated so far
+	scheme             string
+	normPath, fullPath string // the normalised path; with the client's query
+	rawQuery           string
+	hasQuery           bool
+	body               []byte
+	hasBody, bodyRead  bool
+	meta               map[string]*structpb.Struct // the stream's dynamic metadata
+	resp               respState
+}
+
 // ServeHTTP handles one downstream request as Envoy would.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	// Codec: header names with '_' (headers_with_underscores_action).
-	var dropped []string
-	for k := range r.Header {
-		if strings.Contains(k, "_") {
-			switch p.cfg.HeadersWithUnderscoresAction {
-			case "ALLOW":
-			case "DROP_HEADER":
-				dropped = append(dropped, k)
-			default:
-				localReply(w, http.StatusBadRequest, nil, "")
-				return
-			}
+	s := p.newStream(w, r)
+	if s == nil {
+		return
+	}
+	defer s.close()
+	// envoy.filters.http.cors, the first HTTP filter.
+	if s.rt.CORS != nil {
+		var answered bool
+		if w, answered = corsDecode(w, r, s.rt.CORS); answered {
+			return
 		}
+	}
+	if !s.rt.DisableExtAuthz && !p.extAuthz(w, s) {
+		return
+	}
+	if p.xp != nil && !s.rt.DisableExtProc && !p.extProc(w, s) {
+		return
+	}
+	for _, h := range s.rt.RequestHeadersToSet { // the router's route-level header additions
+		s.hdr.Set(h.Name, h.Value)
+	}
+	s.rt.proxy.ServeHTTP(w, s.upstreamRequest())
+}
+
+// newStream does the HTTP connection manager's part: the codec's header
+// name check, path normalisation, the route match and the request header
+// mutation. It returns nil when it has replied.
+func (p *Proxy) newStream(w http.ResponseWriter, r *http.Request) *httpStream {
+	dropped, ok := p.underscoreHeaders(r.Header)
+	if !ok {
+		localReply(w, http.StatusBadRequest, nil, "")
+		return nil
 	}
 	rawPath, rawQuery, hasQuery := splitRequestURI(r)
 	if hasEscapedSlash(rawPath) {
 		localReply(w, http.StatusBadRequest, nil, "")
-		return
+		return nil
 	}
 	normPath, ok := normalizePath(rawPath)
 	if !ok {
 		localReply(w, http.StatusBadRequest, nil, "")
-		return
+		return nil
 	}
 	rt := p.match(r.Host, normPath)
 	if rt == nil {
 		localReply(w, http.StatusNotFound, nil, "")
-		return
+		return nil
 	}
-	fullPath := normPath
+	s := &httpStream{
+		r: r, rt: rt, scheme: "http",
+		normPath: normPath, fullPath: normPath, rawQuery: rawQuery, hasQuery: hasQuery,
+		hasBody: r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0,
+	}
+	if r.TLS != nil {
+		s.scheme = "https"
+	}
 	if hasQuery {
-		fullPath += "?" + rawQuery
+		s.fullPath += "?" + rawQuery
 	}
+	s.hdr = hcmRequestHeaders(r.Header, s.scheme, dropped)
+	return s
+}
 
-	// HCM request header mutation (use_remote_address: false).
-	hdr := r.Header.Clone()
+// underscoreHeaders applies headers_with_underscores_action to h: it
+// returns the names to drop, or false when the request is to be rejected.
+func (p *Proxy) underscoreHeaders(h http.Header) (dropped []string, ok bool) {
+	for k := range h {
+		if !strings.Contains(k, "_") {
+			continue
+		}
+		switch p.cfg.HeadersWithUnderscoresAction {
+		case "ALLOW":
+		case "DROP_HEADER":
+			dropped = append(dropped, k)
+		default:
+			return nil, false
+		}
+	}
+	return dropped, true
+}
+
+// hcmRequestHeaders is the HCM's request header mutation
+// (use_remote_address: false) on a copy of in.
+func hcmRequestHeaders(in http.Header, scheme string, dropped []string) http.Header {
+	hdr := in.Clone()
 	if hdr == nil {
 		hdr = http.Header{}
-	}
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
 	}
 	if hdr.Get("X-Request-Id") == "" {
 		hdr.Set("X-Request-Id", newUUID())
@@ -384,118 +445,127 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for _, k := range dropped {
 		delete(hdr, k)
 	}
+	return hdr
+}
 
-	// envoy.filters.http.cors, the first HTTP filter.
-	if rt.CORS != nil {
-		var answered bool
-		if w, answered = corsDecode(w, r, rt.CORS); answered {
-			return
-		}
-	}
-
-	var body []byte
-	hasBody := r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0
-	var resMut []*corev3.HeaderValueOption
-	var meta map[string]*structpb.Struct // the stream's dynamic metadata
-	bodyRead := false
-	if !rt.DisableExtAuthz {
-		bodyRead = true
-		if hasBody {
-			b, err := io.ReadAll(io.LimitReader(r.Body, int64(p.cfg.MaxRequestBytes)+1))
-			if err != nil {
-				localReply(w, http.StatusBadRequest, nil, "")
-				return
-			}
-			if len(b) > p.cfg.MaxRequestBytes {
-				localReply(w, http.StatusRequestEntityTooLarge, nil, "Payload Too Large")
-				return
-			}
-			body = b
-		}
-		creq := p.checkRequest(r, rt, hdr, scheme, fullPath, body, hasBody)
-		if fn := p.onCheck.Load(); fn != nil {
-			(*fn)(creq)
-		}
-		ctx, cancel := context.WithTimeout(r.Context(), p.cfg.Timeout)
-		resp, err := p.client.Check(ctx, creq)
-		cancel()
+// extAuthz is envoy.filters.http.ext_authz: it buffers the body, sends the
+// Check and applies the answer. It returns false when it has replied.
+func (p *Proxy) extAuthz(w http.ResponseWriter, s *httpStream) bool {
+	s.bodyRead = true
+	if s.hasBody {
+		b, err := io.ReadAll(io.LimitReader(s.r.Body, int64(p.cfg.MaxRequestBytes)+1))
 		if err != nil {
-			localReply(w, http.StatusForbidden, nil, "") // status_on_error: 403
-			return
+			localReply(w, http.StatusBadRequest, nil, "")
+			return false
 		}
-		if resp.GetStatus().GetCode() != int32(code.Code_OK) {
-			status, hs, b := http.StatusForbidden, []*corev3.HeaderValueOption(nil), ""
-			if er := resp.GetErrorResponse(); er != nil {
-				hs, b = er.GetHeaders(), er.GetBody()
-				if c := int(er.GetStatus().GetCode()); c > 0 {
-					status = c
-				}
-			} else if d := resp.GetDeniedResponse(); d != nil {
-				hs, b = d.GetHeaders(), d.GetBody()
-				if c := int(d.GetStatus().GetCode()); c > 0 {
-					status = c
-				}
-			}
-			if dm := resp.GetDynamicMetadata(); dm != nil {
-				meta = map[string]*structpb.Struct{envoy.ExtAuthzMetadataNamespace: dm}
-			}
-			p.reply(w, r, rt, meta, status, hs, b)
-			return
+		if len(b) > p.cfg.MaxRequestBytes {
+			localReply(w, http.StatusRequestEntityTooLarge, nil, "Payload Too Large")
+			return false
 		}
-		if dm := resp.GetDynamicMetadata(); dm != nil {
-			meta = map[string]*structpb.Struct{envoy.ExtAuthzMetadataNamespace: dm}
-		}
-		if ok := resp.GetOkResponse(); ok != nil {
-			r = r.WithContext(r.Context()) // shallow copy before touching Host
-			applyRequestMutations(r, hdr, ok.GetHeaders())
-			for _, k := range ok.GetHeadersToRemove() {
-				lk := strings.ToLower(k)
-				if strings.HasPrefix(lk, ":") || lk == "host" {
-					continue
-				}
-				hdr.Del(k)
-			}
-			if len(ok.GetQueryParametersToSet()) > 0 || len(ok.GetQueryParametersToRemove()) > 0 {
-				rawQuery, hasQuery = mutateQuery(rawQuery, ok)
-			}
-			resMut = ok.GetResponseHeadersToAdd()
-		}
+		s.body = b
 	}
+	creq := p.checkRequest(s)
+	if fn := p.onCheck.Load(); fn != nil {
+		(*fn)(creq)
+	}
+	ctx, cancel := context.WithTimeout(s.r.Context(), p.cfg.Timeout)
+	resp, err := p.client.Check(ctx, creq)
+	cancel()
+	if err != nil {
+		localReply(w, http.StatusForbidden, nil, "") // status_on_error: 403
+		return false
+	}
+	if dm := resp.GetDynamicMetadata(); dm != nil {
+		s.meta = map[string]*structpb.Struct{envoy.ExtAuthzMetadataNamespace: dm}
+	}
+	if resp.GetStatus().GetCode() != int32(code.Code_OK) {
+		status, hs, b := deniedReply(resp)
+		p.reply(w, s.r, s.rt, s.meta, status, hs, b)
+		return false
+	}
+	if ok := resp.GetOkResponse(); ok != nil {
+		s.applyOK(ok)
+	}
+	return true
+}
 
-	st := &respState{mut: resMut}
-	if p.xp != nil && !rt.DisableExtProc {
-		if hasBody && !bodyRead && p.xp.ProcessingMode.GetRequestBodyMode() != filterv3.ProcessingMode_NONE {
-			b, err := io.ReadAll(r.Body)
-			if err != nil {
-				localReply(w, http.StatusBadRequest, nil, "")
-				return
-			}
-			body, bodyRead = b, true
+// deniedReply is the local reply for a CheckResponse that is not OK:
+// error_response, else denied_response, else a bare 403.
+func deniedReply(resp *authv3.CheckResponse) (status int, hs []*corev3.HeaderValueOption, body string) {
+	status = http.StatusForbidden
+	if er := resp.GetErrorResponse(); er != nil {
+		hs, body = er.GetHeaders(), er.GetBody()
+		if c := int(er.GetStatus().GetCode()); c > 0 {
+			status = c
 		}
-		st.xp = p.newXProc(r.Context(), meta)
-		defer st.xp.close()
-		var lr *localResponse
-		if body, lr = st.xp.decode(r, hdr, scheme, fullPath, body, hasBody); lr != nil {
-			localReply(w, lr.status, lr.headers, lr.body)
-			return
+	} else if d := resp.GetDeniedResponse(); d != nil {
+		hs, body = d.GetHeaders(), d.GetBody()
+		if c := int(d.GetStatus().GetCode()); c > 0 {
+			status = c
 		}
 	}
-	for _, h := range rt.RequestHeadersToSet { // the router's route-level header additions
-		hdr.Set(h.Name, h.Value)
-	}
+	return status, hs, body
+}
 
-	out := r.Clone(context.WithValue(r.Context(), ctxKey{}, st))
-	out.Header = hdr
-	out.URL.Path, out.URL.RawPath = decodedPath(normPath), normPath
-	out.URL.RawQuery = rawQuery
-	out.URL.ForceQuery = hasQuery && rawQuery == ""
+// applyOK applies an OkHttpResponse: request header mutations and removals,
+// query parameters, and the response headers to add later.
+func (s *httpStream) applyOK(ok *authv3.OkHttpResponse) {
+	s.r = s.r.WithContext(s.r.Context()) // shallow copy before touching Host
+	applyRequestMutations(s.r, s.hdr, ok.GetHeaders())
+	for _, k := range ok.GetHeadersToRemove() {
+		lk := strings.ToLower(k)
+		if strings.HasPrefix(lk, ":") || lk == "host" {
+			continue
+		}
+		s.hdr.Del(k)
+	}
+	if len(ok.GetQueryParametersToSet()) > 0 || len(ok.GetQueryParametersToRemove()) > 0 {
+		s.rawQuery, s.hasQuery = mutateQuery(s.rawQuery, ok)
+	}
+	s.resp.mut = ok.GetResponseHeadersToAdd()
+}
+
+// extProc is envoy.filters.http.ext_proc on the request path; the stream
+// it opens stays open for the response path. It returns false when it has
+// replied.
+func (p *Proxy) extProc(w http.ResponseWriter, s *httpStream) bool {
+	if s.hasBody && !s.bodyRead && p.xp.ProcessingMode.GetRequestBodyMode() != filterv3.ProcessingMode_NONE {
+		b, err := io.ReadAll(s.r.Body)
+		if err != nil {
+			localReply(w, http.StatusBadRequest, nil, "")
+			return false
+		}
+		s.body, s.bodyRead = b, true
+	}
+	s.resp.xp = p.newXProc(s.r.Context(), s.meta)
+	if lr := s.resp.xp.decode(s); lr != nil {
+		localReply(w, lr.status, lr.headers, lr.body)
+		return false
+	}
+	return true
+}
+
+// close ends the ext_proc stream, if one was opened.
+func (s *httpStream) close() {
+	if s.resp.xp != nil {
+		s.resp.xp.close()
+	}
+}
+
+// upstreamRequest is the request the router sends upstream.
+func (s *httpStream) upstreamRequest() *http.Request {
+	out := s.r.Clone(context.WithValue(s.r.Context(), ctxKey{}, &s.resp))
+	out.Header = s.hdr
+	out.URL.Path, out.URL.RawPath = decodedPath(s.normPath), s.normPath
+	out.URL.RawQuery = s.rawQuery
+	out.URL.ForceQuery = s.hasQuery && s.rawQuery == ""
 	out.RequestURI = ""
-	if bodyRead && hasBody {
-		out.Body = io.NopCloser(bytes.NewReader(body))
-		out.ContentLength = int64(len(body))
+	if s.bodyRead && s.hasBody {
+		out.Body = io.NopCloser(bytes.NewReader(s.body))
+		out.ContentLength = int64(len(s.body))
 		out.TransferEncoding = nil
 	}
-	rt.proxy.ServeHTTP(w, out)
+	return out
 }
 
 func (p *Proxy) match(host, path string) *route {
@@ -562,56 +632,26 @@ func sanitizeUTF8(s string) string {
 	return string(b)
 }
 
-func (p *Proxy) checkRequest(r *http.Request, rt *route, hdr http.Header, scheme, fullPath string, body []byte, hasBody bool) *authv3.CheckRequest {
-	lines := headerLines(r, hdr, scheme, fullPath, hasBody)
-	if len(p.cfg.AllowedHeaders) > 0 {
-		kept := lines[:0:0]
-		for _, l := range lines {
-			switch {
-			case l[0] == ":authority" || l[0] == ":method" || l[0] == ":path" || l[0] == ":scheme" || l[0] == "host" ||
-				l[0] == "content-length" || l[0] == "authorization":
-			case !slices.Contains(p.cfg.AllowedHeaders, l[0]):
-				continue
-			}
-			kept = append(kept, l)
-		}
-		lines = kept
-	}
+func (p *Proxy) checkRequest(s *httpStream) *authv3.CheckRequest {
 	httpReq := &authv3.AttributeContext_HttpRequest{
-		Id:       streamID(hdr.Get("X-Request-Id")),
-		Method:   r.Method,
-		Path:     fullPath,
-		Host:     r.Host,
-		Scheme:   scheme,
-		Protocol: protocol(r),
+		Id:       streamID(s.hdr.Get("X-Request-Id")),
+		Method:   s.r.Method,
+		Path:     s.fullPath,
+		Host:     s.r.Host,
+		Scheme:   s.scheme,
+		Protocol: protocol(s.r),
 	}
+	lines := p.allowedLines(headerLines(s.r, s.hdr, s.scheme, s.fullPath, s.hasBody))
 	if p.cfg.EncodeRawHeaders {
-		hm := &corev3.HeaderMap{}
-		for _, l := range lines {
-			hm.Headers = append(hm.Headers, &corev3.HeaderValue{Key: l[0], RawValue: []byte(l[1])})
-		}
-		if hasBody {
-			hm.Headers = append(hm.Headers, &corev3.HeaderValue{Key: envoy.PartialBodyHeader, RawValue: []byte("false")})
-		}
-		httpReq.HeaderMap = hm
+		httpReq.HeaderMap = rawHeaderMap(lines, s.hasBody)
 	} else {
-		headers := make(map[string]string, len(lines)+1)
-		for _, l := range lines {
-			v := sanitizeUTF8(l[1])
-			if prev, ok := headers[l[0]]; ok {
-				v = prev + "," + v
-			}
-			headers[l[0]] = v
-		}
-		if hasBody {
-			headers[envoy.PartialBodyHeader] = "false"
-		}
-		httpReq.Headers = headers
+		httpReq.Headers = joinedHeaders(lines, s.hasBody)
 	}
-	if hasBody {
-		httpReq.RawBody = body
-		httpReq.Size = int64(len(body))
+	if s.hasBody {
+		httpReq.RawBody = s.body
+		httpReq.Size = int64(len(s.body))
 	}
+	r := s.r
 	src := &authv3.AttributeContext_Peer{Address: socketAddress(r.RemoteAddr)}
 	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
 		cert := r.TLS.PeerCertificates[0]
@@ -628,8 +668,56 @@ func (p *Proxy) checkRequest(r *http.Request, rt *route, hdr http.Header, scheme
 		Source:            src,
 		Destination:       dst,
 		Request:           &authv3.AttributeContext_Request{Http: httpReq},
-		ContextExtensions: rt.ContextExtensions,
+		ContextExtensions: s.rt.ContextExtensions,
 	}}
+}
+
+// allowedLines applies allowed_headers to lines, keeping the headers Envoy
+// always sends.
+func (p *Proxy) allowedLines(lines [][2]string) [][2]string {
+	if len(p.cfg.AllowedHeaders) == 0 {
+		return lines
+	}
+	kept := lines[:0:0]
+	for _, l := range lines {
+		switch {
+		case l[0] == ":authority" || l[0] == ":method" || l[0] == ":path" || l[0] == ":scheme" || l[0] == "host" ||
+			l[0] == "content-length" || l[0] == "authorization":
+		case !slices.Contains(p.cfg.AllowedHeaders, l[0]):
+			continue
+		}
+		kept = append(kept, l)
+	}
+	return kept
+}
+
+// rawHeaderMap is header_map under encode_raw_headers: every line on its own.
+func rawHeaderMap(lines [][2]string, hasBody bool) *corev3.HeaderMap {
+	hm := &corev3.HeaderMap{}
+	for _, l := range lines {
+		hm.Headers = append(hm.Headers, &corev3.HeaderValue{Key: l[0], RawValue: []byte(l[1])})
+	}
+	if hasBody {
+		hm.Headers = append(hm.Headers, &corev3.HeaderValue{Key: envoy.PartialBodyHeader, RawValue: []byte("false")})
+	}
+	return hm
+}
+
+// joinedHeaders is the headers map: repeated lines joined with ",", invalid
+// UTF-8 sanitised.
+func joinedHeaders(lines [][2]string, hasBody bool) map[string]string {
+	headers := make(map[string]string, len(lines)+1)
+	for _, l := range lines {
+		v := sanitizeUTF8(l[1])
+		if prev, ok := headers[l[0]]; ok {
+			v = prev + "," + v
+		}
+		headers[l[0]] = v
+	}
+	if hasBody {
+		headers[envoy.PartialBodyHeader] = "false"
+	}
+	return headers
 }
 
 // localReply mimics Envoy's sendLocalReply plus ext_authz's header callback:

@@ -292,15 +292,16 @@ func bodyMutation(m *extprocv3.BodyMutation, data []byte) []byte {
 	return data
 }
 
-// decode runs the request side: headers, then the (already read) body.
-// It returns the body to send upstream.
-func (x *xproc) decode(r *http.Request, hdr http.Header, scheme, fullPath string, body []byte, hasBody bool) ([]byte, *localResponse) {
+// decode runs the request side of s: headers, then the (already read)
+// body, leaving in s.body the body to send upstream.
+func (x *xproc) decode(s *httpStream) *localResponse {
+	hdr, body, hasBody := s.hdr, s.body, s.hasBody
 	if sendsHeaders(x.mode.GetRequestHeaderMode()) {
-		pseudo := [][2]string{{":authority", r.Host}, {":path", fullPath}, {":method", r.Method}, {":scheme", scheme}}
+		pseudo := [][2]string{{":authority", s.r.Host}, {":path", s.fullPath}, {":method", s.r.Method}, {":scheme", s.scheme}}
 		resp, lr := x.call(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestHeaders{
 			RequestHeaders: &extprocv3.HttpHeaders{Headers: headerMap(pseudo, hdr), EndOfStream: !hasBody}}}, true)
 		if lr != nil {
-			return nil, lr
+			return lr
 		}
 		mutate(hdr, resp.GetRequestHeaders().GetResponse().GetHeaderMutation(), false, false)
 	}
@@ -310,7 +311,7 @@ func (x *xproc) decode(r *http.Request, hdr http.Header, scheme, fullPath string
 		resp, lr := x.call(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestBody{
 			RequestBody: &extprocv3.HttpBody{Body: body, EndOfStream: true}}}, false)
 		if lr != nil {
-			return nil, lr
+			return lr
 		}
 		if cr := resp.GetRequestBody().GetResponse(); cr != nil {
 			if bm == filterv3.ProcessingMode_BUFFERED {
@@ -322,9 +323,11 @@ func (x *xproc) decode(r *http.Request, hdr http.Header, scheme, fullPath string
 			}
 		}
 	default:
-		return nil, x.fail(http.StatusInternalServerError, fmt.Sprintf("request_body_mode %s is not emulated", bm))
+		s.body = nil // with failure_mode_allow the request goes on without its body
+		return x.fail(http.StatusInternalServerError, fmt.Sprintf("request_body_mode %s is not emulated", bm))
 	}
-	return body, nil
+	s.body = body
+	return nil
 }
 
 // encode runs the response side on res before its headers go out: the
