@@ -19,6 +19,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/mcpauthz/mcpauthz/credentials/secret"
+	"github.com/mcpauthz/mcpauthz/internal/httpc"
 	"github.com/mcpauthz/mcpauthz/internal/urlcheck"
 )
 
@@ -36,20 +37,8 @@ var (
 // newHTTPClient copies base (or a default client) with a timeout, no
 // redirects and response bodies of at most 1 MiB.
 func newHTTPClient(base *http.Client, timeout time.Duration) *http.Client {
-	var c http.Client
-	if base != nil {
-		c = *base
-	}
-	rt := c.Transport
-	if rt == nil {
-		rt = http.DefaultTransport
-	}
-	c.Transport = &urlcheck.LimitTransport{Base: rt, Max: maxResponseBytes, TooLarge: errResponseTooLarge}
-	c.CheckRedirect = func(*http.Request, []*http.Request) error { return errRedirect }
-	if c.Timeout <= 0 || c.Timeout > timeout {
-		c.Timeout = timeout
-	}
-	return &c
+	return httpc.New(base, httpc.Rules{Timeout: timeout, Redirect: errRedirect,
+		MaxBody: maxResponseBytes, TooLarge: errResponseTooLarge})
 }
 
 // errKind sorts provider failures.

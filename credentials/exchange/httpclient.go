@@ -4,6 +4,8 @@ import (
 	"errors"
 	"net/http"
 	"time"
+
+	"github.com/mcpauthz/mcpauthz/internal/httpc"
 )
 
 // maxResponseBytes bounds an STS or JWKS response body.
@@ -14,15 +16,7 @@ const maxResponseBytes = 1 << 20
 // returned as is and refused by the caller). Bodies are bounded where they
 // are read.
 func newHTTPClient(base *http.Client, timeout time.Duration) *http.Client {
-	var c http.Client
-	if base != nil {
-		c = *base
-	}
-	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	if c.Timeout <= 0 || c.Timeout > timeout {
-		c.Timeout = timeout
-	}
-	return &c
+	return httpc.New(base, httpc.Rules{Timeout: timeout, Redirect: http.ErrUseLastResponse})
 }
 
 // errTooLarge fails a JWKS fetch whose body exceeds maxResponseBytes.
