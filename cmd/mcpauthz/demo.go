@@ -57,12 +57,9 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fl.SetOutput(stderr)
 	verbose := fl.Bool("verbose", false, "also print the decision log and mcpauthz's own log")
 	keep := fl.Bool("keep-running", false, "leave everything running (with curl-able URLs and tokens) until Ctrl-C")
-	fl.Usage = func() {
-		fmt.Fprint(stderr, "Usage: mcpauthz demo [--verbose] [--keep-running]\n\n"+
-			"Runs a development IdP, mcpauthz, an MCP document server and an Envoy stand-in\n"+
-			"in-process on loopback, and shows who may call which tool.\n\n")
-		fl.PrintDefaults()
-	}
+	fl.Usage = printUsage(fl, stderr, "Usage: mcpauthz demo [--verbose] [--keep-running]\n\n"+
+		"Runs a development IdP, mcpauthz, an MCP document server and an Envoy stand-in\n"+
+		"in-process on loopback, and shows who may call which tool.\n\n")
 	if err := parseNoArgs(fl, args); err != nil {
 		return err
 	}

@@ -38,12 +38,9 @@ func cmdDevIDP(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	issuer := fl.String("issuer", "", "issuer URL as clients and mcpauthz reach it, e.g. http://idp:9000 (default: http://LISTEN-ADDRESS)")
 	audience := fl.String("audience", "", "default aud of minted tokens (the MCP server's resource URL); without it, aud is a required form field")
 	ttl := fl.Duration("token-ttl", time.Hour, "lifetime of minted tokens")
-	fl.Usage = func() {
-		fmt.Fprint(stderr, "Usage: mcpauthz dev-idp [--listen ADDR] [--issuer URL] [--audience URL] [--token-ttl 1h]\n\n"+
-			"DEVELOPMENT ONLY: an OIDC issuer (discovery + JWKS) that mints tokens for anyone via\n"+
-			"POST /dev/token (form fields sub, roles, org, act, aud, scope, client_id).\n\n")
-		fl.PrintDefaults()
-	}
+	fl.Usage = printUsage(fl, stderr, "Usage: mcpauthz dev-idp [--listen ADDR] [--issuer URL] [--audience URL] [--token-ttl 1h]\n\n"+
+		"DEVELOPMENT ONLY: an OIDC issuer (discovery + JWKS) that mints tokens for anyone via\n"+
+		"POST /dev/token (form fields sub, roles, org, act, aud, scope, client_id).\n\n")
 	if err := parseNoArgs(fl, args); err != nil {
 		return err
 	}
@@ -100,13 +97,10 @@ func cmdDemoMCP(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fl := flag.NewFlagSet("demo-mcp", flag.ContinueOnError)
 	fl.SetOutput(stderr)
 	listen := fl.String("listen", "127.0.0.1:8080", "address to listen on")
-	fl.Usage = func() {
-		fmt.Fprint(stderr, "Usage: mcpauthz demo-mcp [--listen ADDR]\n\n"+
-			"Serves the demo document MCP server (tools createDocument, readDocument,\n"+
-			"updateDocument, deleteDocument, shareDocument) at /mcp. It does no\n"+
-			"authorization itself: put it behind Envoy + mcpauthz.\n\n")
-		fl.PrintDefaults()
-	}
+	fl.Usage = printUsage(fl, stderr, "Usage: mcpauthz demo-mcp [--listen ADDR]\n\n"+
+		"Serves the demo document MCP server (tools createDocument, readDocument,\n"+
+		"updateDocument, deleteDocument, shareDocument) at /mcp. It does no\n"+
+		"authorization itself: put it behind Envoy + mcpauthz.\n\n")
 	if err := parseNoArgs(fl, args); err != nil {
 		return err
 	}

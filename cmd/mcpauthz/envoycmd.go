@@ -35,10 +35,15 @@ const (
 	envoyUsage = "Usage:\n" + envoyGenerateUsage + envoyValidateUsage
 )
 
-// subUsage prints one envoy subcommand's usage and its flags.
+// subUsage prints one subcommand's usage and its flags.
 func subUsage(fs *flag.FlagSet, w io.Writer, text string) func() {
+	return printUsage(fs, w, "Usage:\n"+text+"\nFlags:\n")
+}
+
+// printUsage prints text, then the flags.
+func printUsage(fs *flag.FlagSet, w io.Writer, text string) func() {
 	return func() {
-		fmt.Fprint(w, "Usage:\n"+text+"\nFlags:\n")
+		fmt.Fprint(w, text)
 		fs.PrintDefaults()
 	}
 }

@@ -63,10 +63,7 @@ Flags:
 func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fl := flag.NewFlagSet("eval", flag.ContinueOnError)
 	fl.SetOutput(stderr)
-	fl.Usage = func() {
-		fmt.Fprint(stderr, evalUsage)
-		fl.PrintDefaults()
-	}
+	fl.Usage = printUsage(fl, stderr, evalUsage)
 	bundleDir := fl.String("bundle", "", "policy bundle directory or .tar.gz")
 	reqPath := fl.String("request", "", "request file (CheckRequest protojson or short call JSON)")
 	cfgPath := fl.String("config", "", "mcpauthz config file (default: a built-in eval config)")

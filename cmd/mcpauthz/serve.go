@@ -28,16 +28,13 @@ func cmdServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fl.SetOutput(stderr)
 	cfgPath := fl.String("config", "", "config file (YAML); embedded development defaults when empty")
 	level := fl.String("log-level", "info", "log level: debug, info, warn, error")
-	fl.Usage = func() {
-		fmt.Fprint(stderr, "Usage: mcpauthz serve [--config FILE] [--log-level LEVEL]\n\n"+
-			"Runs the Envoy ext_authz gRPC service (with grpc.health.v1) and the HTTP\n"+
-			"endpoints (/healthz, /readyz, /metrics, RFC 9728 metadata) until SIGTERM.\n"+
-			"Without --config it runs on embedded development defaults: the example\n"+
-			"RBAC bundle and a built-in development identity provider on loopback,\n"+
-			"and prints tokens and a first request to send. Logs are JSON lines on\n"+
-			"stderr; the decision log goes where audit.output says.\n\n")
-		fl.PrintDefaults()
-	}
+	fl.Usage = printUsage(fl, stderr, "Usage: mcpauthz serve [--config FILE] [--log-level LEVEL]\n\n"+
+		"Runs the Envoy ext_authz gRPC service (with grpc.health.v1) and the HTTP\n"+
+		"endpoints (/healthz, /readyz, /metrics, RFC 9728 metadata) until SIGTERM.\n"+
+		"Without --config it runs on embedded development defaults: the example\n"+
+		"RBAC bundle and a built-in development identity provider on loopback,\n"+
+		"and prints tokens and a first request to send. Logs are JSON lines on\n"+
+		"stderr; the decision log goes where audit.output says.\n\n")
 	if err := parseNoArgs(fl, args); err != nil {
 		return err
 	}

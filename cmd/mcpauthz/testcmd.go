@@ -26,10 +26,7 @@ Flags (may follow DIR):
 func cmdTest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fl := flag.NewFlagSet("test", flag.ContinueOnError)
 	fl.SetOutput(stderr)
-	fl.Usage = func() {
-		fmt.Fprint(stderr, testUsage)
-		fl.PrintDefaults()
-	}
+	fl.Usage = printUsage(fl, stderr, testUsage)
 	coverage := fl.Bool("coverage", false, "report line coverage of the policy (non-test) files")
 	threshold := fl.Float64("threshold", 0, "fail when total coverage is below N percent (implies --coverage)")
 	run := fl.String("run", "", "run only tests whose full name (data.pkg.test_x) matches REGEX")

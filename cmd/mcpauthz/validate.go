@@ -18,16 +18,13 @@ func cmdValidate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fl.SetOutput(stderr)
 	cfgPath := fl.String("config", "", "config file (YAML)")
 	deep := fl.Bool("deep", false, "also resolve every secret and file reference serve reads, parse keys and compile every local policy bundle")
-	fl.Usage = func() {
-		fmt.Fprint(stderr, "Usage: mcpauthz validate --config FILE [--deep]\n\n"+
-			"Decodes the config file strictly (an unknown key or a value of the wrong\n"+
-			"kind is an error naming its field path and line) and validates all of it,\n"+
-			"reporting every problem at once; nothing listens. With --deep it also\n"+
-			"does what serve does at start without serving: resolves every secret and\n"+
-			"file reference (values are never printed), parses key material and\n"+
-			"compiles every local policy bundle. Exit status 1 on any problem.\n\n")
-		fl.PrintDefaults()
-	}
+	fl.Usage = printUsage(fl, stderr, "Usage: mcpauthz validate --config FILE [--deep]\n\n"+
+		"Decodes the config file strictly (an unknown key or a value of the wrong\n"+
+		"kind is an error naming its field path and line) and validates all of it,\n"+
+		"reporting every problem at once; nothing listens. With --deep it also\n"+
+		"does what serve does at start without serving: resolves every secret and\n"+
+		"file reference (values are never printed), parses key material and\n"+
+		"compiles every local policy bundle. Exit status 1 on any problem.\n\n")
 	if err := parseNoArgs(fl, args); err != nil {
 		return err
 	}
