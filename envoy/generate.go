@@ -119,101 +119,16 @@ func CatalogParams(servers []CatalogServer, o GenerateOptions) (BootstrapParams,
 	if len(servers) == 0 {
 		errs = append(errs, errors.New("no servers in the catalog"))
 	}
-	known := map[string]bool{}
-	for _, s := range servers {
-		known[s.ID] = true
+	if err := unknownUpstreams(servers, o.Upstreams); err != nil {
+		errs = append(errs, err)
 	}
-	var unknown []string
-	for id := range o.Upstreams {
-		if !known[id] {
-			unknown = append(unknown, id)
-		}
-	}
-	if len(unknown) > 0 {
-		sort.Strings(unknown)
-		ids := make([]string, 0, len(servers))
-		for _, s := range servers {
-			ids = append(ids, s.ID)
-		}
-		errs = append(errs, fmt.Errorf("upstream for unknown server id(s) %s (servers: %s)", strings.Join(unknown, ", "), strings.Join(ids, ", ")))
-	}
-
-	type hostRoutes struct {
-		meta []BootstrapRoute
-		mcp  []BootstrapRoute
-		seen map[string]bool // metadata paths
-	}
-	var hosts []string
-	byHost := map[string]*hostRoutes{}
-	group := func(h string) *hostRoutes {
-		g, ok := byHost[h]
-		if !ok {
-			g = &hostRoutes{seen: map[string]bool{}}
-			byHost[h] = g
-			hosts = append(hosts, h)
-		}
-		return g
-	}
-	metaRoute := func(name, host, path string) BootstrapRoute {
-		return BootstrapRoute{Name: name, Path: path, Host: host, UpstreamHost: o.MetadataHost, UpstreamPort: o.MetadataPort, Cluster: "mcpauthz_http", DisableExtAuthz: true}
-	}
+	rs := catalogRoutes{o: o, byHost: map[string]*hostRoutes{}}
 	for i, s := range servers {
-		u, err := url.Parse(s.Resource)
-		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			errs = append(errs, fmt.Errorf("servers[%d] (%s): resource %q is not an absolute http(s) URL", i, s.ID, s.Resource))
-			continue
-		}
-		host := strings.ToLower(s.Host)
-		g := group(host)
-		resPath := strings.TrimSuffix(u.EscapedPath(), "/")
-		prefix := s.PathPrefix
-		if prefix == "" {
-			prefix = resPath
-			if prefix == "" {
-				prefix = "/"
-			}
-		}
-		var up Upstream
-		if raw, ok := o.Upstreams[s.ID]; ok {
-			up, err = ParseUpstream(raw)
-		} else {
-			up, err = ParseUpstream(u.Scheme + "://" + u.Host)
-		}
-		if err != nil {
+		if err := rs.add(s); err != nil {
 			errs = append(errs, fmt.Errorf("servers[%d] (%s): %w", i, s.ID, err))
-			continue
-		}
-		origins, err := catalogOrigins(u, s.AllowedOrigins)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("servers[%d] (%s): %w", i, s.ID, err))
-			continue
-		}
-		g.mcp = append(g.mcp, BootstrapRoute{
-			Name: s.ID, PathPrefix: prefix, Host: host,
-			UpstreamHost: up.Host, UpstreamPort: up.Port, UpstreamTLS: up.TLS, PrefixRewrite: up.Path,
-			ContextExtensions: map[string]string{"mcp_server": s.ID},
-			CORSOrigins:       origins,
-		})
-		mp := MetadataPathPrefix + resPath
-		if !g.seen[mp] {
-			g.seen[mp] = true
-			g.meta = append(g.meta, metaRoute("metadata."+s.ID, host, mp))
 		}
 	}
-	for _, h := range hosts {
-		g := byHost[h]
-		if !g.seen[MetadataPathPrefix] {
-			// Route names use "." so they cannot clash with server IDs.
-			name := "metadata.well-known"
-			if h != "" {
-				name += "." + strings.NewReplacer(":", "_", "*", "wildcard").Replace(h)
-			}
-			g.meta = slices.Insert(g.meta, 0, metaRoute(name, h, MetadataPathPrefix))
-		}
-		sort.SliceStable(g.mcp, func(i, j int) bool { return len(g.mcp[i].PathPrefix) > len(g.mcp[j].PathPrefix) })
-		p.Routes = append(p.Routes, g.meta...)
-		p.Routes = append(p.Routes, g.mcp...)
-	}
+	p.Routes = rs.routes()
 	if err := errors.Join(errs...); err != nil {
 		return BootstrapParams{}, fmt.Errorf("envoy: catalog: %w", err)
 	}
@@ -221,6 +136,123 @@ func CatalogParams(servers []CatalogServer, o GenerateOptions) (BootstrapParams,
 		return BootstrapParams{}, err
 	}
 	return p, nil
+}
+
+// unknownUpstreams reports upstream overrides for IDs not in servers.
+func unknownUpstreams(servers []CatalogServer, upstreams map[string]string) error {
+	known := map[string]bool{}
+	for _, s := range servers {
+		known[s.ID] = true
+	}
+	var unknown []string
+	for id := range upstreams {
+		if !known[id] {
+			unknown = append(unknown, id)
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	sort.Strings(unknown)
+	ids := make([]string, 0, len(servers))
+	for _, s := range servers {
+		ids = append(ids, s.ID)
+	}
+	return fmt.Errorf("upstream for unknown server id(s) %s (servers: %s)", strings.Join(unknown, ", "), strings.Join(ids, ", "))
+}
+
+// catalogRoutes collects a catalog's routes by host, hosts in the order
+// they first appear.
+type catalogRoutes struct {
+	o      GenerateOptions
+	hosts  []string
+	byHost map[string]*hostRoutes
+}
+
+// hostRoutes are one host's routes.
+type hostRoutes struct {
+	meta []BootstrapRoute
+	mcp  []BootstrapRoute
+	seen map[string]bool // metadata paths
+}
+
+func (c *catalogRoutes) group(h string) *hostRoutes {
+	g, ok := c.byHost[h]
+	if !ok {
+		g = &hostRoutes{seen: map[string]bool{}}
+		c.byHost[h] = g
+		c.hosts = append(c.hosts, h)
+	}
+	return g
+}
+
+// metaRoute is an exact route without ext_authz to mcpauthz's HTTP listener.
+func (c *catalogRoutes) metaRoute(name, host, path string) BootstrapRoute {
+	return BootstrapRoute{Name: name, Path: path, Host: host, UpstreamHost: c.o.MetadataHost, UpstreamPort: c.o.MetadataPort, Cluster: "mcpauthz_http", DisableExtAuthz: true}
+}
+
+// add adds s's MCP route and, once per host and path, its metadata route.
+func (c *catalogRoutes) add(s CatalogServer) error {
+	u, err := url.Parse(s.Resource)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return fmt.Errorf("resource %q is not an absolute http(s) URL", s.Resource)
+	}
+	host := strings.ToLower(s.Host)
+	g := c.group(host)
+	resPath := strings.TrimSuffix(u.EscapedPath(), "/")
+	prefix := s.PathPrefix
+	if prefix == "" {
+		prefix = resPath
+		if prefix == "" {
+			prefix = "/"
+		}
+	}
+	raw, ok := c.o.Upstreams[s.ID]
+	if !ok {
+		raw = u.Scheme + "://" + u.Host
+	}
+	up, err := ParseUpstream(raw)
+	if err != nil {
+		return err
+	}
+	origins, err := catalogOrigins(u, s.AllowedOrigins)
+	if err != nil {
+		return err
+	}
+	g.mcp = append(g.mcp, BootstrapRoute{
+		Name: s.ID, PathPrefix: prefix, Host: host,
+		UpstreamHost: up.Host, UpstreamPort: up.Port, UpstreamTLS: up.TLS, PrefixRewrite: up.Path,
+		ContextExtensions: map[string]string{"mcp_server": s.ID},
+		CORSOrigins:       origins,
+	})
+	mp := MetadataPathPrefix + resPath
+	if !g.seen[mp] {
+		g.seen[mp] = true
+		g.meta = append(g.meta, c.metaRoute("metadata."+s.ID, host, mp))
+	}
+	return nil
+}
+
+// routes lists every host's routes: the bare well-known metadata route
+// (unless a server's metadata path is that), the metadata routes, then the
+// MCP routes by descending prefix length.
+func (c *catalogRoutes) routes() []BootstrapRoute {
+	var out []BootstrapRoute
+	for _, h := range c.hosts {
+		g := c.byHost[h]
+		if !g.seen[MetadataPathPrefix] {
+			// Route names use "." so they cannot clash with server IDs.
+			name := "metadata.well-known"
+			if h != "" {
+				name += "." + strings.NewReplacer(":", "_", "*", "wildcard").Replace(h)
+			}
+			g.meta = slices.Insert(g.meta, 0, c.metaRoute(name, h, MetadataPathPrefix))
+		}
+		sort.SliceStable(g.mcp, func(i, j int) bool { return len(g.mcp[i].PathPrefix) > len(g.mcp[j].PathPrefix) })
+		out = append(out, g.meta...)
+		out = append(out, g.mcp...)
+	}
+	return out
 }
 
 // GenerateFromCatalog renders the bootstrap for a server catalog
