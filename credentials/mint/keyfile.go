@@ -19,6 +19,8 @@ import (
 	"strings"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/mcpauthz/mcpauthz/internal/urlcheck"
 )
 
 // fileKeys is the result of reading the configured key files.
@@ -242,7 +244,7 @@ func parsePEMFile(data []byte) ([]parsedKey, error) {
 		case "EC PARAMETERS":
 			continue // openssl ecparam -genkey writes it before the key
 		default:
-			return nil, fmt.Errorf("unsupported PEM block %q", truncate(b.Type, 32))
+			return nil, fmt.Errorf("unsupported PEM block %q", urlcheck.Truncate(b.Type, 32))
 		}
 		clear(b.Bytes)
 		if err != nil {
@@ -307,12 +309,5 @@ func checkPrivateKey(key any, alg string) (crypto.Signer, jose.SignatureAlgorith
 			return key.(crypto.Signer), jose.SignatureAlgorithm(alg), nil
 		}
 	}
-	return nil, "", fmt.Errorf("algorithm %s does not fit this key (want one of %s)", truncate(alg, 16), strings.Join(ok, ", "))
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
+	return nil, "", fmt.Errorf("algorithm %s does not fit this key (want one of %s)", urlcheck.Truncate(alg, 16), strings.Join(ok, ", "))
 }

@@ -23,6 +23,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/mcpauthz/mcpauthz/internal/urlcheck"
 )
 
 // MaxFileSize is the largest secret file Resolve reads (64 KiB).
@@ -131,10 +133,10 @@ func (r Ref) Validate() error {
 		return fmt.Errorf("secret: %w", errors.New("set exactly one of env and file, not both"))
 	case r.Env != "":
 		if !validEnvName(r.Env) {
-			return fmt.Errorf("secret: %w", fmt.Errorf("env %q is not a valid environment variable name ([A-Za-z_][A-Za-z0-9_]*, at most %d characters)", truncate(r.Env, 64), maxEnvNameLen))
+			return fmt.Errorf("secret: %w", fmt.Errorf("env %q is not a valid environment variable name ([A-Za-z_][A-Za-z0-9_]*, at most %d characters)", urlcheck.Truncate(r.Env, 64), maxEnvNameLen))
 		}
 	case r.File != "":
-		if len(r.File) > maxPathLen || strings.ContainsFunc(r.File, isControl) {
+		if len(r.File) > maxPathLen || strings.ContainsFunc(r.File, urlcheck.IsControl) {
 			return fmt.Errorf("secret: %w", errors.New("file path is too long or contains control characters"))
 		}
 	default:
@@ -256,13 +258,4 @@ func validEnvName(s string) bool {
 		}
 	}
 	return true
-}
-
-func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mcpauthz/mcpauthz/credentials/secret"
+	"github.com/mcpauthz/mcpauthz/internal/urlcheck"
 )
 
 // Drivers.
@@ -175,7 +176,7 @@ func (c Config) Validate() error {
 			add("encryption.keys", "required with driver sqlite: state on disk must be encrypted (one key: {id: k1, secret: {file: PATH}} holding `openssl rand -base64 32`)")
 		}
 	default:
-		add("driver", fmt.Sprintf("unknown driver %q (want memory, sqlite or postgres)", truncate(c.Driver, 16)))
+		add("driver", fmt.Sprintf("unknown driver %q (want memory, sqlite or postgres)", urlcheck.Truncate(c.Driver, 16)))
 	}
 	seen := map[string]bool{}
 	for i, k := range c.Encryption.Keys {
@@ -196,7 +197,7 @@ func (c Config) Validate() error {
 		if len(c.Encryption.Keys) == 0 {
 			add("encryption.primary", "set without encryption.keys")
 		} else {
-			add("encryption.primary", fmt.Sprintf("%q is not the id of one of encryption.keys", truncate(p, 64)))
+			add("encryption.primary", fmt.Sprintf("%q is not the id of one of encryption.keys", urlcheck.Truncate(p, 64)))
 		}
 	}
 	return errors.Join(errs...)
@@ -363,13 +364,6 @@ func checkCanary(ctx context.Context, s Store, ring *KeyRing) error {
 		return nil
 	}
 	return errors.New("store: canary: gave up after repeated races")
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
 }
 
 // Reseal re-encrypts, under the ring's primary key, every record under

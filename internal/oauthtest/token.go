@@ -13,6 +13,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/mcpauthz/mcpauthz/internal/urlcheck"
 )
 
 // pkceVerifier is an RFC 7636 code_verifier.
@@ -53,18 +55,11 @@ func readForm(w http.ResponseWriter, r *http.Request) bool {
 	}
 	for k, vs := range r.PostForm {
 		if len(vs) > 1 {
-			writeError(w, http.StatusBadRequest, "invalid_request", "parameter "+truncate(k)+" is repeated")
+			writeError(w, http.StatusBadRequest, "invalid_request", "parameter "+urlcheck.Truncate(k, 40)+" is repeated")
 			return false
 		}
 	}
 	return true
-}
-
-func truncate(s string) string {
-	if len(s) > 40 {
-		return s[:40] + "..."
-	}
-	return s
 }
 
 // authenticate identifies the client: client_secret_basic,

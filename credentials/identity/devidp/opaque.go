@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"net/url"
 	"time"
+
+	"github.com/mcpauthz/mcpauthz/internal/urlcheck"
 )
 
 // MaxIntrospectionForm bounds the body of an introspection request (8 KiB).
@@ -83,7 +85,7 @@ func (i *Issuer) introspect(w http.ResponseWriter, r *http.Request) {
 	}
 	for k, vs := range r.PostForm {
 		if len(vs) > 1 {
-			writeDevError(w, http.StatusBadRequest, "invalid_request", "parameter "+truncate(k, 40)+" repeated")
+			writeDevError(w, http.StatusBadRequest, "invalid_request", "parameter "+urlcheck.Truncate(k, 40)+" repeated")
 			return
 		}
 	}

@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"strings"
 	"unicode"
+
+	"github.com/mcpauthz/mcpauthz/internal/urlcheck"
 )
 
 // MaxDevTokenForm bounds the body of a DevTokenHandler request (8 KiB).
@@ -108,7 +110,7 @@ func (i *Issuer) DevTokenHandler(o DevTokenOptions) http.Handler {
 func DevTokenClaims(form url.Values, defaultAudience string) (map[string]any, error) {
 	for k, vs := range form {
 		if !devTokenFields[k] {
-			return nil, fmt.Errorf("devidp: unknown field %q (accepted: sub, roles, org (or org_id, the claim it sets), act, aud, scope, client_id)", truncate(k, 40))
+			return nil, fmt.Errorf("devidp: unknown field %q (accepted: sub, roles, org (or org_id, the claim it sets), act, aud, scope, client_id)", urlcheck.Truncate(k, 40))
 		}
 		if len(vs) > 1 {
 			return nil, fmt.Errorf("devidp: field %s given more than once", k)
@@ -179,11 +181,4 @@ func writeDevError(w http.ResponseWriter, status int, code, desc string) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(devTokenError{Error: code, Description: desc})
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
 }
