@@ -43,45 +43,25 @@ type loadResult struct {
 	perSecond float64
 }
 
+// loadtestOptions are loadtest's flags.
+type loadtestOptions struct {
+	duration            time.Duration
+	conc, rounds, users int
+	cpuprofile          string
+}
+
 func cmdLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fl := flag.NewFlagSet("loadtest", flag.ContinueOnError)
-	fl.SetOutput(stderr)
-	duration := fl.Duration("duration", 5*time.Second, "measuring time per target")
-	conc := fl.Int("concurrency", 32, "concurrent in-flight Checks")
-	rounds := fl.Int("rounds", 2, "alternating rounds per target (the best round of each is reported)")
-	users := fl.Int("users", 2000, "distinct users for the cold target (each Check a token never seen before); 0 skips it")
-	cpuprofile := fl.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
-	fl.Usage = func() {
-		fmt.Fprint(stderr, "Usage: mcpauthz loadtest [--duration 5s] [--concurrency 32] [--rounds 2] [--users 2000] [--cpuprofile FILE]\n\n"+
-			"Measures the gRPC Check path in-process: mcpauthz on its embedded defaults\n"+
-			"beside an empty ext_authz handler in the same run, over real gRPC\n"+
-			"connections on loopback, and prints the throughput, p50 and p99 of each\n"+
-			"and their ratio to the empty handler. Targets: mcpauthz (default config,\n"+
-			"16 warm users, decision cache on), mcpauthz-rego (decision cache off: the\n"+
-			"policy is evaluated on every Check) and mcpauthz-cold (--users distinct\n"+
-			"users, each Check a token never seen before: RS256 verification, claims,\n"+
-			"prepared principal, policy; one round, until the tokens run out or\n"+
-			"--duration ends). Any denial fails the run.\n\n")
-		fl.PrintDefaults()
-	}
-	if err := parseNoArgs(fl, args); err != nil {
+	o, err := parseLoadtestFlags(args, stderr)
+	if err != nil {
 		return err
 	}
-	if *duration <= 0 || *duration > 5*time.Minute || *conc < 1 || *conc > 4096 || *rounds < 1 || *rounds > 10 || *users < 0 || *users > 1_000_000 {
-		return fmt.Errorf("--duration must be in (0, 5m], --concurrency in [1, 4096], --rounds in [1, 10], --users in [0, 1000000]")
-	}
-	if *cpuprofile != "" {
-		f, err := os.Create(*cpuprofile)
+	if o.cpuprofile != "" {
+		stop, err := startCPUProfile(o.cpuprofile)
 		if err != nil {
 			return err
 		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+		defer stop()
 	}
-	log := mustLogger(stderr, slog.LevelWarn)
 	env, err := newDevEnv()
 	if err != nil {
 		return err
@@ -89,99 +69,196 @@ func cmdLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	defer env.Close()
 	cfg := env.cfg
 	cfg.Listen.GRPC, cfg.Listen.HTTP, cfg.Audit.Output = "127.0.0.1:0", "127.0.0.1:0", "off"
-
-	start := func(cfg *config.Config) (*server.Server, error) {
-		srv, err := server.New(ctx, cfg, server.Deps{Logger: log})
-		if err != nil {
-			return nil, err
+	lr := &loadRun{ctx: ctx, opts: o, env: env, log: mustLogger(stderr, slog.LevelWarn), best: map[string]loadResult{}}
+	defer lr.close()
+	reqs, err := lr.startWarmTargets()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "loadtest: %d concurrent Checks, %s per round, %d rounds per target, GOMAXPROCS=%d\n",
+		o.conc, o.duration, o.rounds, runtimeProcs())
+	if err := lr.measureWarm(reqs); err != nil {
+		return err
+	}
+	if o.users > 0 {
+		if err := lr.measureCold(stdout); err != nil {
+			return err
 		}
-		srv.Start(ctx)
-		return srv, nil
 	}
-	srv, err := start(cfg)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = srv.Shutdown(context.WithoutCancel(ctx)) }()
-	regoCfg := *cfg
-	regoCfg.Policy.DecisionCacheSize = -1
-	regoSrv, err := start(&regoCfg)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = regoSrv.Shutdown(context.WithoutCancel(ctx)) }()
+	return lr.report(stdout)
+}
 
+func parseLoadtestFlags(args []string, stderr io.Writer) (loadtestOptions, error) {
+	var o loadtestOptions
+	fl := flag.NewFlagSet("loadtest", flag.ContinueOnError)
+	fl.SetOutput(stderr)
+	fl.DurationVar(&o.duration, "duration", 5*time.Second, "measuring time per target")
+	fl.IntVar(&o.conc, "concurrency", 32, "concurrent in-flight Checks")
+	fl.IntVar(&o.rounds, "rounds", 2, "alternating rounds per target (the best round of each is reported)")
+	fl.IntVar(&o.users, "users", 2000, "distinct users for the cold target (each Check a token never seen before); 0 skips it")
+	fl.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
+	fl.Usage = printUsage(fl, stderr, "Usage: mcpauthz loadtest [--duration 5s] [--concurrency 32] [--rounds 2] [--users 2000] [--cpuprofile FILE]\n\n"+
+		"Measures the gRPC Check path in-process: mcpauthz on its embedded defaults\n"+
+		"beside an empty ext_authz handler in the same run, over real gRPC\n"+
+		"connections on loopback, and prints the throughput, p50 and p99 of each\n"+
+		"and their ratio to the empty handler. Targets: mcpauthz (default config,\n"+
+		"16 warm users, decision cache on), mcpauthz-rego (decision cache off: the\n"+
+		"policy is evaluated on every Check) and mcpauthz-cold (--users distinct\n"+
+		"users, each Check a token never seen before: RS256 verification, claims,\n"+
+		"prepared principal, policy; one round, until the tokens run out or\n"+
+		"--duration ends). Any denial fails the run.\n\n")
+	if err := parseNoArgs(fl, args); err != nil {
+		return o, err
+	}
+	if o.duration <= 0 || o.duration > 5*time.Minute || o.conc < 1 || o.conc > 4096 || o.rounds < 1 || o.rounds > 10 || o.users < 0 || o.users > 1_000_000 {
+		return o, fmt.Errorf("--duration must be in (0, 5m], --concurrency in [1, 4096], --rounds in [1, 10], --users in [0, 1000000]")
+	}
+	return o, nil
+}
+
+// startCPUProfile starts writing a CPU profile to path; stop ends it.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+	}, nil
+}
+
+// loadTarget is one ext_authz server under load.
+type loadTarget struct{ name, addr string }
+
+// loadRun is one loadtest: the servers it started, its targets in report
+// order, and the best round of each.
+type loadRun struct {
+	ctx     context.Context
+	opts    loadtestOptions
+	env     *devEnv
+	log     *slog.Logger
+	targets []loadTarget
+	best    map[string]loadResult
+	stops   []func() // run in reverse order by close
+}
+
+func (lr *loadRun) close() {
+	for i := len(lr.stops) - 1; i >= 0; i-- {
+		lr.stops[i]()
+	}
+}
+
+// startServer starts mcpauthz on cfg; close shuts it down.
+func (lr *loadRun) startServer(cfg *config.Config) (*server.Server, error) {
+	srv, err := server.New(lr.ctx, cfg, server.Deps{Logger: lr.log})
+	if err != nil {
+		return nil, err
+	}
+	srv.Start(lr.ctx)
+	lr.stops = append(lr.stops, func() { _ = srv.Shutdown(context.WithoutCancel(lr.ctx)) })
+	return srv, nil
+}
+
+// startWarmTargets starts mcpauthz, mcpauthz-rego (decision cache off) and
+// the empty handler, and returns the warm requests: sixteen distinct
+// viewers, so the load is not one cached principal.
+func (lr *loadRun) startWarmTargets() ([]*authv3.CheckRequest, error) {
+	srv, err := lr.startServer(lr.env.cfg)
+	if err != nil {
+		return nil, err
+	}
+	regoCfg := *lr.env.cfg
+	regoCfg.Policy.DecisionCacheSize = -1
+	regoSrv, err := lr.startServer(&regoCfg)
+	if err != nil {
+		return nil, err
+	}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	empty := grpc.NewServer()
 	authv3.RegisterAuthorizationServer(empty, emptyAuthz{})
 	go func() { _ = empty.Serve(lis) }()
-	defer empty.Stop()
+	lr.stops = append(lr.stops, empty.Stop)
 
-	// Sixteen distinct viewers, so the load is not one cached principal.
 	reqs := make([]*authv3.CheckRequest, 16)
 	for i := range reqs {
-		reqs[i] = sampleCheckRequest(env.mint(fmt.Sprintf("viewer-%02d", i), []string{"viewer"}, "docs:read"), fmt.Sprintf("load-session-%02d", i))
+		reqs[i] = sampleCheckRequest(lr.env.mint(fmt.Sprintf("viewer-%02d", i), []string{"viewer"}, "docs:read"), fmt.Sprintf("load-session-%02d", i))
 	}
 	// The pipeline must really allow the sample; a load of denials would
 	// measure the wrong thing.
 	for _, addr := range []string{srv.GRPCAddr(), regoSrv.GRPCAddr()} {
-		if err := expectAllowed(ctx, addr, reqs[0]); err != nil {
-			return err
+		if err := expectAllowed(lr.ctx, addr, reqs[0]); err != nil {
+			return nil, err
 		}
 	}
-	warm := func(w int) func() *authv3.CheckRequest {
-		return func() *authv3.CheckRequest { return reqs[w%len(reqs)] }
-	}
-	targets := []struct{ name, addr string }{
+	lr.targets = []loadTarget{
 		{"empty-ext_authz", lis.Addr().String()},
 		{"mcpauthz", srv.GRPCAddr()},
 		{"mcpauthz-rego", regoSrv.GRPCAddr()},
 	}
-	fmt.Fprintf(stdout, "loadtest: %d concurrent Checks, %s per round, %d rounds per target, GOMAXPROCS=%d\n",
-		*conc, *duration, *rounds, runtimeProcs())
-	best := map[string]loadResult{}
-	for range *rounds {
-		for _, tgt := range targets {
-			r, err := drive(ctx, tgt.name, tgt.addr, warm, *conc, *duration)
+	return reqs, nil
+}
+
+// measureWarm drives every target in alternating rounds, keeping the best
+// round of each.
+func (lr *loadRun) measureWarm(reqs []*authv3.CheckRequest) error {
+	warm := func(w int) func() *authv3.CheckRequest {
+		return func() *authv3.CheckRequest { return reqs[w%len(reqs)] }
+	}
+	for range lr.opts.rounds {
+		for _, tgt := range lr.targets {
+			r, err := drive(lr.ctx, tgt.name, tgt.addr, warm, lr.opts.conc, lr.opts.duration)
 			if err != nil {
 				return err
 			}
-			if b, ok := best[tgt.name]; !ok || r.perSecond > b.perSecond {
-				best[tgt.name] = r
+			if b, ok := lr.best[tgt.name]; !ok || r.perSecond > b.perSecond {
+				lr.best[tgt.name] = r
 			}
 		}
 	}
-	if *users > 0 {
-		// Cold: a fresh server (empty caches) and one token per user, each
-		// sent once, in its own session.
-		coldSrv, err := start(cfg)
-		if err != nil {
-			return err
-		}
-		defer func() { _ = coldSrv.Shutdown(context.WithoutCancel(ctx)) }()
-		fmt.Fprintf(stdout, "minting %d RS256 tokens for the cold target...\n", *users)
-		cold := mintUsers(env, *users)
-		var next atomic.Int64
-		pick := func(int) func() *authv3.CheckRequest {
-			return func() *authv3.CheckRequest {
-				if i := next.Add(1) - 1; i < int64(len(cold)) {
-					return cold[i]
-				}
-				return nil
-			}
-		}
-		r, err := drive(ctx, "mcpauthz-cold", coldSrv.GRPCAddr(), pick, *conc, *duration)
-		if err != nil {
-			return err
-		}
-		best[r.name] = r
-		targets = append(targets, struct{ name, addr string }{r.name, coldSrv.GRPCAddr()})
+	return nil
+}
+
+// measureCold drives a fresh server (empty caches) with one token per
+// user, each sent once, in its own session.
+func (lr *loadRun) measureCold(stdout io.Writer) error {
+	coldSrv, err := lr.startServer(lr.env.cfg)
+	if err != nil {
+		return err
 	}
+	fmt.Fprintf(stdout, "minting %d RS256 tokens for the cold target...\n", lr.opts.users)
+	cold := mintUsers(lr.env, lr.opts.users)
+	var next atomic.Int64
+	pick := func(int) func() *authv3.CheckRequest {
+		return func() *authv3.CheckRequest {
+			if i := next.Add(1) - 1; i < int64(len(cold)) {
+				return cold[i]
+			}
+			return nil
+		}
+	}
+	r, err := drive(lr.ctx, "mcpauthz-cold", coldSrv.GRPCAddr(), pick, lr.opts.conc, lr.opts.duration)
+	if err != nil {
+		return err
+	}
+	lr.best[r.name] = r
+	lr.targets = append(lr.targets, loadTarget{r.name, coldSrv.GRPCAddr()})
+	return nil
+}
+
+// report prints each target's best round and the ratios to the empty
+// handler; a target with failed or denied Checks fails the run.
+func (lr *loadRun) report(stdout io.Writer) error {
+	best := lr.best
 	fmt.Fprintf(stdout, "%-16s %10s %12s %10s %10s %7s\n", "target", "checks", "checks/s", "p50", "p99", "errors")
-	for _, tgt := range targets {
+	for _, tgt := range lr.targets {
 		r := best[tgt.name]
 		fmt.Fprintf(stdout, "%-16s %10d %12.0f %10s %10s %7d\n", r.name, r.n, r.perSecond, r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.errs)
 	}
@@ -191,7 +268,7 @@ func cmdLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if r, ok := best["mcpauthz-cold"]; ok {
 		fmt.Fprintf(stdout, "throughput ratio mcpauthz-cold/empty = %.2f (%d distinct users, every Check a new token)\n", r.perSecond/base, r.n)
 	}
-	for _, tgt := range targets {
+	for _, tgt := range lr.targets {
 		if n := best[tgt.name].errs; n > 0 {
 			return fmt.Errorf("%s: %d Checks failed or were denied", tgt.name, n)
 		}
