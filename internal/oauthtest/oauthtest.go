@@ -45,6 +45,9 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/mcpauthz/mcpauthz/internal/httpjson"
+	"github.com/mcpauthz/mcpauthz/internal/randid"
 )
 
 // Options configures a Provider. Every field is optional.
@@ -277,7 +280,7 @@ func New(o Options) *Provider {
 		if err != nil {
 			panic(fmt.Errorf("oauthtest: generate rsa key: %w", err))
 		}
-		p.key, p.kid = k, "oauthtest-"+randHex(6)
+		p.key, p.kid = k, "oauthtest-"+randid.Hex(6)
 	}
 	return p
 }
@@ -558,11 +561,8 @@ func writeError(w http.ResponseWriter, status int, code, desc string) {
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Pragma", "no-cache")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	w.Header().Set("Pragma", "no-cache") // the HTTP/1.0 cache rule RFC 6749 section 5.1 also asks for
+	httpjson.Write(w, status, v)
 }
 
 // randToken returns a 256-bit random token with prefix.
@@ -570,12 +570,6 @@ func randToken(prefix string) string {
 	b := make([]byte, 32)
 	_, _ = rand.Read(b)
 	return prefix + base64.RawURLEncoding.EncodeToString(b)
-}
-
-func randHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 // hashToken is the key under which a token is kept: the provider never

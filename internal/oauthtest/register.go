@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/mcpauthz/mcpauthz/internal/randid"
 	"github.com/mcpauthz/mcpauthz/internal/urlcheck"
 )
 
@@ -49,7 +50,7 @@ func (p *Provider) register(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := &client{
-		id: "dyn_" + randHex(12), public: reg.TokenEndpointAuthMethod == "none",
+		id: "dyn_" + randid.Hex(12), public: reg.TokenEndpointAuthMethod == "none",
 		redirects: slices.Clone(reg.RedirectURIs), loopbackPort: true, registered: true,
 		name: reg.ClientName,
 	}

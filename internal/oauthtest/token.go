@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mcpauthz/mcpauthz/internal/randid"
 	"github.com/mcpauthz/mcpauthz/internal/urlcheck"
 )
 
@@ -306,7 +307,7 @@ func (p *Provider) issue(g *grant, scopes []string, withRefresh bool, nonce stri
 		}
 		maps.Copy(claims, map[string]any{
 			"iss": p.URL(), "sub": g.user, "aud": aud, "iat": now.Unix(), "exp": exp.Unix(),
-			"client_id": g.clientID, "jti": randHex(16), "auth_time": g.authTime.Unix(),
+			"client_id": g.clientID, "jti": randid.Hex(16), "auth_time": g.authTime.Unix(),
 		})
 		if len(scopes) > 0 {
 			claims["scope"] = strings.Join(scopes, " ")

@@ -29,8 +29,6 @@ package pgtest
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -49,6 +47,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/mcpauthz/mcpauthz/internal/randid"
 )
 
 // Environment variables.
@@ -135,7 +135,7 @@ func (s *Server) NewDatabase(t testing.TB) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	name := fmt.Sprintf("t_%d_%d_%s", os.Getpid(), s.dbs.Add(1), randHex(4))
+	name := fmt.Sprintf("t_%d_%d_%s", os.Getpid(), s.dbs.Add(1), randid.Hex(4))
 	conn, err := pgx.Connect(ctx, s.DSN())
 	if err != nil {
 		t.Fatalf("pgtest: connect: %v", err)
@@ -296,7 +296,7 @@ func start(bin string, o options) (*Server, func() error, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
 
-	password := randHex(16)
+	password := randid.Hex(16)
 	pwfile := filepath.Join(dir, "pwfile")
 	if err := writeOwned(pwfile, password+"\n", cred); err != nil {
 		return nil, nil, err
@@ -480,12 +480,6 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-func randHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 func redact(s, password string) string {

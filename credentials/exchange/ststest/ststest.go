@@ -23,7 +23,6 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -39,6 +38,9 @@ import (
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/mcpauthz/mcpauthz/internal/httpjson"
+	"github.com/mcpauthz/mcpauthz/internal/randid"
 )
 
 // Grant types and token types, as in RFC 8693 and RFC 7523.
@@ -188,7 +190,7 @@ func Start(opts Options) (*Server, error) {
 	s := &Server{
 		opts:     opts,
 		key:      key,
-		kid:      "sts-" + randHex(4),
+		kid:      "sts-" + randid.Hex(4),
 		verifier: map[string]*oidc.IDTokenVerifier{},
 		clients:  map[string]Client{},
 		seenJTI:  map[string]time.Time{},
@@ -294,7 +296,7 @@ func (s *Server) LastIssued() map[string]any {
 }
 
 func (s *Server) discovery(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{
+	httpjson.Write(w, http.StatusOK, map[string]any{
 		"issuer":                                s.URL(),
 		"token_endpoint":                        s.TokenURL(),
 		"jwks_uri":                              s.JWKSURL(),
@@ -308,7 +310,7 @@ func (s *Server) discovery(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (s *Server) jwks(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{
+	httpjson.Write(w, http.StatusOK, jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{
 		Key: s.key.Public(), KeyID: s.kid, Algorithm: string(jose.ES256), Use: "sig",
 	}}})
 }
@@ -339,7 +341,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	s.requests.Add(1)
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "invalid_request", "error_description": "POST required"})
+		httpjson.Write(w, http.StatusMethodNotAllowed, map[string]string{"error": "invalid_request", "error_description": "POST required"})
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
@@ -376,7 +378,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		if st == 0 {
 			st = http.StatusBadRequest
 		}
-		writeJSON(w, st, map[string]string{"error": f.Error, "error_description": f.Description})
+		httpjson.Write(w, st, map[string]string{"error": f.Error, "error_description": f.Description})
 		return
 	case f.Status != 0:
 		http.Error(w, http.StatusText(f.Status), f.Status)
@@ -434,11 +436,11 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		if oe.code == "invalid_client" && s.lastAuthIs(AuthBasic) {
 			w.Header().Set("WWW-Authenticate", `Basic realm="ststest"`)
 		}
-		writeJSON(w, oe.status, map[string]string{"error": oe.code, "error_description": oe.desc})
+		httpjson.Write(w, oe.status, map[string]string{"error": oe.code, "error_description": oe.desc})
 		return
 	}
 	s.exchanges.Add(1)
-	writeJSON(w, http.StatusOK, resp)
+	httpjson.Write(w, http.StatusOK, resp)
 }
 
 func (s *Server) lastAuthIs(m string) bool {
@@ -818,7 +820,7 @@ func (s *Server) issue(claims map[string]any, scopes []string, f Fault) (map[str
 	claims["iat"] = now.Unix()
 	claims["nbf"] = now.Unix()
 	claims["exp"] = now.Add(s.opts.TokenTTL).Unix()
-	claims["jti"] = randHex(16)
+	claims["jti"] = randid.Hex(16)
 	if f.IssueAudience != "" {
 		claims["aud"] = f.IssueAudience
 	}
@@ -832,7 +834,7 @@ func (s *Server) issue(claims map[string]any, scopes []string, f Fault) (map[str
 	}
 	var tok string
 	if f.Opaque {
-		tok = "opaque-" + randHex(24)
+		tok = "opaque-" + randid.Hex(24)
 	} else {
 		signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: s.key, KeyID: s.kid}},
 			(&jose.SignerOptions{}).WithType("at+jwt"))
@@ -879,7 +881,7 @@ func (s *Server) issue(claims map[string]any, scopes []string, f Fault) (map[str
 // act chain when the STS itself is trusted.
 func (s *Server) Mint(claims map[string]any) (string, error) {
 	now := s.opts.Now()
-	c := map[string]any{"iss": s.URL(), "iat": now.Unix(), "exp": now.Add(s.opts.TokenTTL).Unix(), "jti": randHex(16)}
+	c := map[string]any{"iss": s.URL(), "iat": now.Unix(), "exp": now.Add(s.opts.TokenTTL).Unix(), "jti": randid.Hex(16)}
 	for k, v := range claims {
 		c[k] = v
 	}
@@ -952,17 +954,4 @@ func cloneValues(v url.Values) url.Values {
 		out[k] = slices.Clone(vs)
 	}
 	return out
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-func randHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }

@@ -34,7 +34,6 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -47,7 +46,9 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
+	"github.com/mcpauthz/mcpauthz/internal/httpjson"
 	"github.com/mcpauthz/mcpauthz/internal/oauthtest"
+	"github.com/mcpauthz/mcpauthz/internal/randid"
 )
 
 // Options configures an Issuer. All fields are optional.
@@ -147,8 +148,8 @@ func (i *Issuer) rotate() error {
 	i.gen++
 	prev := i.current
 	i.current = map[jose.SignatureAlgorithm]keyPair{
-		jose.RS256: {kid: fmt.Sprintf("rs256-%d-%s", i.gen, randHex(4)), alg: jose.RS256, priv: rk},
-		jose.ES256: {kid: fmt.Sprintf("es256-%d-%s", i.gen, randHex(4)), alg: jose.ES256, priv: ek},
+		jose.RS256: {kid: fmt.Sprintf("rs256-%d-%s", i.gen, randid.Hex(4)), alg: jose.RS256, priv: rk},
+		jose.ES256: {kid: fmt.Sprintf("es256-%d-%s", i.gen, randid.Hex(4)), alg: jose.ES256, priv: ek},
 	}
 	i.published = []keyPair{i.current[jose.RS256], i.current[jose.ES256]}
 	if prev != nil {
@@ -187,13 +188,13 @@ func (i *Issuer) JWKSFetches() int { return int(i.fetches.Load()) }
 // sign-in endpoints /authorize, /token, /revoke, /register and /userinfo.
 func (i *Issuer) Handler() http.Handler {
 	mux := http.NewServeMux()
-	disc := func(w http.ResponseWriter, r *http.Request) { writeJSON(w, i.discovery()) }
+	disc := func(w http.ResponseWriter, r *http.Request) { httpjson.Write(w, http.StatusOK, i.discovery()) }
 	i.mountAuthServer(mux)
 	mux.HandleFunc("GET /.well-known/openid-configuration", disc)
 	mux.HandleFunc("GET /.well-known/oauth-authorization-server", disc)
 	mux.HandleFunc("GET /jwks", func(w http.ResponseWriter, r *http.Request) {
 		i.fetches.Add(1)
-		writeJSON(w, i.JWKS())
+		httpjson.Write(w, http.StatusOK, i.JWKS())
 	})
 	mux.HandleFunc("POST /introspect", i.introspect)
 	return mux
@@ -210,12 +211,6 @@ func (i *Issuer) JWKS() jose.JSONWebKeySet {
 		})
 	}
 	return set
-}
-
-func writeJSON(w http.ResponseWriter, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	_ = json.NewEncoder(w).Encode(v)
 }
 
 // Start serves Handler on 127.0.0.1 at a free port and returns the issuer
@@ -330,7 +325,7 @@ func (i *Issuer) fill(claims map[string]any, expiry *time.Duration) map[string]a
 		"iss": i.URL(),
 		"iat": now.Unix(),
 		"exp": now.Add(ttl).Unix(),
-		"jti": randHex(16),
+		"jti": randid.Hex(16),
 	}
 	maps.Copy(out, claims)
 	for k, v := range out {
@@ -369,10 +364,4 @@ func (i *Issuer) compact(hdr, claims map[string]any) string {
 	h, _ := json.Marshal(hdr)
 	p, _ := json.Marshal(i.fill(claims, nil))
 	return base64.RawURLEncoding.EncodeToString(h) + "." + base64.RawURLEncoding.EncodeToString(p)
-}
-
-func randHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/mcpauthz/mcpauthz/internal/httpjson"
 	"github.com/mcpauthz/mcpauthz/internal/urlcheck"
 )
 
@@ -103,17 +104,17 @@ func (i *Issuer) introspect(w http.ResponseWriter, r *http.Request) {
 	claims, ok := i.opaque[tok]
 	i.mu.RUnlock()
 	if !ok {
-		writeJSON(w, map[string]any{"active": false})
+		httpjson.Write(w, http.StatusOK, map[string]any{"active": false})
 		return
 	}
 	if exp, isNum := unixOf(claims["exp"]); isNum && !i.opts.Now().Before(exp) {
-		writeJSON(w, map[string]any{"active": false})
+		httpjson.Write(w, http.StatusOK, map[string]any{"active": false})
 		return
 	}
 	resp := map[string]any{"token_type": "Bearer"}
 	maps.Copy(resp, claims)
 	resp["active"] = true
-	writeJSON(w, resp)
+	httpjson.Write(w, http.StatusOK, resp)
 }
 
 // authenticateClient checks client_secret_basic or client_secret_post (not

@@ -1,7 +1,6 @@
 package devidp
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"mime"
@@ -10,6 +9,7 @@ import (
 	"strings"
 	"unicode"
 
+	"github.com/mcpauthz/mcpauthz/internal/httpjson"
 	"github.com/mcpauthz/mcpauthz/internal/urlcheck"
 )
 
@@ -100,7 +100,7 @@ func (i *Issuer) DevTokenHandler(o DevTokenOptions) http.Handler {
 			writeDevError(w, http.StatusInternalServerError, "server_error", "could not sign the token")
 			return
 		}
-		writeJSON(w, DevTokenResponse{AccessToken: tok, TokenType: "Bearer", ExpiresIn: int64(i.opts.TokenTTL.Seconds())})
+		httpjson.Write(w, http.StatusOK, DevTokenResponse{AccessToken: tok, TokenType: "Bearer", ExpiresIn: int64(i.opts.TokenTTL.Seconds())})
 	})
 }
 
@@ -177,8 +177,5 @@ func DevTokenClaims(form url.Values, defaultAudience string) (map[string]any, er
 }
 
 func writeDevError(w http.ResponseWriter, status int, code, desc string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(devTokenError{Error: code, Description: desc})
+	httpjson.Write(w, status, devTokenError{Error: code, Description: desc})
 }
