@@ -154,9 +154,49 @@ func startDemo(ctx context.Context, stdout io.Writer, keep bool) (*demo, error) 
 	d.hc = &http.Client{Transport: tr, Timeout: 10 * time.Second}
 
 	// 1. Development IdP: discovery + JWKS + the dev mint endpoint.
+	frontLn, err := d.startIdP(stdout, keep)
+	if err != nil {
+		return d, err
+	}
+	fail := func(err error) (*demo, error) {
+		_ = frontLn.Close()
+		return d, err
+	}
+	// 2. The MCP document server (official MCP Go SDK).
+	if err := d.startDocServer(stdout); err != nil {
+		return fail(err)
+	}
+	// 3. The issue tracker and its own OAuth provider.
+	trURL, err := d.startTracker(stdout)
+	if err != nil {
+		return fail(err)
+	}
+	// 4. mcpauthz on the rendered demo config.
+	if err := d.startAuthz(ctx); err != nil {
+		return fail(fmt.Errorf("start mcpauthz: %w", err))
+	}
+	rev, err := d.policyRevision(ctx)
+	if err != nil {
+		return fail(fmt.Errorf("start mcpauthz: %w", err))
+	}
+	fmt.Fprintf(stdout, "✓ mcpauthz         ext_authz gRPC %s, HTTP http://%s, policy bundle rbac (revision %s)\n",
+		d.authz.GRPCAddr(), d.authz.HTTPAddr(), rev)
+	// 5. The Envoy stand-in in front of the MCP servers.
+	if err := d.startStandIn(ctx, trURL); err != nil {
+		return fail(fmt.Errorf("start Envoy stand-in: %w", err))
+	}
+	d.serve(frontLn, d.proxy)
+	fmt.Fprintf(stdout, "✓ Envoy stand-in   %s and %s → ext_authz → MCP servers\n", d.resource, d.trackerResource)
+	fmt.Fprintf(stdout, "                   (%s)\n", standInNote)
+	return d, nil
+}
+
+// startIdP starts the development IdP and binds the stand-in's front
+// listener, whose address is the public resource URL.
+func (d *demo) startIdP(stdout io.Writer, keep bool) (frontLn net.Listener, err error) {
 	idpLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return d, fmt.Errorf("start dev IdP: %w", err)
+		return nil, fmt.Errorf("start dev IdP: %w", err)
 	}
 	d.idpURL = "http://" + idpLn.Addr().String()
 	ttl := 10 * time.Minute
@@ -168,38 +208,41 @@ func startDemo(ctx context.Context, stdout io.Writer, keep bool) (*demo, error) 
 		Clients: map[string]string{demoLoginClient: demoLoginSecret}})
 	if err != nil {
 		_ = idpLn.Close()
-		return d, fmt.Errorf("start dev IdP: %w", err)
+		return nil, fmt.Errorf("start dev IdP: %w", err)
 	}
-	// The front listener is bound early: its address is the public resource URL.
-	frontLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
+	if frontLn, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
 		_ = idpLn.Close()
-		return d, fmt.Errorf("start Envoy stand-in: %w", err)
+		return nil, fmt.Errorf("start Envoy stand-in: %w", err)
 	}
 	d.front = "http://" + frontLn.Addr().String()
 	d.resource = d.front + "/docs/mcp"
 	d.serve(idpLn, devIDPHandler(d.idp, d.resource))
 	fmt.Fprintf(stdout, "✓ dev IdP          %s (development identity provider: issues test tokens)\n", d.idpURL)
+	return frontLn, nil
+}
 
-	// 2. The MCP document server (official MCP Go SDK).
+// startDocServer starts the document MCP server.
+func (d *demo) startDocServer(stdout io.Writer) error {
 	d.upstream = docserver.New()
 	d.upstream.Put(docserver.Document{ID: "doc-1", Title: "Q3 plan", Content: "ship the demo"})
 	d.upstream.Put(docserver.Document{ID: "doc-2", Title: "Old notes", Content: "obsolete"})
 	upLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		_ = frontLn.Close()
-		return d, fmt.Errorf("start MCP server: %w", err)
+		return fmt.Errorf("start MCP server: %w", err)
 	}
 	d.upURL = "http://" + upLn.Addr().String()
 	d.serve(upLn, d.upstream.Handler())
 	fmt.Fprintf(stdout, "✓ MCP server       document server, %d tools (official MCP Go SDK) on %s, reached only through the stand-in below\n", len(docserver.ToolNames()), d.upURL)
+	return nil
+}
 
-	// 3. The issue tracker and its own OAuth provider. The provider
-	// accepts exactly mcpauthz's connect callback as redirect URI, so
-	// mcpauthz's HTTP port is chosen here.
+// startTracker starts the issue tracker and its OAuth provider and returns
+// the tracker's URL. The provider accepts exactly mcpauthz's connect
+// callback as redirect URI, so mcpauthz's HTTP port is chosen here.
+func (d *demo) startTracker(stdout io.Writer) (string, error) {
+	var err error
 	if d.httpAddr, err = freeLoopbackAddr(); err != nil {
-		_ = frontLn.Close()
-		return d, fmt.Errorf("pick an HTTP port: %w", err)
+		return "", fmt.Errorf("pick an HTTP port: %w", err)
 	}
 	d.provider = oauthtest.New(oauthtest.Options{
 		Clients:      map[string]string{demoTrackerClient: demoTrackerSecret},
@@ -208,35 +251,25 @@ func startDemo(ctx context.Context, stdout io.Writer, keep bool) (*demo, error) 
 		Scopes:       []string{"issues:read"},
 	})
 	if d.provURL, err = d.provider.Start(); err != nil {
-		_ = frontLn.Close()
-		return d, fmt.Errorf("start the tracker's OAuth provider: %w", err)
+		return "", fmt.Errorf("start the tracker's OAuth provider: %w", err)
 	}
 	d.tracker = docserver.New()
 	d.tracker.Put(docserver.Document{ID: "issue-7", Title: "Login page slow", Content: "p95 is 3s"})
 	trLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		_ = frontLn.Close()
-		return d, fmt.Errorf("start the tracker: %w", err)
+		return "", fmt.Errorf("start the tracker: %w", err)
 	}
 	trURL := "http://" + trLn.Addr().String()
 	d.serve(trLn, d.tracker.Handler())
 	d.trackerResource = d.front + "/tracker/mcp"
 	fmt.Fprintf(stdout, "✓ MCP server       issue tracker (official MCP Go SDK) on %s; its users' accounts are at an OAuth provider, %s\n", trURL, d.provURL)
+	return trURL, nil
+}
 
-	// 4. mcpauthz on the rendered demo config.
-	if err := d.startAuthz(ctx); err != nil {
-		_ = frontLn.Close()
-		return d, fmt.Errorf("start mcpauthz: %w", err)
-	}
-	rev, err := d.policyRevision(ctx)
-	if err != nil {
-		_ = frontLn.Close()
-		return d, fmt.Errorf("start mcpauthz: %w", err)
-	}
-	fmt.Fprintf(stdout, "✓ mcpauthz         ext_authz gRPC %s, HTTP http://%s, policy bundle rbac (revision %s)\n",
-		d.authz.GRPCAddr(), d.authz.HTTPAddr(), rev)
-
-	// 5. The Envoy stand-in in front of the MCP servers.
+// startStandIn builds the Envoy stand-in (served on the front listener
+// by the caller).
+func (d *demo) startStandIn(ctx context.Context, trURL string) error {
+	var err error
 	d.proxy, err = emulator.New(ctx, emulator.Config{
 		AuthzAddr: d.authz.GRPCAddr(),
 		Timeout:   2 * time.Second,
@@ -246,14 +279,7 @@ func startDemo(ctx context.Context, stdout io.Writer, keep bool) (*demo, error) 
 			{Name: "tracker", PathPrefix: "/tracker/", Upstream: trURL, ContextExtensions: map[string]string{server.ContextExtensionKey: "tracker"}},
 		},
 	})
-	if err != nil {
-		_ = frontLn.Close()
-		return d, fmt.Errorf("start Envoy stand-in: %w", err)
-	}
-	d.serve(frontLn, d.proxy)
-	fmt.Fprintf(stdout, "✓ Envoy stand-in   %s and %s → ext_authz → MCP servers\n", d.resource, d.trackerResource)
-	fmt.Fprintf(stdout, "                   (%s)\n", standInNote)
-	return d, nil
+	return err
 }
 
 // serve runs h on ln until close.
@@ -1050,27 +1076,70 @@ const trackerLabel = "alice (human, viewer)"
 func (d *demo) runTracker(ctx context.Context, w io.Writer) []string {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
+	t := &trackerRun{d: d, ctx: ctx, w: w, public: "http://" + d.httpAddr, browser: oauthtest.LoginClient("alice", "alice")}
+	defer t.close()
+	for _, step := range []func() *stepFailure{t.mintToken, t.expectLinkOnOpen, t.followLink, t.callWithProviderToken, t.revoke, t.expectLinkOnCall} {
+		if f := step(); f != nil {
+			msg := d.redact(f.msg)
+			fmt.Fprintf(w, "✗ %-34s %-27s %s\n", trackerLabel, f.op, msg)
+			return []string{fmt.Sprintf("%s %s: %s", trackerLabel, f.op, msg)}
+		}
+	}
 	var failures []string
-	fail := func(op, msg string) []string {
-		msg = d.redact(msg)
-		fmt.Fprintf(w, "✗ %-34s %-27s %s\n", trackerLabel, op, msg)
-		return append(failures, fmt.Sprintf("%s %s: %s", trackerLabel, op, msg))
+	for _, r := range d.tracker.Received() {
+		if f := d.leakCheck(&r); f != "" {
+			failures = append(failures, "tracker: "+f)
+		}
 	}
-	const call = "tracker: readDocument"
-	tok, err := d.idp.Mint(map[string]any{"aud": d.trackerResource, "sub": "alice", "roles": []string{"viewer"}, "org_id": "acme", "scope": "docs:read"})
-	if err != nil {
-		return fail(call, "mint a token: "+err.Error())
-	}
-	d.tokens["ALICE_TRACKER"] = tok
-	connect := func() (*docserver.Client, error) {
-		return docserver.Connect(ctx, docserver.ClientOptions{Endpoint: d.trackerResource, Token: tok, HTTPClient: d.hc, DisableStandaloneSSE: true})
-	}
-	public := "http://" + d.httpAddr
+	return failures
+}
 
-	// 1. Not connected yet: the JSON-RPC error carries mcpauthz's link.
-	const open = "tracker: initialize"
-	link, status, err := d.trackerNeedsLink(public, connections.StatusNeedsAuthorization, func() error {
-		c, err := connect()
+// stepFailure is a tracker step that did not go as expected.
+type stepFailure struct{ op, msg string }
+
+// trackerCall is the tracker's tool call in the transcript.
+const trackerCall = "tracker: readDocument"
+
+// trackerRun is alice's walk through the tracker's connection, one step
+// (method) at a time.
+type trackerRun struct {
+	d       *demo
+	ctx     context.Context
+	w       io.Writer
+	public  string       // mcpauthz's HTTP base URL
+	browser *http.Client // alice's browser: signs in, consents
+	tok     string       // alice's token for the tracker
+	client  *docserver.Client
+	link    string // the connect link of the last "authorize" answer
+}
+
+func (t *trackerRun) close() {
+	if t.client != nil {
+		_ = t.client.Close()
+	}
+}
+
+// open opens an MCP session to the tracker with alice's token.
+func (t *trackerRun) open() (*docserver.Client, error) {
+	return docserver.Connect(t.ctx, docserver.ClientOptions{Endpoint: t.d.trackerResource, Token: t.tok, HTTPClient: t.d.hc, DisableStandaloneSSE: true})
+}
+
+func (t *trackerRun) mintToken() *stepFailure {
+	tok, err := t.d.idp.Mint(map[string]any{"aud": t.d.trackerResource, "sub": "alice", "roles": []string{"viewer"}, "org_id": "acme", "scope": "docs:read"})
+	if err != nil {
+		return &stepFailure{trackerCall, "mint a token: " + err.Error()}
+	}
+	t.d.tokens["ALICE_TRACKER"] = tok
+	t.tok = tok
+	return nil
+}
+
+// expectLinkOnOpen: not connected yet, the JSON-RPC error carries
+// mcpauthz's link.
+func (t *trackerRun) expectLinkOnOpen() *stepFailure {
+	const op = "tracker: initialize"
+	link, status, err := t.d.trackerNeedsLink(t.public, connections.StatusNeedsAuthorization, func() error {
+		c, err := t.open()
 		if err == nil {
 			_ = c.Close()
 			return errors.New("the session opened")
@@ -1078,87 +1147,97 @@ func (d *demo) runTracker(ctx context.Context, w io.Writer) []string {
 		return err
 	})
 	if err != nil {
-		return fail(open, err.Error()+" — expected AUTHORIZE")
+		return &stepFailure{op, err.Error() + " — expected AUTHORIZE"}
 	}
-	fmt.Fprintf(w, "✓ %-34s %-27s AUTHORIZE %s: \"connect your Issue Tracker account at %s\" (upstream not reached)\n",
-		trackerLabel, open, status, shortLink(link))
+	t.link = link
+	fmt.Fprintf(t.w, "✓ %-34s %-27s AUTHORIZE %s: \"connect your Issue Tracker account at %s\" (upstream not reached)\n",
+		trackerLabel, op, status, shortLink(link))
+	return nil
+}
 
-	// 2. alice follows the link: dev IdP sign-in, provider consent, back
-	// to mcpauthz's callback page.
-	browser := oauthtest.LoginClient("alice", "alice")
-	page, at, err := d.browse(ctx, browser, http.MethodGet, link, nil, "")
+// followLink: alice follows the link: dev IdP sign-in, provider consent,
+// back to mcpauthz's callback page.
+func (t *trackerRun) followLink() *stepFailure {
+	const op = "connects tracker"
+	page, at, err := t.d.browse(t.ctx, t.browser, http.MethodGet, t.link, nil, "")
 	switch {
 	case err != nil:
-		return fail("connects tracker", err.Error())
-	case !strings.HasPrefix(at, public+"/connect/callback") ||
+		return &stepFailure{op, err.Error()}
+	case !strings.HasPrefix(at, t.public+"/connect/callback") ||
 		!strings.Contains(pageText(page), "Status: AUTHORIZED"):
-		return fail("connects tracker", fmt.Sprintf("the link ended at %s: %.200s", at, pageText(page)))
+		return &stepFailure{op, fmt.Sprintf("the link ended at %s: %.200s", at, pageText(page))}
 	}
-	fmt.Fprintf(w, "✓ %-34s %-27s AUTHORIZED (signed in at the dev IdP, consented at the provider)\n", trackerLabel, "connects tracker")
+	fmt.Fprintf(t.w, "✓ %-34s %-27s AUTHORIZED (signed in at the dev IdP, consented at the provider)\n", trackerLabel, op)
+	return nil
+}
 
-	// 3. Her client now opens a session and its call reaches the tracker
-	// with alice's provider token.
-	c, err := connect()
+// callWithProviderToken: her client now opens a session and its call
+// reaches the tracker with alice's provider token.
+func (t *trackerRun) callWithProviderToken() *stepFailure {
+	c, err := t.open()
 	if err != nil {
-		return fail(call, fmt.Sprintf("after connecting: %v — expected ALLOW", err))
+		return &stepFailure{trackerCall, fmt.Sprintf("after connecting: %v — expected ALLOW", err)}
 	}
-	defer c.Close()
-	before := len(d.tracker.Received())
-	if out, err := c.CallTool(ctx, docserver.ToolRead, map[string]any{"id": "issue-7"}); err != nil || out.IsError {
-		return fail(call, fmt.Sprintf("after connecting: %v %v — expected ALLOW", err, out))
+	t.client = c
+	before := len(t.d.tracker.Received())
+	if out, err := c.CallTool(t.ctx, docserver.ToolRead, map[string]any{"id": "issue-7"}); err != nil || out.IsError {
+		return &stepFailure{trackerCall, fmt.Sprintf("after connecting: %v %v — expected ALLOW", err, out)}
 	}
 	var auth string
-	for _, r := range d.tracker.Received()[before:] {
+	for _, r := range t.d.tracker.Received()[before:] {
 		if r.RPCMethod == "tools/call" {
 			auth = r.Header.Get("Authorization")
 		}
 	}
 	provTok, _ := strings.CutPrefix(auth, "Bearer ")
-	if user, _, ok := d.provider.VerifyAccessToken(provTok); !ok || user != "alice" {
-		return fail(call, fmt.Sprintf("the tracker got Authorization %q, not alice's provider token", abbreviateCredential(auth)))
+	if user, _, ok := t.d.provider.VerifyAccessToken(provTok); !ok || user != "alice" {
+		return &stepFailure{trackerCall, fmt.Sprintf("the tracker got Authorization %q, not alice's provider token", abbreviateCredential(auth))}
 	}
-	for k, t := range d.tokens {
-		if strings.Contains(auth, t) {
-			return fail(call, "the tracker got the caller's token "+k)
+	for k, tok := range t.d.tokens {
+		if strings.Contains(auth, tok) {
+			return &stepFailure{trackerCall, "the tracker got the caller's token " + k}
 		}
 	}
-	fmt.Fprintf(w, "✓ %-34s %-27s ALLOW  upstream got Authorization: Bearer … (%d bytes) — alice's own provider token (the provider verifies it), not the caller's token\n",
-		trackerLabel, call, len(provTok))
+	fmt.Fprintf(t.w, "✓ %-34s %-27s ALLOW  upstream got Authorization: Bearer … (%d bytes) — alice's own provider token (the provider verifies it), not the caller's token\n",
+		trackerLabel, trackerCall, len(provTok))
+	return nil
+}
 
-	// 4. alice revokes on her connections page (a form POST with its CSRF token).
-	connPage, _, err := d.browse(ctx, browser, http.MethodGet, public+"/connect/", nil, "")
+// revoke: alice revokes on her connections page (a form POST with its
+// CSRF token).
+func (t *trackerRun) revoke() *stepFailure {
+	const op = "revokes tracker"
+	connPage, _, err := t.d.browse(t.ctx, t.browser, http.MethodGet, t.public+"/connect/", nil, "")
 	if err != nil {
-		return fail("revokes tracker", err.Error())
+		return &stepFailure{op, err.Error()}
 	}
 	form, err := formFields(connPage, "/connect/tracker/revoke")
 	if err != nil {
-		return fail("revokes tracker", err.Error())
+		return &stepFailure{op, err.Error()}
 	}
-	page, _, err = d.browse(ctx, browser, http.MethodPost, public+"/connect/tracker/revoke", form, public)
+	page, _, err := t.d.browse(t.ctx, t.browser, http.MethodPost, t.public+"/connect/tracker/revoke", form, t.public)
 	if err != nil || !strings.Contains(pageText(page), "Status: REVOKED") {
-		return fail("revokes tracker", fmt.Sprintf("%v: %.200s", err, pageText(page)))
+		return &stepFailure{op, fmt.Sprintf("%v: %.200s", err, pageText(page))}
 	}
-	fmt.Fprintf(w, "✓ %-34s %-27s REVOKED (on /connect/: a form POST with its CSRF token)\n", trackerLabel, "revokes tracker")
+	fmt.Fprintf(t.w, "✓ %-34s %-27s REVOKED (on /connect/: a form POST with its CSRF token)\n", trackerLabel, op)
+	return nil
+}
 
-	// 5. The next call gets the link again.
-	link, status, err = d.trackerNeedsLink(public, connections.StatusRevoked, func() error {
-		out, err := c.CallTool(ctx, docserver.ToolRead, map[string]any{"id": "issue-7"})
+// expectLinkOnCall: the next call gets the link again.
+func (t *trackerRun) expectLinkOnCall() *stepFailure {
+	link, status, err := t.d.trackerNeedsLink(t.public, connections.StatusRevoked, func() error {
+		out, err := t.client.CallTool(t.ctx, docserver.ToolRead, map[string]any{"id": "issue-7"})
 		if err == nil {
 			return fmt.Errorf("the call succeeded: %v", out)
 		}
 		return err
 	})
 	if err != nil {
-		return fail(call, err.Error()+" — expected AUTHORIZE")
+		return &stepFailure{trackerCall, err.Error() + " — expected AUTHORIZE"}
 	}
-	fmt.Fprintf(w, "✓ %-34s %-27s AUTHORIZE %s: \"connect your Issue Tracker account at %s\" (upstream not reached)\n",
-		trackerLabel, call, status, shortLink(link))
-	for _, r := range d.tracker.Received() {
-		if f := d.leakCheck(&r); f != "" {
-			failures = append(failures, "tracker: "+f)
-		}
-	}
-	return failures
+	fmt.Fprintf(t.w, "✓ %-34s %-27s AUTHORIZE %s: \"connect your Issue Tracker account at %s\" (upstream not reached)\n",
+		trackerLabel, trackerCall, status, shortLink(link))
+	return nil
 }
 
 // trackerNeedsLink runs try, which must fail with mcpauthz's "authorize
