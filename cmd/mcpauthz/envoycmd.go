@@ -99,68 +99,28 @@ func (u upstreamFlags) Set(v string) error {
 	return nil
 }
 
+// envoyGenerateFlags are `envoy generate`'s flags.
+type envoyGenerateFlags struct {
+	cfgPath, out              string
+	mtls                      bool
+	tlsCert, tlsKey, clientCA string
+	ups                       upstreamFlags
+	authz, authzHTTP, listen  string
+	adminPort                 int
+}
+
 func cmdEnvoyGenerate(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("envoy generate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfgPath := fs.String("config", "", "mcpauthz config file (required)")
-	mtls := fs.Bool("mtls", false, "TLS listener requiring client certificates (SPIFFE trust domains from identity.spiffe)")
-	tlsCert := fs.String("tls-cert", "/etc/envoy/tls/server.crt", "with --mtls: server certificate chain")
-	tlsKey := fs.String("tls-key", "/etc/envoy/tls/server.key", "with --mtls: server private key")
-	clientCA := fs.String("client-ca", "/etc/envoy/tls/client-ca.crt", "with --mtls: CA bundle for client certificates")
-	ups := upstreamFlags{}
-	fs.Var(ups, "upstream", "ID=HOST:PORT (or http(s)://HOST:PORT) upstream for server ID; repeatable (default: the resource URL's host)")
-	authz := fs.String("authz", "", "mcpauthz gRPC address as Envoy reaches it (default: listen.grpc, 127.0.0.1 for a wildcard host)")
-	authzHTTP := fs.String("authz-http", "", "mcpauthz HTTP address for RFC 9728 metadata (default: --authz host, listen.http port)")
-	listen := fs.String("listen", "0.0.0.0:10000", "Envoy listener address")
-	adminPort := fs.Int("admin-port", 9901, "Envoy admin port (bound to 127.0.0.1)")
-	out := fs.String("o", "", "write to FILE instead of stdout")
-	fs.Usage = subUsage(fs, stderr, envoyGenerateUsage)
-	if err := fs.Parse(args); err != nil {
-		return flag.ErrHelp // the flag package printed the problem and usage
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "unexpected arguments: %v\n", fs.Args())
-		return flag.ErrHelp
-	}
-	if *cfgPath == "" {
-		return errors.New("--config is required")
-	}
-	cfg, err := config.Load(*cfgPath)
+	f, err := parseEnvoyGenerateFlags(args, stderr)
 	if err != nil {
 		return err
 	}
-	opts := envoy.GenerateOptions{
-		AdminPort:       *adminPort,
-		Upstreams:       ups,
-		MaxRequestBytes: cfg.MCP.MaxBodyBytes,
+	cfg, err := config.Load(f.cfgPath)
+	if err != nil {
+		return err
 	}
-	if opts.ListenAddr, opts.ListenPort, err = splitAddr(*listen, "0.0.0.0"); err != nil {
-		return fmt.Errorf("--listen: %w", err)
-	}
-	authzAddr := *authz
-	if authzAddr == "" {
-		authzAddr = cfg.Listen.GRPC
-	}
-	if opts.AuthzHost, opts.AuthzPort, err = splitAddr(authzAddr, "127.0.0.1"); err != nil {
-		return fmt.Errorf("--authz: %w", err)
-	}
-	if *authzHTTP != "" {
-		opts.MetadataHost, opts.MetadataPort, err = splitAddr(*authzHTTP, "127.0.0.1")
-		if err != nil {
-			return fmt.Errorf("--authz-http: %w", err)
-		}
-	} else {
-		_, opts.MetadataPort, err = splitAddr(cfg.Listen.HTTP, "127.0.0.1")
-		if err != nil {
-			return fmt.Errorf("listen.http: %w", err)
-		}
-		opts.MetadataHost = opts.AuthzHost
-	}
-	if *mtls {
-		opts.MTLS = &envoy.MTLS{
-			CertChainFile: *tlsCert, PrivateKeyFile: *tlsKey, ClientCAFile: *clientCA,
-			TrustDomains: cfg.Identity.SPIFFE.TrustDomains,
-		}
+	opts, err := f.options(cfg)
+	if err != nil {
+		return err
 	}
 	servers := make([]envoy.CatalogServer, len(cfg.Servers))
 	for i, s := range cfg.Servers {
@@ -170,17 +130,83 @@ func cmdEnvoyGenerate(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	header := generatedHeader(*cfgPath, *mtls, ups, opts)
+	header := generatedHeader(f.cfgPath, f.mtls, f.ups, opts)
 	y = append([]byte(header), stripLeadingComments(y)...)
-	if *out == "" {
+	if f.out == "" {
 		_, err = stdout.Write(y)
 		return err
 	}
-	if err := os.WriteFile(*out, y, 0o644); err != nil {
-		return fmt.Errorf("write %s: %w", *out, err)
+	if err := os.WriteFile(f.out, y, 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", f.out, err)
 	}
-	fmt.Fprintf(stderr, "wrote %s (%d servers)\n", *out, len(servers))
+	fmt.Fprintf(stderr, "wrote %s (%d servers)\n", f.out, len(servers))
 	return nil
+}
+
+func parseEnvoyGenerateFlags(args []string, stderr io.Writer) (*envoyGenerateFlags, error) {
+	f := &envoyGenerateFlags{ups: upstreamFlags{}}
+	fs := flag.NewFlagSet("envoy generate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&f.cfgPath, "config", "", "mcpauthz config file (required)")
+	fs.BoolVar(&f.mtls, "mtls", false, "TLS listener requiring client certificates (SPIFFE trust domains from identity.spiffe)")
+	fs.StringVar(&f.tlsCert, "tls-cert", "/etc/envoy/tls/server.crt", "with --mtls: server certificate chain")
+	fs.StringVar(&f.tlsKey, "tls-key", "/etc/envoy/tls/server.key", "with --mtls: server private key")
+	fs.StringVar(&f.clientCA, "client-ca", "/etc/envoy/tls/client-ca.crt", "with --mtls: CA bundle for client certificates")
+	fs.Var(f.ups, "upstream", "ID=HOST:PORT (or http(s)://HOST:PORT) upstream for server ID; repeatable (default: the resource URL's host)")
+	fs.StringVar(&f.authz, "authz", "", "mcpauthz gRPC address as Envoy reaches it (default: listen.grpc, 127.0.0.1 for a wildcard host)")
+	fs.StringVar(&f.authzHTTP, "authz-http", "", "mcpauthz HTTP address for RFC 9728 metadata (default: --authz host, listen.http port)")
+	fs.StringVar(&f.listen, "listen", "0.0.0.0:10000", "Envoy listener address")
+	fs.IntVar(&f.adminPort, "admin-port", 9901, "Envoy admin port (bound to 127.0.0.1)")
+	fs.StringVar(&f.out, "o", "", "write to FILE instead of stdout")
+	fs.Usage = subUsage(fs, stderr, envoyGenerateUsage)
+	if err := fs.Parse(args); err != nil {
+		return nil, flag.ErrHelp // the flag package printed the problem and usage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "unexpected arguments: %v\n", fs.Args())
+		return nil, flag.ErrHelp
+	}
+	if f.cfgPath == "" {
+		return nil, errors.New("--config is required")
+	}
+	return f, nil
+}
+
+// options derives the generator's options from the flags and cfg.
+func (f *envoyGenerateFlags) options(cfg *config.Config) (envoy.GenerateOptions, error) {
+	opts := envoy.GenerateOptions{
+		AdminPort:       f.adminPort,
+		Upstreams:       f.ups,
+		MaxRequestBytes: cfg.MCP.MaxBodyBytes,
+	}
+	var err error
+	if opts.ListenAddr, opts.ListenPort, err = splitAddr(f.listen, "0.0.0.0"); err != nil {
+		return opts, fmt.Errorf("--listen: %w", err)
+	}
+	authzAddr := f.authz
+	if authzAddr == "" {
+		authzAddr = cfg.Listen.GRPC
+	}
+	if opts.AuthzHost, opts.AuthzPort, err = splitAddr(authzAddr, "127.0.0.1"); err != nil {
+		return opts, fmt.Errorf("--authz: %w", err)
+	}
+	if f.authzHTTP != "" {
+		if opts.MetadataHost, opts.MetadataPort, err = splitAddr(f.authzHTTP, "127.0.0.1"); err != nil {
+			return opts, fmt.Errorf("--authz-http: %w", err)
+		}
+	} else {
+		if _, opts.MetadataPort, err = splitAddr(cfg.Listen.HTTP, "127.0.0.1"); err != nil {
+			return opts, fmt.Errorf("listen.http: %w", err)
+		}
+		opts.MetadataHost = opts.AuthzHost
+	}
+	if f.mtls {
+		opts.MTLS = &envoy.MTLS{
+			CertChainFile: f.tlsCert, PrivateKeyFile: f.tlsKey, ClientCAFile: f.clientCA,
+			TrustDomains: cfg.Identity.SPIFFE.TrustDomains,
+		}
+	}
+	return opts, nil
 }
 
 // generatedHeader records how a file was generated, so it can be redone.
