@@ -193,90 +193,126 @@ func (p BootstrapParams) Validate() error {
 	if p.ExtProcMessageTimeout < 0 {
 		errs = append(errs, errors.New("ext_proc_message_timeout: negative"))
 	}
-	if m := p.MTLS; m != nil {
-		if m.CertChainFile == "" || m.PrivateKeyFile == "" || m.ClientCAFile == "" {
-			errs = append(errs, errors.New("mtls: cert_chain_file, private_key_file and client_ca_file are required"))
-		}
-		for i, td := range m.TrustDomains {
-			if !tdPattern.MatchString(td) {
-				errs = append(errs, fmt.Errorf("mtls.trust_domains[%d]: %q is not a SPIFFE trust domain", i, td))
-			}
-		}
+	if p.MTLS != nil {
+		errs = append(errs, p.MTLS.problems()...)
 	}
 	if len(p.Routes) == 0 {
 		errs = append(errs, errors.New("routes: at least one route required"))
 	}
-	seen := map[string]bool{}
-	type match struct{ host, kind, path string }
-	seenMatch := map[match]string{}
-	clusterUp := map[string]string{}
+	rc := routeChecker{names: map[string]bool{}, matches: map[routeMatch]string{}, clusterUp: map[string]string{}}
 	for i, r := range p.Routes {
-		f := fmt.Sprintf("routes[%d]", i)
-		if !routeName.MatchString(r.Name) {
-			errs = append(errs, fmt.Errorf("%s.name: %q must match %s", f, r.Name, routeName))
-		} else if seen[r.Name] {
-			errs = append(errs, fmt.Errorf("%s.name: duplicate %q", f, r.Name))
-		}
-		seen[r.Name] = true
-		switch {
-		case (r.Path == "") == (r.PathPrefix == ""):
-			errs = append(errs, fmt.Errorf("%s: exactly one of path and path_prefix is required", f))
-		case r.PathPrefix != "" && !strings.HasPrefix(r.PathPrefix, "/"):
-			errs = append(errs, fmt.Errorf("%s.path_prefix: %q must start with /", f, r.PathPrefix))
-		case r.Path != "" && !strings.HasPrefix(r.Path, "/"):
-			errs = append(errs, fmt.Errorf("%s.path: %q must start with /", f, r.Path))
-		default:
-			m := match{r.Host, "prefix", r.PathPrefix}
-			if r.Path != "" {
-				m = match{r.Host, "path", r.Path}
-			}
-			if prev, dup := seenMatch[m]; dup {
-				errs = append(errs, fmt.Errorf("%s: same host and %s %q as route %q (it would never match)", f, m.kind, m.path, prev))
-			}
-			seenMatch[m] = r.Name
-		}
-		if r.PrefixRewrite != "" && (r.PathPrefix == "" || !strings.HasPrefix(r.PrefixRewrite, "/")) {
-			errs = append(errs, fmt.Errorf("%s.prefix_rewrite: %q needs path_prefix and must start with /", f, r.PrefixRewrite))
-		}
-		if r.Host != "" && !hostPattern.MatchString(r.Host) {
-			errs = append(errs, fmt.Errorf("%s.host: %q is not a lower-case host[:port]", f, r.Host))
-		}
-		if r.UpstreamHost == "" {
-			errs = append(errs, fmt.Errorf("%s.upstream_host: required", f))
-		}
-		if !validPort(r.UpstreamPort) {
-			errs = append(errs, fmt.Errorf("%s.upstream_port: %d out of range", f, r.UpstreamPort))
-		}
-		if r.Cluster != "" {
-			up := fmt.Sprintf("%s:%d tls=%v sni=%s", r.UpstreamHost, r.UpstreamPort, r.UpstreamTLS, r.UpstreamSNI)
-			if !routeName.MatchString(r.Cluster) || r.Cluster == "mcpauthz" {
-				errs = append(errs, fmt.Errorf("%s.cluster: %q must match %s and not be \"mcpauthz\"", f, r.Cluster, routeName))
-			} else if prev, ok := clusterUp[r.Cluster]; ok && prev != up {
-				errs = append(errs, fmt.Errorf("%s.cluster: %q already names upstream %s", f, r.Cluster, prev))
-			}
-			clusterUp[r.Cluster] = up
-		}
-		for j, o := range r.CORSOrigins {
-			if n, err := NormalizeOrigin(o); err != nil || n != o {
-				errs = append(errs, fmt.Errorf("%s.cors_origins[%d]: %q must be a lower-case scheme://host[:port]", f, j, o))
-			}
-		}
-		if r.DisableExtAuthz && len(r.CORSOrigins) > 0 {
-			errs = append(errs, fmt.Errorf("%s.cors_origins: only for MCP routes (ext_authz enabled)", f))
-		}
-		if r.DisableExtAuthz {
-			if r.Path == "" || !IsMetadataPath(r.Path) {
-				errs = append(errs, fmt.Errorf("%s.disable_ext_authz: only allowed on an exact path under %s (RFC 9728 metadata)", f, MetadataPathPrefix))
-			}
-			if len(r.ContextExtensions) > 0 {
-				errs = append(errs, fmt.Errorf("%s.context_extensions: unused when ext_authz is disabled", f))
-			}
-		}
+		rc.check(fmt.Sprintf("routes[%d]", i), r)
 	}
+	errs = append(errs, rc.errs...)
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("envoy: bootstrap: %w", err)
 	}
 	return nil
+}
+
+// problems lists what is wrong with m.
+func (m *MTLS) problems() []error {
+	var errs []error
+	if m.CertChainFile == "" || m.PrivateKeyFile == "" || m.ClientCAFile == "" {
+		errs = append(errs, errors.New("mtls: cert_chain_file, private_key_file and client_ca_file are required"))
+	}
+	for i, td := range m.TrustDomains {
+		if !tdPattern.MatchString(td) {
+			errs = append(errs, fmt.Errorf("mtls.trust_domains[%d]: %q is not a SPIFFE trust domain", i, td))
+		}
+	}
+	return errs
+}
+
+// routeMatch is what a route matches on.
+type routeMatch struct{ host, kind, path string }
+
+// routeChecker checks each route, and against the routes before it:
+// unique names, no shadowed matches, one upstream per cluster.
+type routeChecker struct {
+	names     map[string]bool
+	matches   map[routeMatch]string // route name by match
+	clusterUp map[string]string     // upstream by cluster
+	errs      []error
+}
+
+func (c *routeChecker) add(format string, a ...any) {
+	c.errs = append(c.errs, fmt.Errorf(format, a...))
+}
+
+// check checks route r, whose field path is f.
+func (c *routeChecker) check(f string, r BootstrapRoute) {
+	if !routeName.MatchString(r.Name) {
+		c.add("%s.name: %q must match %s", f, r.Name, routeName)
+	} else if c.names[r.Name] {
+		c.add("%s.name: duplicate %q", f, r.Name)
+	}
+	c.names[r.Name] = true
+	c.checkMatch(f, r)
+	if r.PrefixRewrite != "" && (r.PathPrefix == "" || !strings.HasPrefix(r.PrefixRewrite, "/")) {
+		c.add("%s.prefix_rewrite: %q needs path_prefix and must start with /", f, r.PrefixRewrite)
+	}
+	if r.Host != "" && !hostPattern.MatchString(r.Host) {
+		c.add("%s.host: %q is not a lower-case host[:port]", f, r.Host)
+	}
+	if r.UpstreamHost == "" {
+		c.add("%s.upstream_host: required", f)
+	}
+	if !validPort(r.UpstreamPort) {
+		c.add("%s.upstream_port: %d out of range", f, r.UpstreamPort)
+	}
+	if r.Cluster != "" {
+		c.checkCluster(f, r)
+	}
+	for j, o := range r.CORSOrigins {
+		if n, err := NormalizeOrigin(o); err != nil || n != o {
+			c.add("%s.cors_origins[%d]: %q must be a lower-case scheme://host[:port]", f, j, o)
+		}
+	}
+	if r.DisableExtAuthz && len(r.CORSOrigins) > 0 {
+		c.add("%s.cors_origins: only for MCP routes (ext_authz enabled)", f)
+	}
+	if r.DisableExtAuthz {
+		if r.Path == "" || !IsMetadataPath(r.Path) {
+			c.add("%s.disable_ext_authz: only allowed on an exact path under %s (RFC 9728 metadata)", f, MetadataPathPrefix)
+		}
+		if len(r.ContextExtensions) > 0 {
+			c.add("%s.context_extensions: unused when ext_authz is disabled", f)
+		}
+	}
+}
+
+// checkMatch: exactly one of path and path_prefix, starting with /, and
+// not the same as an earlier route's.
+func (c *routeChecker) checkMatch(f string, r BootstrapRoute) {
+	switch {
+	case (r.Path == "") == (r.PathPrefix == ""):
+		c.add("%s: exactly one of path and path_prefix is required", f)
+	case r.PathPrefix != "" && !strings.HasPrefix(r.PathPrefix, "/"):
+		c.add("%s.path_prefix: %q must start with /", f, r.PathPrefix)
+	case r.Path != "" && !strings.HasPrefix(r.Path, "/"):
+		c.add("%s.path: %q must start with /", f, r.Path)
+	default:
+		m := routeMatch{r.Host, "prefix", r.PathPrefix}
+		if r.Path != "" {
+			m = routeMatch{r.Host, "path", r.Path}
+		}
+		if prev, dup := c.matches[m]; dup {
+			c.add("%s: same host and %s %q as route %q (it would never match)", f, m.kind, m.path, prev)
+		}
+		c.matches[m] = r.Name
+	}
+}
+
+// checkCluster: a valid name, other than mcpauthz's, naming one upstream.
+func (c *routeChecker) checkCluster(f string, r BootstrapRoute) {
+	up := fmt.Sprintf("%s:%d tls=%v sni=%s", r.UpstreamHost, r.UpstreamPort, r.UpstreamTLS, r.UpstreamSNI)
+	if !routeName.MatchString(r.Cluster) || r.Cluster == "mcpauthz" {
+		c.add("%s.cluster: %q must match %s and not be \"mcpauthz\"", f, r.Cluster, routeName)
+	} else if prev, ok := c.clusterUp[r.Cluster]; ok && prev != up {
+		c.add("%s.cluster: %q already names upstream %s", f, r.Cluster, prev)
+	}
+	c.clusterUp[r.Cluster] = up
 }
 
 // Template data derived from BootstrapParams.
