@@ -121,6 +121,21 @@ func (c *checker) add(path, format string, a ...any) {
 }
 
 func (c *checker) hcm(hcm *hcmv3.HttpConnectionManager, p string) {
+	c.hcmPaths(hcm, p)
+	f := c.httpFilters(hcm.GetHttpFilters(), p)
+	c.filterOrder(f, p)
+	rc := hcm.GetRouteConfig()
+	if rc == nil {
+		if hcm.GetRds() != nil {
+			c.add(p+".rds", "routes come from RDS and cannot be checked here")
+		}
+		return
+	}
+	c.routes(rc, p+".route_config", f.authzDisabled, f.ea)
+}
+
+// hcmPaths checks the HCM's path normalisation and header name settings.
+func (c *checker) hcmPaths(hcm *hcmv3.HttpConnectionManager, p string) {
 	if !hcm.GetNormalizePath().GetValue() {
 		c.add(p+".normalize_path", "must be true (policy and routing must see the same path)")
 	}
@@ -134,35 +149,45 @@ func (c *checker) hcm(hcm *hcmv3.HttpConnectionManager, p string) {
 		c.add(p+".common_http_protocol_options.headers_with_underscores_action",
 			"must be REJECT_REQUEST, got %s: upstreams that fold '_' into '-' would read a client's x_mcp_subject as the identity header mcpauthz sets", a)
 	}
-	authzAt, routerAt, corsAt, procAt := -1, -1, -1, -1
-	authzDisabled := false
-	var ea *extauthzv3.ExtAuthz
-	var xp *extprocv3.ExternalProcessor
+}
+
+// hcmFilters is where the filters mcpauthz relies on first stand in an
+// HCM's http_filters (-1: absent), with their configurations.
+type hcmFilters struct {
+	authzAt, routerAt, corsAt, procAt int
+	authzDisabled                     bool
+	ea                                *extauthzv3.ExtAuthz
+	xp                                *extprocv3.ExternalProcessor
+}
+
+// httpFilters finds the filters and checks ext_authz's configuration; it
+// sets c.xp for the route checks.
+func (c *checker) httpFilters(filters []*hcmv3.HttpFilter, p string) hcmFilters {
+	f := hcmFilters{authzAt: -1, routerAt: -1, corsAt: -1, procAt: -1}
 	c.xp = extProcInfo{}
-	for i, hf := range hcm.GetHttpFilters() {
+	for i, hf := range filters {
+		hp := fmt.Sprintf("%s.http_filters[%d]", p, i)
 		switch hf.GetName() {
 		case ExtProcFilterName:
-			if procAt >= 0 {
+			if f.procAt >= 0 {
 				continue
 			}
-			procAt = i
-			hp := fmt.Sprintf("%s.http_filters[%d]", p, i)
+			f.procAt = i
 			c.xp = extProcInfo{present: true, disabled: hf.GetDisabled()}
 			var cfg extprocv3.ExternalProcessor
 			if hf.GetTypedConfig() == nil || hf.GetTypedConfig().UnmarshalTo(&cfg) != nil {
 				c.add(hp+".typed_config", "must be an envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor")
 				continue
 			}
-			xp = &cfg
+			f.xp = &cfg
 			c.xp.cluster = cfg.GetGrpcService().GetEnvoyGrpc().GetClusterName()
 		case extAuthzFilterName:
-			if authzAt >= 0 {
+			if f.authzAt >= 0 {
 				continue
 			}
-			authzAt = i
-			hp := fmt.Sprintf("%s.http_filters[%d]", p, i)
+			f.authzAt = i
 			if hf.GetDisabled() {
-				authzDisabled = true
+				f.authzDisabled = true
 				c.add(hp+".disabled", "must be false: ext_authz would run only on routes that re-enable it")
 			}
 			var cfg extauthzv3.ExtAuthz
@@ -170,46 +195,45 @@ func (c *checker) hcm(hcm *hcmv3.HttpConnectionManager, p string) {
 				c.add(hp+".typed_config", "must be an envoy.extensions.filters.http.ext_authz.v3.ExtAuthz")
 				continue
 			}
-			ea = &cfg
-			c.extAuthz(ea, hp+".typed_config")
+			f.ea = &cfg
+			c.extAuthz(f.ea, hp+".typed_config")
 		case routerFilterName:
-			if routerAt < 0 {
-				routerAt = i
+			if f.routerAt < 0 {
+				f.routerAt = i
 			}
 		case corsFilterName:
-			if corsAt < 0 {
-				corsAt = i
+			if f.corsAt < 0 {
+				f.corsAt = i
 			}
 		}
 	}
+	return f
+}
+
+// filterOrder checks that ext_authz and ext_proc are present and in
+// order (CORS before ext_authz, ext_proc after it, both before the
+// router), and ext_proc's configuration.
+func (c *checker) filterOrder(f hcmFilters, p string) {
 	switch {
-	case authzAt < 0:
+	case f.authzAt < 0:
 		c.add(p+".http_filters", "no %s filter", extAuthzFilterName)
-	case routerAt >= 0 && routerAt < authzAt:
+	case f.routerAt >= 0 && f.routerAt < f.authzAt:
 		c.add(p+".http_filters", "%s must come before the router", extAuthzFilterName)
 	}
-	if xp != nil {
-		c.extProcFilter(xp, fmt.Sprintf("%s.http_filters[%d].typed_config", p, procAt), ea)
+	if f.xp != nil {
+		c.extProcFilter(f.xp, fmt.Sprintf("%s.http_filters[%d].typed_config", p, f.procAt), f.ea)
 	}
 	switch {
-	case procAt < 0 && !c.opts.ExtProcOptional:
+	case f.procAt < 0 && !c.opts.ExtProcOptional:
 		c.add(p+".http_filters", "no %s filter: tool, prompt and resource lists reach clients unfiltered (StrictOptions.ExtProcOptional accepts that)", ExtProcFilterName)
-	case procAt >= 0 && procAt < authzAt:
-		c.add(fmt.Sprintf("%s.http_filters[%d]", p, procAt), "%s must come after %s, whose decision it reads", describeExtProc(), extAuthzFilterName)
-	case procAt >= 0 && routerAt >= 0 && routerAt < procAt:
-		c.add(fmt.Sprintf("%s.http_filters[%d]", p, procAt), "%s must come before the router", describeExtProc())
+	case f.procAt >= 0 && f.procAt < f.authzAt:
+		c.add(fmt.Sprintf("%s.http_filters[%d]", p, f.procAt), "%s must come after %s, whose decision it reads", describeExtProc(), extAuthzFilterName)
+	case f.procAt >= 0 && f.routerAt >= 0 && f.routerAt < f.procAt:
+		c.add(fmt.Sprintf("%s.http_filters[%d]", p, f.procAt), "%s must come before the router", describeExtProc())
 	}
-	if corsAt > authzAt && authzAt >= 0 {
-		c.add(fmt.Sprintf("%s.http_filters[%d]", p, corsAt), "%s must come before %s, or browsers' CORS preflights (which carry no token) are refused", corsFilterName, extAuthzFilterName)
+	if f.corsAt > f.authzAt && f.authzAt >= 0 {
+		c.add(fmt.Sprintf("%s.http_filters[%d]", p, f.corsAt), "%s must come before %s, or browsers' CORS preflights (which carry no token) are refused", corsFilterName, extAuthzFilterName)
 	}
-	rc := hcm.GetRouteConfig()
-	if rc == nil {
-		if hcm.GetRds() != nil {
-			c.add(p+".rds", "routes come from RDS and cannot be checked here")
-		}
-		return
-	}
-	c.routes(rc, p+".route_config", authzDisabled, ea)
 }
 
 func (c *checker) extAuthz(ea *extauthzv3.ExtAuthz, fp string) {
