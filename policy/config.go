@@ -16,6 +16,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/mcpauthz/mcpauthz/credentials/secret"
+	"github.com/mcpauthz/mcpauthz/internal/fielderr"
 	"github.com/mcpauthz/mcpauthz/internal/urlcheck"
 )
 
@@ -194,12 +195,9 @@ var supportedAlgs = map[string]bool{
 // Validate checks the configuration without any I/O. All problems are
 // reported at once (errors.Join), each prefixed with its field path.
 func (c Config) Validate() error {
-	var errs []error
-	add := func(field, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
-	}
+	var errs fielderr.List
 	if len(c.Bundles) == 0 {
-		errs = append(errs, errors.New("bundles: at least one bundle is required"))
+		errs.Add("bundles", "at least one bundle is required")
 	}
 	seenPath := make(map[string]int, len(c.Bundles))
 	seenName := make(map[string]int, len(c.Bundles))
@@ -208,36 +206,36 @@ func (c Config) Validate() error {
 		hasPath, hasURL := strings.TrimSpace(b.Path) != "", strings.TrimSpace(b.URL) != ""
 		switch {
 		case hasPath && hasURL:
-			add(f, "set exactly one of path and url, not both")
+			errs.Addf(f, "set exactly one of path and url, not both")
 			continue
 		case !hasPath && !hasURL:
 			if b.Path != "" || b.URL == "" {
-				add(f+".path", "must not be empty")
+				errs.Addf(f+".path", "must not be empty")
 			} else {
-				add(f+".url", "must not be empty")
+				errs.Addf(f+".url", "must not be empty")
 			}
 			continue
 		case hasPath:
 			clean := filepath.Clean(b.Path)
 			if j, dup := seenPath[clean]; dup {
-				add(f+".path", "duplicates bundles[%d].path %q", j, b.Path)
+				errs.Addf(f+".path", "duplicates bundles[%d].path %q", j, b.Path)
 				continue
 			}
 			seenPath[clean] = i
 			if b.Credentials != nil {
-				add(f+".credentials", "only valid with url")
+				errs.Addf(f+".credentials", "only valid with url")
 			}
 			if b.Polling != (Polling{}) {
-				add(f+".polling", "only valid with url (path sources are watched; see poll_interval)")
+				errs.Addf(f+".polling", "only valid with url (path sources are watched; see poll_interval)")
 			}
 			if b.Persist {
-				add(f+".persist", "only valid with url")
+				errs.Addf(f+".persist", "only valid with url")
 			}
 			if b.Timeout != 0 {
-				add(f+".timeout", "only valid with url")
+				errs.Addf(f+".timeout", "only valid with url")
 			}
 			if b.SizeLimitBytes != 0 {
-				add(f+".size_limit_bytes", "only valid with url")
+				errs.Addf(f+".size_limit_bytes", "only valid with url")
 			}
 		case hasURL:
 			errs = append(errs, b.validateRemote(f)...)
@@ -247,15 +245,15 @@ func (c Config) Validate() error {
 		}
 		if b.Name != "" {
 			if !validName.MatchString(b.Name) {
-				add(f+".name", "must match [A-Za-z0-9._-]{1,128}, got %q", b.Name)
+				errs.Addf(f+".name", "must match [A-Za-z0-9._-]{1,128}, got %q", b.Name)
 			} else if j, dup := seenName[b.Name]; dup {
-				add(f+".name", "duplicates bundles[%d].name %q", j, b.Name)
+				errs.Addf(f+".name", "duplicates bundles[%d].name %q", j, b.Name)
 			} else {
 				seenName[b.Name] = i
 			}
 		}
 		if b.Persist && strings.TrimSpace(c.PersistDir) == "" {
-			add(f+".persist", "requires persist_dir")
+			errs.Addf(f+".persist", "requires persist_dir")
 		}
 	}
 	if c.Query != "" {
@@ -264,113 +262,107 @@ func (c Config) Validate() error {
 		}
 	}
 	if c.DecisionCacheSize < -1 {
-		errs = append(errs, fmt.Errorf("decision_cache_size: must be -1 (disabled), 0 (default) or positive, got %d", c.DecisionCacheSize))
+		errs.Addf("decision_cache_size", "must be -1 (disabled), 0 (default) or positive, got %d", c.DecisionCacheSize)
 	}
 	if c.PollInterval < 0 {
-		errs = append(errs, fmt.Errorf("poll_interval: must not be negative, got %s", c.PollInterval))
+		errs.Addf("poll_interval", "must not be negative, got %s", c.PollInterval)
 	} else if c.PollInterval > 0 && c.PollInterval < 100*time.Millisecond {
-		errs = append(errs, fmt.Errorf("poll_interval: must be at least 100ms, got %s", c.PollInterval))
+		errs.Addf("poll_interval", "must be at least 100ms, got %s", c.PollInterval)
 	}
 	if c.StartupTimeout < 0 {
-		errs = append(errs, fmt.Errorf("startup_timeout: must not be negative, got %s", c.StartupTimeout))
+		errs.Addf("startup_timeout", "must not be negative, got %s", c.StartupTimeout)
 	}
-	return errors.Join(errs...)
+	return errs.Err()
 }
 
 func (b BundleSource) validateRemote(f string) []error {
-	var errs []error
-	add := func(field, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
-	}
+	var errs fielderr.List
 	u, err := url.Parse(b.URL)
 	switch {
 	case err != nil:
-		add(f+".url", "not a URL") // the parse error may echo the URL (and a token in it)
+		errs.Addf(f+".url", "not a URL") // the parse error may echo the URL (and a token in it)
 	case u.Scheme != "https" && u.Scheme != "http":
-		add(f+".url", "scheme must be https or http, got %q", u.Scheme)
+		errs.Addf(f+".url", "scheme must be https or http, got %q", u.Scheme)
 	case u.Host == "":
-		add(f+".url", "has no host")
+		errs.Addf(f+".url", "has no host")
 	case u.User != nil:
-		add(f+".url", "must not contain user info; use credentials.bearer")
+		errs.Addf(f+".url", "must not contain user info; use credentials.bearer")
 	case u.Fragment != "":
-		add(f+".url", "must not contain a fragment")
+		errs.Addf(f+".url", "must not contain a fragment")
 	}
 	if b.Credentials != nil {
 		switch {
 		case b.Credentials.Bearer == nil:
-			add(f+".credentials", "set bearer")
+			errs.Addf(f+".credentials", "set bearer")
 		default:
 			if err := b.Credentials.Bearer.Token.Validate(); err != nil {
-				add(f+".credentials.bearer.token", "%v", err)
+				errs.Addf(f+".credentials.bearer.token", "%v", err)
 			}
 			if s := b.Credentials.Bearer.Scheme; s != "" && strings.ContainsAny(s, " \t\r\n") {
-				add(f+".credentials.bearer.scheme", "must be a single token, got %q", s)
+				errs.Addf(f+".credentials.bearer.scheme", "must be a single token, got %q", s)
 			}
 			if err == nil && u.Scheme == "http" && !urlcheck.IsLoopback(u.Hostname()) {
-				add(f+".credentials", "a bearer token requires an https url (or a loopback host)")
+				errs.Addf(f+".credentials", "a bearer token requires an https url (or a loopback host)")
 			}
 		}
 	}
 	p := b.Polling
 	switch {
 	case p.MinDelay < 0 || p.MaxDelay < 0:
-		add(f+".polling", "delays must not be negative")
+		errs.Addf(f+".polling", "delays must not be negative")
 	case p.MinDelay != 0 && p.MinDelay < time.Second:
-		add(f+".polling.min_delay", "must be at least 1s, got %s", p.MinDelay)
+		errs.Addf(f+".polling.min_delay", "must be at least 1s, got %s", p.MinDelay)
 	case p.MaxDelay != 0 && p.MaxDelay < max(p.MinDelay, time.Second):
-		add(f+".polling.max_delay", "must be at least min_delay (and 1s), got %s", p.MaxDelay)
+		errs.Addf(f+".polling.max_delay", "must be at least min_delay (and 1s), got %s", p.MaxDelay)
 	case p.MaxDelay == 0 && p.MinDelay > DefaultMaxDelay:
-		add(f+".polling.max_delay", "must be set when min_delay exceeds the default max_delay %s", DefaultMaxDelay)
+		errs.Addf(f+".polling.max_delay", "must be set when min_delay exceeds the default max_delay %s", DefaultMaxDelay)
 	}
 	if b.Timeout < 0 || (b.Timeout > 0 && b.Timeout < 100*time.Millisecond) {
-		add(f+".timeout", "must be at least 100ms, got %s", b.Timeout)
+		errs.Addf(f+".timeout", "must be at least 100ms, got %s", b.Timeout)
 	}
 	if b.SizeLimitBytes < 0 || (b.SizeLimitBytes > 0 && b.SizeLimitBytes < 1024) {
-		add(f+".size_limit_bytes", "must be at least 1024, got %d", b.SizeLimitBytes)
+		errs.Addf(f+".size_limit_bytes", "must be at least 1024, got %d", b.SizeLimitBytes)
 	}
 	return errs
 }
 
 func (s *Signing) validate(f string) []error {
-	var errs []error
-	add := func(field, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
-	}
+	var errs fielderr.List
 	if len(s.Keys) == 0 {
-		add(f+".keys", "at least one key is required")
+		errs.Addf(f+".keys", "at least one key is required")
 	}
 	ids := map[string]int{}
 	for i, k := range s.Keys {
 		kf := fmt.Sprintf("%s.keys[%d]", f, i)
 		if k.ID == "" {
-			add(kf+".id", "must not be empty")
+			errs.Addf(kf+".id", "must not be empty")
 		} else if j, dup := ids[k.ID]; dup {
-			add(kf+".id", "duplicates %s.keys[%d].id %q", f, j, k.ID)
+			errs.Addf(kf+".id", "duplicates %s.keys[%d].id %q", f, j, k.ID)
 		} else {
 			ids[k.ID] = i
 		}
 		if k.Algorithm != "" && !supportedAlgs[k.Algorithm] {
-			add(kf+".algorithm", "unsupported %q; use RS256/384/512, PS256/384/512, ES256/384/512 or EdDSA", k.Algorithm)
+			errs.Addf(kf+".algorithm", "unsupported %q; use RS256/384/512, PS256/384/512, ES256/384/512 or EdDSA", k.Algorithm)
 		}
 		switch {
 		case k.PublicKey.PEM != "" && k.PublicKey.File != "":
-			add(kf+".public_key", "set inline PEM or file, not both")
+			errs.Addf(kf+".public_key", "set inline PEM or file, not both")
 		case k.PublicKey.PEM != "":
 			if _, err := ParsePublicKey([]byte(k.PublicKey.PEM)); err != nil {
-				add(kf+".public_key", "%v", err)
+				errs.Addf(kf+".public_key", "%v", err)
 			}
 		case k.PublicKey.File == "":
-			add(kf+".public_key", "must be inline PEM or {file: PATH}")
+			errs.Addf(kf+".public_key", "must be inline PEM or {file: PATH}")
 		}
 	}
 	if s.KeyID != "" {
 		if _, ok := ids[s.KeyID]; !ok {
-			add(f+".keyid", "%q is not among the keys", s.KeyID)
+			errs.Addf(f+".keyid", "%q is not among the keys", s.KeyID)
 		}
 	}
 	for i, p := range s.ExcludeFiles {
 		if _, err := path.Match(p, ""); err != nil {
-			add(fmt.Sprintf("%s.exclude_files[%d]", f, i), "bad pattern %q", p)
+			errs.Addf(fmt.Sprintf("%s.exclude_files[%d]", f, i), "bad pattern %q", p)
 		}
 	}
 	return errs
