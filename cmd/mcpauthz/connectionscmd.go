@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -89,7 +90,7 @@ func openConnections(ctx context.Context, path string, register bool, stderr io.
 	if err != nil {
 		return nil, err
 	}
-	if d := orDefault(cfg.Store.Driver, store.DriverMemory); d == store.DriverMemory {
+	if d := cmp.Or(cfg.Store.Driver, store.DriverMemory); d == store.DriverMemory {
 		return nil, fmt.Errorf("%s: store.driver is %q: connections then live inside the serving process only; "+
 			"the connections commands work on a shared store (store.driver: sqlite or postgres)", path, d)
 	}
@@ -132,13 +133,6 @@ func openConnections(ctx context.Context, path string, register bool, stderr io.
 		}
 	}
 	return &connStore{m: m, st: st, ring: ring, close: func() { _ = st.Close() }}, nil
-}
-
-func orDefault(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }
 
 // validStatus reports whether s names a connection status.
@@ -239,7 +233,7 @@ func writeConnectionsTable(w io.Writer, conns []connections.Connection) {
 		fmt.Fprintln(w, "No connections.")
 		return
 	}
-	dash := func(s string) string { return orDefault(s, "-") }
+	dash := func(s string) string { return cmp.Or(s, "-") }
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SERVER\tORG\tUSER\tMODE\tSTATUS\tREASON\tCONNECTED\tUPDATED\tLAST USED\tLAST REFRESHED\tEXPIRES")
 	for _, c := range conns {
