@@ -1,7 +1,6 @@
 package mint
 
 import (
-	"errors"
 	"fmt"
 	"net/url"
 	"slices"
@@ -10,6 +9,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/mcpauthz/mcpauthz/internal/fielderr"
 	"github.com/mcpauthz/mcpauthz/internal/urlcheck"
 )
 
@@ -156,46 +156,45 @@ func (c Config) withDefaults() Config {
 // block (for example "token_ttl: must be between 30s and 1h0m0s"), so a
 // caller can prefix its own path.
 func (c Config) Validate() error {
-	var errs []error
-	add := func(field, msg string) { errs = append(errs, errors.New(field+": "+msg)) }
+	var errs fielderr.List
 
 	if c.Seed {
-		add("seed", "removed: signing keys are no longer derived from a shared seed; list private key files under keys "+
+		errs.Add("seed", "removed: signing keys are no longer derived from a shared seed; list private key files under keys "+
 			"(PEM or JWK), or leave keys out to generate random keys kept encrypted in the configured store (store:)")
 	}
 	if msg := checkIssuerURL(c.Issuer, c.AllowInsecureHTTP); msg != "" {
-		add("issuer", msg)
+		errs.Add("issuer", msg)
 	}
 	files := len(c.Keys) > 0
 	switch c.Algorithm {
 	case "":
 	case ES256, RS256, EdDSA:
 		if files {
-			add("algorithm", "applies to generated keys only: with keys, set keys[].algorithm or let the key type decide")
+			errs.Add("algorithm", "applies to generated keys only: with keys, set keys[].algorithm or let the key type decide")
 		}
 	default:
-		add("algorithm", fmt.Sprintf("unknown algorithm %q (want ES256, RS256 or EdDSA)", urlcheck.Truncate(c.Algorithm, 16)))
+		errs.Add("algorithm", fmt.Sprintf("unknown algorithm %q (want ES256, RS256 or EdDSA)", urlcheck.Truncate(c.Algorithm, 16)))
 	}
 	d := c.withDefaults()
 	ttlOK := d.TokenTTL >= MinTokenTTL && d.TokenTTL <= MaxTokenTTL
 	if !ttlOK {
-		add("token_ttl", fmt.Sprintf("must be between %s and %s (default %s)", MinTokenTTL, MaxTokenTTL, DefaultTokenTTL))
+		errs.Add("token_ttl", fmt.Sprintf("must be between %s and %s (default %s)", MinTokenTTL, MaxTokenTTL, DefaultTokenTTL))
 	}
 	switch {
 	case files && c.RotationPeriod != 0:
-		add("rotation_period", "applies to generated keys only: with keys, rotate by changing the key files")
+		errs.Add("rotation_period", "applies to generated keys only: with keys, rotate by changing the key files")
 	case d.RotationPeriod < MinRotationPeriod || d.RotationPeriod > MaxRotationPeriod:
-		add("rotation_period", fmt.Sprintf("must be between %s and %s (default %s)", MinRotationPeriod, MaxRotationPeriod, DefaultRotationPeriod))
+		errs.Add("rotation_period", fmt.Sprintf("must be between %s and %s (default %s)", MinRotationPeriod, MaxRotationPeriod, DefaultRotationPeriod))
 	case d.RotationPeriod%time.Second != 0:
-		add("rotation_period", "must be a whole number of seconds")
+		errs.Add("rotation_period", "must be a whole number of seconds")
 	case ttlOK && d.RotationPeriod < 2*d.TokenTTL:
-		add("rotation_period", fmt.Sprintf("must be at least twice token_ttl (%s)", d.TokenTTL))
+		errs.Add("rotation_period", fmt.Sprintf("must be at least twice token_ttl (%s)", d.TokenTTL))
 	}
 	switch {
 	case !files && c.ReloadInterval != 0:
-		add("reload_interval", "applies to keys only")
+		errs.Add("reload_interval", "applies to keys only")
 	case d.ReloadInterval < MinReloadInterval || d.ReloadInterval > MaxReloadInterval:
-		add("reload_interval", fmt.Sprintf("must be between %s and %s (default %s)", MinReloadInterval, MaxReloadInterval, DefaultReloadInterval))
+		errs.Add("reload_interval", fmt.Sprintf("must be between %s and %s (default %s)", MinReloadInterval, MaxReloadInterval, DefaultReloadInterval))
 	}
 	primaries := 0
 	paths := map[string]bool{}
@@ -204,32 +203,32 @@ func (c Config) Validate() error {
 		p := fmt.Sprintf("keys[%d]", n)
 		switch {
 		case k.File == "":
-			add(p+".file", "required: the path of a PEM or JWK private key file")
+			errs.Add(p+".file", "required: the path of a PEM or JWK private key file")
 		case len(k.File) > 4096 || strings.ContainsFunc(k.File, urlcheck.IsControl):
-			add(p+".file", "too long or contains control characters")
+			errs.Add(p+".file", "too long or contains control characters")
 		case paths[k.File]:
-			add(p+".file", "listed twice")
+			errs.Add(p+".file", "listed twice")
 		}
 		paths[k.File] = true
 		if k.KeyID != "" {
 			if !validKid(k.KeyID) {
-				add(p+".kid", "must be 1 to 128 visible ASCII characters")
+				errs.Add(p+".kid", "must be 1 to 128 visible ASCII characters")
 			} else if kids[k.KeyID] {
-				add(p+".kid", fmt.Sprintf("duplicate kid %q", k.KeyID))
+				errs.Add(p+".kid", fmt.Sprintf("duplicate kid %q", k.KeyID))
 			}
 			kids[k.KeyID] = true
 		}
 		if k.Algorithm != "" && !slices.Contains(fileAlgorithms, k.Algorithm) {
-			add(p+".algorithm", fmt.Sprintf("unknown algorithm %q (want one of %s)", urlcheck.Truncate(k.Algorithm, 16), strings.Join(fileAlgorithms, ", ")))
+			errs.Add(p+".algorithm", fmt.Sprintf("unknown algorithm %q (want one of %s)", urlcheck.Truncate(k.Algorithm, 16), strings.Join(fileAlgorithms, ", ")))
 		}
 		if k.Primary {
 			primaries++
 			if primaries == 2 {
-				add(p+".primary", "only one key may be primary")
+				errs.Add(p+".primary", "only one key may be primary")
 			}
 		}
 	}
-	return errors.Join(errs...)
+	return errs.Err()
 }
 
 // validKid: 1 to 128 visible ASCII characters.

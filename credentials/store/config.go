@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mcpauthz/mcpauthz/credentials/secret"
+	"github.com/mcpauthz/mcpauthz/internal/fielderr"
 	"github.com/mcpauthz/mcpauthz/internal/urlcheck"
 )
 
@@ -121,86 +122,85 @@ func (c Config) withDefaults() Config {
 // its field path relative to this block (for example
 // "encryption.keys[1].id: duplicate id \"k1\"").
 func (c Config) Validate() error {
-	var errs []error
-	add := func(field, msg string) { errs = append(errs, errors.New(field+": "+msg)) }
+	var errs fielderr.List
 	if c.Driver != DriverSQLite {
 		if c.Path != "" {
-			add("path", "applies to driver sqlite only")
+			errs.Add("path", "applies to driver sqlite only")
 		}
 		if c.BusyTimeout != 0 {
-			add("busy_timeout", "applies to driver sqlite only")
+			errs.Add("busy_timeout", "applies to driver sqlite only")
 		}
 	}
 	if c.Driver != DriverPostgres {
 		if !c.DSN.IsZero() {
-			add("dsn", "applies to driver postgres only")
+			errs.Add("dsn", "applies to driver postgres only")
 		}
 		if c.PoolSize != 0 {
-			add("pool_size", "applies to driver postgres only")
+			errs.Add("pool_size", "applies to driver postgres only")
 		}
 		if c.ConnectTimeout != 0 {
-			add("connect_timeout", "applies to driver postgres only")
+			errs.Add("connect_timeout", "applies to driver postgres only")
 		}
 	}
 	switch c.Driver {
 	case "", DriverMemory:
 	case DriverPostgres:
 		if c.DSN.IsZero() {
-			add("dsn", "required with driver postgres: {env: NAME} or {file: PATH} holding the connection string "+
+			errs.Add("dsn", "required with driver postgres: {env: NAME} or {file: PATH} holding the connection string "+
 				"(postgres://USER:PASSWORD@HOST:5432/DATABASE?sslmode=verify-full)")
 		} else if err := c.DSN.Validate(); err != nil {
-			add("dsn", strings.TrimPrefix(err.Error(), "secret: "))
+			errs.Add("dsn", strings.TrimPrefix(err.Error(), "secret: "))
 		}
 		if c.PoolSize != 0 && (c.PoolSize < 1 || c.PoolSize > MaxPoolSize) {
-			add("pool_size", fmt.Sprintf("must be between 1 and %d (default %d)", MaxPoolSize, DefaultPoolSize))
+			errs.Add("pool_size", fmt.Sprintf("must be between 1 and %d (default %d)", MaxPoolSize, DefaultPoolSize))
 		}
 		if c.ConnectTimeout != 0 && (c.ConnectTimeout < MinConnectTimeout || c.ConnectTimeout > MaxConnectTimeout) {
-			add("connect_timeout", fmt.Sprintf("must be between %s and %s (default %s)", MinConnectTimeout, MaxConnectTimeout, DefaultConnectTimeout))
+			errs.Add("connect_timeout", fmt.Sprintf("must be between %s and %s (default %s)", MinConnectTimeout, MaxConnectTimeout, DefaultConnectTimeout))
 		}
 		if len(c.Encryption.Keys) == 0 {
-			add("encryption.keys", "required with driver postgres: stored state must be encrypted (one key: {id: k1, secret: {file: PATH}} holding `openssl rand -base64 32`)")
+			errs.Add("encryption.keys", "required with driver postgres: stored state must be encrypted (one key: {id: k1, secret: {file: PATH}} holding `openssl rand -base64 32`)")
 		}
 	case DriverSQLite:
 		switch {
 		case c.Path == "":
-			add("path", "required with driver sqlite (the database file, e.g. /var/lib/mcpauthz/state.db)")
+			errs.Add("path", "required with driver sqlite (the database file, e.g. /var/lib/mcpauthz/state.db)")
 		case len(c.Path) > 4096 || strings.ContainsFunc(c.Path, func(r rune) bool { return r < 0x20 || r == 0x7f }):
-			add("path", "too long or contains control characters")
+			errs.Add("path", "too long or contains control characters")
 		case c.Path == ":memory:" || strings.HasPrefix(c.Path, "file:"):
-			add("path", "must be a file path (not a SQLite URI or :memory:)")
+			errs.Add("path", "must be a file path (not a SQLite URI or :memory:)")
 		}
 		if c.BusyTimeout != 0 && (c.BusyTimeout < MinBusyTimeout || c.BusyTimeout > MaxBusyTimeout) {
-			add("busy_timeout", fmt.Sprintf("must be between %s and %s (default %s)", MinBusyTimeout, MaxBusyTimeout, DefaultBusyTimeout))
+			errs.Add("busy_timeout", fmt.Sprintf("must be between %s and %s (default %s)", MinBusyTimeout, MaxBusyTimeout, DefaultBusyTimeout))
 		}
 		if len(c.Encryption.Keys) == 0 {
-			add("encryption.keys", "required with driver sqlite: state on disk must be encrypted (one key: {id: k1, secret: {file: PATH}} holding `openssl rand -base64 32`)")
+			errs.Add("encryption.keys", "required with driver sqlite: state on disk must be encrypted (one key: {id: k1, secret: {file: PATH}} holding `openssl rand -base64 32`)")
 		}
 	default:
-		add("driver", fmt.Sprintf("unknown driver %q (want memory, sqlite or postgres)", urlcheck.Truncate(c.Driver, 16)))
+		errs.Add("driver", fmt.Sprintf("unknown driver %q (want memory, sqlite or postgres)", urlcheck.Truncate(c.Driver, 16)))
 	}
 	seen := map[string]bool{}
 	for i, k := range c.Encryption.Keys {
 		p := fmt.Sprintf("encryption.keys[%d]", i)
 		if err := checkKeyID(k.ID); err != nil {
-			add(p+".id", err.Error())
+			errs.Add(p+".id", err.Error())
 		} else if seen[k.ID] {
-			add(p+".id", fmt.Sprintf("duplicate id %q", k.ID))
+			errs.Add(p+".id", fmt.Sprintf("duplicate id %q", k.ID))
 		}
 		seen[k.ID] = true
 		if k.Secret.IsZero() {
-			add(p+".secret", "required: {env: NAME} or {file: PATH}")
+			errs.Add(p+".secret", "required: {env: NAME} or {file: PATH}")
 		} else if err := k.Secret.Validate(); err != nil {
-			add(p+".secret", strings.TrimPrefix(err.Error(), "secret: "))
+			errs.Add(p+".secret", strings.TrimPrefix(err.Error(), "secret: "))
 		}
 	}
 	if p := c.Encryption.Primary; p != "" && !seen[p] {
 		if len(c.Encryption.Keys) == 0 {
-			add("encryption.primary", "set without encryption.keys")
+			errs.Add("encryption.primary", "set without encryption.keys")
 		} else {
-			add("encryption.primary", fmt.Sprintf("%q is not the id of one of encryption.keys", urlcheck.Truncate(p, 64)))
+			errs.Add("encryption.primary", fmt.Sprintf("%q is not the id of one of encryption.keys", urlcheck.Truncate(p, 64)))
 		}
 	}
-	return errors.Join(errs...)
+	return errs.Err()
 }
 
 // Options are the optional collaborators of a store.

@@ -1,12 +1,12 @@
 package decisionlog
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/mcpauthz/mcpauthz/credentials/secret"
+	"github.com/mcpauthz/mcpauthz/internal/fielderr"
 	"github.com/mcpauthz/mcpauthz/internal/urlcheck"
 )
 
@@ -85,84 +85,81 @@ type Config struct {
 // reported at once (errors.Join), each prefixed with its field path relative
 // to this Config. Errors never contain a secret.
 func (c Config) Validate() error {
-	var errs []error
-	add := func(path, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: %s", path, fmt.Sprintf(format, args...)))
-	}
+	var errs fielderr.List
 	switch c.Output {
 	case "":
-		add("output", "required (file or http)")
+		errs.Addf("output", "required (file or http)")
 	case OutputFile:
 		if strings.TrimSpace(c.File) == "" {
-			add("file", "required with output file")
+			errs.Addf("file", "required with output file")
 		} else if strings.ContainsFunc(c.File, urlcheck.IsControl) {
-			add("file", "contains control characters")
+			errs.Addf("file", "contains control characters")
 		}
 		if c.URL != "" {
-			add("url", "not allowed with output file")
+			errs.Addf("url", "not allowed with output file")
 		}
 		if c.BearerToken != nil {
-			add("bearer_token", "not allowed with output file")
+			errs.Addf("bearer_token", "not allowed with output file")
 		}
 	case OutputHTTP:
 		if c.URL == "" {
-			add("url", "required with output http")
+			errs.Addf("url", "required with output http")
 		} else if msg := checkURL(c.URL); msg != "" {
-			add("url", "%s", msg)
+			errs.Addf("url", "%s", msg)
 		}
 		if c.File != "" {
-			add("file", "not allowed with output http")
+			errs.Addf("file", "not allowed with output http")
 		}
 		if c.Gzip {
-			add("gzip", "not allowed with output http (uploads are always gzip'd)")
+			errs.Addf("gzip", "not allowed with output http (uploads are always gzip'd)")
 		}
 		if c.BearerToken != nil {
 			if c.BearerToken.IsZero() {
-				add("bearer_token", "empty secret reference: use {env: NAME} or {file: PATH}")
+				errs.Addf("bearer_token", "empty secret reference: use {env: NAME} or {file: PATH}")
 			} else if err := c.BearerToken.Validate(); err != nil {
-				add("bearer_token", "%s", strings.TrimPrefix(err.Error(), "secret: "))
+				errs.Addf("bearer_token", "%s", strings.TrimPrefix(err.Error(), "secret: "))
 			}
 		}
 	default:
-		add("output", "unknown output %q (want file or http)", urlcheck.Truncate(c.Output, 32))
+		errs.Addf("output", "unknown output %q (want file or http)", urlcheck.Truncate(c.Output, 32))
 	}
 	switch {
 	case c.Timeout < 0:
-		add("timeout", "must not be negative, got %s", c.Timeout)
+		errs.Addf("timeout", "must not be negative, got %s", c.Timeout)
 	case c.Timeout > 5*time.Minute:
-		add("timeout", "must be at most 5m, got %s", c.Timeout)
+		errs.Addf("timeout", "must be at most 5m, got %s", c.Timeout)
 	}
 	switch {
 	case c.FlushInterval < 0:
-		add("flush_interval", "must not be negative, got %s", c.FlushInterval)
+		errs.Addf("flush_interval", "must not be negative, got %s", c.FlushInterval)
 	case c.FlushInterval > 0 && c.FlushInterval < 10*time.Millisecond:
-		add("flush_interval", "must be at least 10ms, got %s", c.FlushInterval)
+		errs.Addf("flush_interval", "must be at least 10ms, got %s", c.FlushInterval)
 	case c.FlushInterval > time.Hour:
-		add("flush_interval", "must be at most 1h, got %s", c.FlushInterval)
+		errs.Addf("flush_interval", "must be at most 1h, got %s", c.FlushInterval)
 	}
 	for _, f := range []struct {
 		path string
 		v    int
 	}{{"max_batch_events", c.MaxBatchEvents}, {"max_batch_bytes", c.MaxBatchBytes}, {"buffer_events", c.BufferEvents}} {
 		if f.v < 0 {
-			add(f.path, "must not be negative, got %d", f.v)
+			errs.Addf(f.path, "must not be negative, got %d", f.v)
 		}
 	}
 	if c.MaxBatchBytes > 0 && c.MaxBatchBytes < 1024 {
-		add("max_batch_bytes", "must be at least 1024, got %d", c.MaxBatchBytes)
+		errs.Addf("max_batch_bytes", "must be at least 1024, got %d", c.MaxBatchBytes)
 	}
 	if c.BufferEvents > 10_000_000 {
-		add("buffer_events", "must be at most 10000000, got %d", c.BufferEvents)
+		errs.Addf("buffer_events", "must be at most 10000000, got %d", c.BufferEvents)
 	}
 	seen := make(map[string]int, len(c.Mask))
 	for i, m := range c.Mask {
 		p := fmt.Sprintf("mask[%d]", i)
 		if _, err := parsePointer(m); err != nil {
-			add(p, "%v", err)
+			errs.Addf(p, "%v", err)
 			continue
 		}
 		if j, dup := seen[m]; dup {
-			add(p, "duplicates mask[%d]", j)
+			errs.Addf(p, "duplicates mask[%d]", j)
 			continue
 		}
 		seen[m] = i
@@ -171,14 +168,14 @@ func (c Config) Validate() error {
 		p := "labels." + urlcheck.Truncate(k, 64)
 		switch {
 		case k == "":
-			add("labels", "label names must not be empty")
+			errs.Addf("labels", "label names must not be empty")
 		case k == "id" || k == "version":
-			add(p, "reserved (set by mcpauthz)")
+			errs.Addf(p, "reserved (set by mcpauthz)")
 		case strings.ContainsFunc(k, urlcheck.IsControl) || strings.ContainsFunc(v, urlcheck.IsControl):
-			add(p, "contains control characters")
+			errs.Addf(p, "contains control characters")
 		}
 	}
-	return errors.Join(errs...)
+	return errs.Err()
 }
 
 // withDefaults returns c with zero values replaced by defaults.
