@@ -225,42 +225,66 @@ type callOne struct {
 	buf [1]Message
 }
 
+// parse runs the steps of Parse in order: protocol version and transport,
+// HTTP method, body envelope and messages, transport checks per message, and
+// the initialize version negotiation.
 func parse(in *Input) (*Call, *Error) {
-	var ver, requested string
-	transport := TransportStreamable
-	if in.Legacy {
-		if in.ProtocolVersion != "" && in.ProtocolVersion != Version20241105 {
-			return nil, errorf(400, CodeUnsupportedVersion, "unsupported_version", "legacy HTTP+SSE transport requires protocol version 2024-11-05")
-		}
-		ver, transport = Version20241105, TransportLegacySSE
-	} else if in.ProtocolVersion == "" {
-		ver = DefaultVersion
-	} else {
-		v, ok := canonicalVersion(in.ProtocolVersion)
-		switch {
-		case ok && versionAllowed(in, v):
-			ver = v
-		case !ok && in.AllowNewer && newerVersion(in.ProtocolVersion):
-			ver, requested = latestVersion(in), in.ProtocolVersion
-		default:
-			return nil, unsupportedVersion(in)
-		}
+	head, err := negotiateVersion(in)
+	if err != nil {
+		return nil, err
 	}
-
 	switch in.HTTPMethod {
 	case "POST":
 	case "GET", "DELETE":
 		if len(in.ParamHeaders) > 0 {
 			return nil, headerMismatch("Mcp-Param-* headers are allowed only on tools/call")
 		}
-		if in.Legacy || stateless(ver) {
+		if in.Legacy || stateless(head.Version) {
 			return nil, errorf(405, CodeServerError, "method_not_allowed", "HTTP method not allowed for this protocol version")
 		}
-		return &Call{Version: ver, Transport: transport}, nil
+		// A GET or DELETE call carries no RequestedVersion.
+		return &Call{Version: head.Version, Transport: head.Transport}, nil
 	default:
 		return nil, errorf(405, CodeServerError, "method_not_allowed", "HTTP method not allowed")
 	}
+	call, err := parseBody(in, head)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkMessages(in, call); err != nil {
+		return nil, err
+	}
+	negotiateInitialize(call)
+	return call, nil
+}
 
+// negotiateVersion returns the effective protocol version, the version the
+// client asked for when it differs, and the transport, as the head of the
+// Call parse builds.
+func negotiateVersion(in *Input) (Call, *Error) {
+	if in.Legacy {
+		if in.ProtocolVersion != "" && in.ProtocolVersion != Version20241105 {
+			return Call{}, errorf(400, CodeUnsupportedVersion, "unsupported_version", "legacy HTTP+SSE transport requires protocol version 2024-11-05")
+		}
+		return Call{Version: Version20241105, Transport: TransportLegacySSE}, nil
+	}
+	if in.ProtocolVersion == "" {
+		return Call{Version: DefaultVersion, Transport: TransportStreamable}, nil
+	}
+	v, ok := canonicalVersion(in.ProtocolVersion)
+	switch {
+	case ok && versionAllowed(in, v):
+		return Call{Version: v, Transport: TransportStreamable}, nil
+	case !ok && in.AllowNewer && newerVersion(in.ProtocolVersion):
+		return Call{Version: latestVersion(in), RequestedVersion: in.ProtocolVersion, Transport: TransportStreamable}, nil
+	}
+	return Call{}, unsupportedVersion(in)
+}
+
+// parseBody checks the content type and parses the POST body: a single
+// message object or a batch array, each message built by the JSON-RPC and
+// MCP rules of head.Version. The returned Call starts as a copy of head.
+func parseBody(in *Input, head Call) (*Call, *Error) {
 	if !jsonContentType(in.ContentType) {
 		return nil, errorf(415, CodeServerError, "unsupported_content_type", "Content-Type must be application/json")
 	}
@@ -271,87 +295,106 @@ func parse(in *Input) (*Call, *Error) {
 	if len(body) >= 3 && body[0] == 0xEF && body[1] == 0xBB && body[2] == 0xBF {
 		return nil, parseErr("leading_bom", "body starts with a byte-order mark")
 	}
-
 	p := parser{data: body, probe: in.probe}
 	p.skipWS()
 	if p.i >= len(body) {
 		return nil, parseErr("empty_body", "request body is empty")
 	}
-
-	var call *Call
 	switch body[p.i] {
 	case '{':
-		var f fields
-		if _, err := p.object(1, modeMessage, &f); err != nil {
-			return nil, err
-		}
-		if err := p.end(); err != nil {
-			return nil, err
-		}
-		one := &callOne{}
-		if err := p.build(&f, ver, &one.buf[0]); err != nil {
-			return nil, err
-		}
-		one.c = Call{Version: ver, Transport: transport, Messages: one.buf[:]}
-		call = &one.c
+		return p.singleCall(head)
 	case '[':
-		msgs, err := p.batch(ver)
-		if err != nil {
-			return nil, err
-		}
-		if err := p.end(); err != nil {
-			return nil, err
-		}
-		if !batchAllowed(ver) {
-			return nil, invalidReq("batch_not_allowed", "JSON-RPC batches are not allowed in this protocol version")
-		}
-		call = &Call{Version: ver, Transport: transport, Batch: true, Messages: msgs}
-	default:
-		if _, err := p.value(1, modeGeneric, nil); err != nil {
-			return nil, err
-		}
-		if err := p.end(); err != nil {
-			return nil, err
-		}
-		return nil, invalidReq("invalid_request", "body must be a JSON object or array")
+		return p.batchCall(head)
 	}
+	if _, err := p.value(1, modeGeneric, nil); err != nil {
+		return nil, err
+	}
+	if err := p.end(); err != nil {
+		return nil, err
+	}
+	return nil, invalidReq("invalid_request", "body must be a JSON object or array")
+}
 
+// singleCall parses a body that is one message object at p.i; the Call and
+// its one Message share an allocation.
+func (p *parser) singleCall(head Call) (*Call, *Error) {
+	var f fields
+	if _, err := p.object(1, modeMessage, &f); err != nil {
+		return nil, err
+	}
+	if err := p.end(); err != nil {
+		return nil, err
+	}
+	one := &callOne{}
+	if err := p.build(&f, head.Version, &one.buf[0]); err != nil {
+		return nil, err
+	}
+	one.c = head
+	one.c.Messages = one.buf[:]
+	return &one.c, nil
+}
+
+// batchCall parses a body that is a batch array at p.i.
+func (p *parser) batchCall(head Call) (*Call, *Error) {
+	msgs, err := p.batch(head.Version)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.end(); err != nil {
+		return nil, err
+	}
+	if !batchAllowed(head.Version) {
+		return nil, invalidReq("batch_not_allowed", "JSON-RPC batches are not allowed in this protocol version")
+	}
+	call := head
+	call.Batch, call.Messages = true, msgs
+	return &call, nil
+}
+
+// checkMessages applies the transport rules to the parsed messages: no mixed
+// batches, no responses in the stateless protocol, and mirror and
+// Mcp-Param-* headers that agree with each message.
+func checkMessages(in *Input, call *Call) *Error {
 	if call.Batch {
 		resp := call.Messages[0].Kind == KindResponse
 		for i := range call.Messages {
 			if (call.Messages[i].Kind == KindResponse) != resp {
-				return nil, invalidReq("mixed_batch", "batch mixes responses with requests or notifications")
+				return invalidReq("mixed_batch", "batch mixes responses with requests or notifications")
 			}
 		}
 	}
 	for i := range call.Messages {
 		m := &call.Messages[i]
-		if m.Kind == KindResponse && stateless(ver) {
-			return nil, withID(invalidReq("response_not_allowed", "JSON-RPC responses are not allowed in this protocol version"), m.ID)
+		if m.Kind == KindResponse && stateless(call.Version) {
+			return withID(invalidReq("response_not_allowed", "JSON-RPC responses are not allowed in this protocol version"), m.ID)
 		}
-		if err := checkHeaders(in, m, ver); err != nil {
-			return nil, withID(err, m.ID)
+		if err := checkHeaders(in, m, call.Version); err != nil {
+			return withID(err, m.ID)
 		}
 		if call.Batch && len(in.ParamHeaders) > 0 {
-			return nil, withID(headerMismatch("Mcp-Param-* headers cannot be checked against a batch"), m.ID)
+			return withID(headerMismatch("Mcp-Param-* headers cannot be checked against a batch"), m.ID)
 		}
 		if err := checkParamHeaders(in, m); err != nil {
-			return nil, withID(err, m.ID)
+			return withID(err, m.ID)
 		}
 	}
-	call.RequestedVersion = requested
-	if len(call.Messages) == 1 && call.Messages[0].Method == "initialize" && call.Messages[0].Kind == KindRequest {
-		// initialize is judged by the version in its body (the header, if
-		// any, is the default); an unknown one is ordinary negotiation.
-		if bv := initializeVersion(call.Messages[0].Params); bv != "" && bv != call.Version {
-			if v, ok := canonicalVersion(bv); ok {
-				call.Version = v
-			} else {
-				call.RequestedVersion = bv
-			}
+	return nil
+}
+
+// negotiateInitialize applies the protocolVersion in the body of a lone
+// initialize request: initialize is judged by the version in its body (the
+// header, if any, is the default); an unknown one is ordinary negotiation.
+func negotiateInitialize(call *Call) {
+	if len(call.Messages) != 1 || call.Messages[0].Method != "initialize" || call.Messages[0].Kind != KindRequest {
+		return
+	}
+	if bv := initializeVersion(call.Messages[0].Params); bv != "" && bv != call.Version {
+		if v, ok := canonicalVersion(bv); ok {
+			call.Version = v
+		} else {
+			call.RequestedVersion = bv
 		}
 	}
-	return call, nil
 }
 
 // initializeVersion returns params.protocolVersion of an initialize request.
