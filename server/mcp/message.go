@@ -56,132 +56,168 @@ func (p *parser) raw(s span) json.RawMessage {
 	return json.RawMessage(p.data[s.start:s.end:s.end])
 }
 
-// build turns the captured fields of one message object into m.
+// build turns the captured fields of one message object into m. A refusal
+// carries the message id when that id is a string or an integer.
 func (p *parser) build(f *fields, ver string, m *Message) *Error {
 	var id json.RawMessage
 	switch f.id.typ {
 	case tString, tInt, tNull:
 		id = p.raw(f.id)
 	}
-	fail := func(e *Error) *Error {
-		if f.id.typ == tString || f.id.typ == tInt {
-			e.ID = id
-		}
-		return e
+	err := p.buildMessage(f, ver, id, m)
+	if err != nil && (f.id.typ == tString || f.id.typ == tInt) {
+		err.ID = id
 	}
+	return err
+}
+
+// buildMessage checks the JSON-RPC envelope (jsonrpc, id, _meta protocol
+// version) and builds m as a response or as a request or notification.
+func (p *parser) buildMessage(f *fields, ver string, id json.RawMessage, m *Message) *Error {
 	if f.jsonrpc.typ != tString || string(p.rawString(f.jsonrpc)) != "2.0" {
-		return fail(invalidReq("bad_jsonrpc_version", `jsonrpc must be exactly "2.0"`))
+		return invalidReq("bad_jsonrpc_version", `jsonrpc must be exactly "2.0"`)
 	}
 	switch f.id.typ {
 	case tAbsent, tString, tInt, tNull:
 	default:
-		return fail(invalidReq("invalid_id", "id must be a string or an integer"))
+		return invalidReq("invalid_id", "id must be a string or an integer")
 	}
 	if f.metaVersion.typ != tAbsent && !p.probe {
 		if f.metaVersion.typ != tString || string(p.rawString(f.metaVersion)) != ver {
-			return fail(headerMismatch("params._meta protocol version differs from the effective protocol version"))
+			return headerMismatch("params._meta protocol version differs from the effective protocol version")
 		}
 	}
-
 	if f.method.typ == tAbsent {
-		// Response.
-		if f.id.typ == tAbsent {
-			return fail(invalidReq("invalid_request", "message has neither method nor id"))
-		}
-		if f.params.typ != tAbsent {
-			return fail(invalidReq("invalid_request", "response must not have params"))
-		}
-		switch {
-		case f.result.typ != tAbsent && f.err.typ != tAbsent:
-			return fail(invalidReq("invalid_response", "response has both result and error"))
-		case f.result.typ == tAbsent && f.err.typ == tAbsent:
-			return fail(invalidReq("invalid_response", "response has neither result nor error"))
-		case f.err.typ != tAbsent && f.err.typ != tObject:
-			return fail(invalidReq("invalid_response", "response error must be an object"))
-		case f.id.typ == tNull && f.err.typ == tAbsent:
-			return fail(invalidReq("invalid_id", "null id is only allowed in error responses"))
+		if err := checkResponse(f); err != nil {
+			return err
 		}
 		*m = Message{Kind: KindResponse, ID: id}
 		return nil
 	}
+	return p.buildRequest(f, id, m)
+}
 
+// checkResponse checks a message without a method, which must be a response.
+func checkResponse(f *fields) *Error {
+	if f.id.typ == tAbsent {
+		return invalidReq("invalid_request", "message has neither method nor id")
+	}
+	if f.params.typ != tAbsent {
+		return invalidReq("invalid_request", "response must not have params")
+	}
+	switch {
+	case f.result.typ != tAbsent && f.err.typ != tAbsent:
+		return invalidReq("invalid_response", "response has both result and error")
+	case f.result.typ == tAbsent && f.err.typ == tAbsent:
+		return invalidReq("invalid_response", "response has neither result nor error")
+	case f.err.typ != tAbsent && f.err.typ != tObject:
+		return invalidReq("invalid_response", "response error must be an object")
+	case f.id.typ == tNull && f.err.typ == tAbsent:
+		return invalidReq("invalid_id", "null id is only allowed in error responses")
+	}
+	return nil
+}
+
+// buildRequest builds m as a request (with an id) or a notification, then
+// checks the params of the methods whose params name what is accessed.
+func (p *parser) buildRequest(f *fields, id json.RawMessage, m *Message) *Error {
 	if f.method.typ != tString {
-		return fail(invalidReq("invalid_method", "method must be a string"))
+		return invalidReq("invalid_method", "method must be a string")
 	}
 	if f.result.typ != tAbsent || f.err.typ != tAbsent {
-		return fail(invalidReq("invalid_request", "request must not have result or error"))
+		return invalidReq("invalid_request", "request must not have result or error")
 	}
 	kind := KindNotification
 	if f.id.typ != tAbsent {
 		if f.id.typ == tNull {
-			return fail(invalidReq("invalid_id", "request id must not be null"))
+			return invalidReq("invalid_id", "request id must not be null")
 		}
 		kind = KindRequest
 	}
 	mb := p.rawString(f.method)
 	if len(mb) == 0 {
-		return fail(invalidReq("invalid_method", "method must not be empty"))
+		return invalidReq("invalid_method", "method must not be empty")
 	}
 	method := internMethod(mb)
 	if f.params.typ != tAbsent && f.params.typ != tObject {
-		return fail(invalidParams("invalid_params", "params must be an object"))
+		return invalidParams("invalid_params", "params must be an object")
 	}
 	*m = Message{Kind: kind, ID: id, Method: method, Params: p.raw(f.params)}
 
 	switch method {
 	case "tools/call", "prompts/get":
-		if f.params.typ != tObject {
-			return fail(invalidParams("invalid_params", method+" requires params"))
-		}
-		if f.name.typ != tString {
-			return fail(invalidParams("invalid_name", method+" params.name must be a string"))
-		}
-		m.Name = string(p.rawString(f.name))
-		if method == "tools/call" && !ValidToolName(m.Name) {
-			return fail(invalidParams("invalid_tool_name", "tool name must be 1-128 characters of [A-Za-z0-9_.-]"))
-		}
-		if method == "prompts/get" && m.Name == "" {
-			return fail(invalidParams("invalid_name", "prompt name must not be empty"))
-		}
-		switch f.arguments.typ {
-		case tAbsent:
-		case tObject:
-			m.Arguments = p.raw(f.arguments)
-		default:
-			return fail(invalidParams("invalid_arguments", "params.arguments must be an object"))
-		}
+		return p.namedParams(f, m)
 	case "resources/read", "resources/subscribe", "resources/unsubscribe":
-		if f.params.typ != tObject {
-			return fail(invalidParams("invalid_params", method+" requires params"))
-		}
-		if f.uri.typ != tString {
-			return fail(invalidParams("invalid_uri", method+" params.uri must be a string"))
-		}
-		m.URI = string(p.rawString(f.uri))
-		if m.URI == "" {
-			return fail(invalidParams("invalid_uri", "params.uri must not be empty"))
-		}
+		return p.uriParams(f, m)
 	case "completion/complete":
-		if f.params.typ != tObject || f.ref.typ != tObject {
-			return fail(invalidParams("invalid_params", "completion/complete requires params.ref"))
+		return p.completionParams(f, m)
+	}
+	return nil
+}
+
+// namedParams sets m.Name and m.Arguments of tools/call and prompts/get.
+func (p *parser) namedParams(f *fields, m *Message) *Error {
+	if f.params.typ != tObject {
+		return invalidParams("invalid_params", m.Method+" requires params")
+	}
+	if f.name.typ != tString {
+		return invalidParams("invalid_name", m.Method+" params.name must be a string")
+	}
+	m.Name = string(p.rawString(f.name))
+	if m.Method == "tools/call" && !ValidToolName(m.Name) {
+		return invalidParams("invalid_tool_name", "tool name must be 1-128 characters of [A-Za-z0-9_.-]")
+	}
+	if m.Method == "prompts/get" && m.Name == "" {
+		return invalidParams("invalid_name", "prompt name must not be empty")
+	}
+	switch f.arguments.typ {
+	case tAbsent:
+	case tObject:
+		m.Arguments = p.raw(f.arguments)
+	default:
+		return invalidParams("invalid_arguments", "params.arguments must be an object")
+	}
+	return nil
+}
+
+// uriParams sets m.URI of resources/read, resources/subscribe and
+// resources/unsubscribe.
+func (p *parser) uriParams(f *fields, m *Message) *Error {
+	if f.params.typ != tObject {
+		return invalidParams("invalid_params", m.Method+" requires params")
+	}
+	if f.uri.typ != tString {
+		return invalidParams("invalid_uri", m.Method+" params.uri must be a string")
+	}
+	m.URI = string(p.rawString(f.uri))
+	if m.URI == "" {
+		return invalidParams("invalid_uri", "params.uri must not be empty")
+	}
+	return nil
+}
+
+// completionParams sets m.Name or m.URI of completion/complete from
+// params.ref.
+func (p *parser) completionParams(f *fields, m *Message) *Error {
+	if f.params.typ != tObject || f.ref.typ != tObject {
+		return invalidParams("invalid_params", "completion/complete requires params.ref")
+	}
+	if f.refType.typ != tString {
+		return invalidParams("invalid_params", "params.ref.type must be a string")
+	}
+	switch string(p.rawString(f.refType)) {
+	case "ref/prompt":
+		if f.refName.typ != tString || f.refURI.typ != tAbsent {
+			return invalidParams("invalid_params", "ref/prompt needs a string name and no uri")
 		}
-		if f.refType.typ != tString {
-			return fail(invalidParams("invalid_params", "params.ref.type must be a string"))
+		m.Name = string(p.rawString(f.refName))
+	case "ref/resource":
+		if f.refURI.typ != tString || f.refName.typ != tAbsent {
+			return invalidParams("invalid_params", "ref/resource needs a string uri and no name")
 		}
-		switch string(p.rawString(f.refType)) {
-		case "ref/prompt":
-			if f.refName.typ != tString || f.refURI.typ != tAbsent {
-				return fail(invalidParams("invalid_params", "ref/prompt needs a string name and no uri"))
-			}
-			m.Name = string(p.rawString(f.refName))
-		case "ref/resource":
-			if f.refURI.typ != tString || f.refName.typ != tAbsent {
-				return fail(invalidParams("invalid_params", "ref/resource needs a string uri and no name"))
-			}
-			m.URI = string(p.rawString(f.refURI))
-		default:
-			return fail(invalidParams("invalid_params", "unknown params.ref.type"))
-		}
+		m.URI = string(p.rawString(f.refURI))
+	default:
+		return invalidParams("invalid_params", "unknown params.ref.type")
 	}
 	return nil
 }
