@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"math/big"
 	"strconv"
@@ -43,20 +42,8 @@ import (
 // object, numbers kept exactly as json.Number, nothing after it. Tools that
 // hand claims to [PrincipalFromClaims] should decode them with it.
 func DecodeClaims(b []byte) (map[string]any, error) {
-	t := bytes.TrimLeft(b, " \t\r\n")
-	if len(t) == 0 || t[0] != '{' {
-		return nil, errors.New("identity: claims are not a JSON object")
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	m := map[string]any{}
-	if err := dec.Decode(&m); err != nil {
-		return nil, fmt.Errorf("identity: claims: %w", err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("identity: claims: data after the JSON object")
-	}
-	return m, nil
+	// The decoded strings point into the copy (claimsjson.go).
+	return decodeClaimsOwned(bytes.Clone(b))
 }
 
 // exactClaims returns claims with every number as a json.Number, for claims

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mcpauthz/mcpauthz/credentials/jwks"
 	"github.com/mcpauthz/mcpauthz/internal/urlcheck"
 )
 
@@ -30,13 +31,9 @@ const (
 // configures none.
 var defaultAlgorithms = []string{"RS256", "PS256", "ES256"}
 
-// asymmetricAlgorithms are the JWS algorithms an issuer may allow.
-var asymmetricAlgorithms = []string{
-	"RS256", "RS384", "RS512",
-	"PS256", "PS384", "PS512",
-	"ES256", "ES384", "ES512",
-	"EdDSA",
-}
+// asymmetricAlgorithms are the JWS algorithms an issuer may allow: those
+// the jwks package verifies.
+var asymmetricAlgorithms = jwks.Algorithms()
 
 // ClaimsConfig names the token claims the verifier reads. Empty fields take
 // the documented defaults.

@@ -60,31 +60,22 @@ func (v *Verifier) PrincipalFromIDToken(ctx context.Context, issuerName, rawIDTo
 	if rawIDToken == "" || len(rawIDToken) > maxTokenBytes {
 		return nil, tokenErr(ReasonMalformed, "empty or oversized")
 	}
-	parts := strings.Split(rawIDToken, ".")
-	if len(parts) != 3 {
-		return nil, tokenErr(ReasonMalformed, "not a compact JWS")
+	j, claims, err := parseJWT(rawIDToken)
+	if err != nil {
+		return nil, err
 	}
-	var hdr jwtHeader
-	if err := decodeSegment(parts[0], &hdr); err != nil {
-		return nil, tokenErr(ReasonMalformed, "header")
-	}
-	if !slices.Contains(is.cfg.Algorithms, hdr.Alg) {
+	if !slices.Contains(is.cfg.Algorithms, j.Header.Alg) {
 		return nil, tokenErr(ReasonAlgNotAllowed, "")
 	}
-	if typAllowed([]string{"at+jwt"}, hdr.Typ) {
+	if typAllowed([]string{"at+jwt"}, j.Header.Typ) {
 		return nil, tokenErr(ReasonTypNotAllowed, "an access token (at+jwt) is not an ID token")
 	}
-	var unverified struct {
-		Iss string `json:"iss"`
-	}
-	if err := decodeSegment(parts[1], &unverified); err != nil {
-		return nil, tokenErr(ReasonMalformed, "payload")
-	}
-	if unverified.Iss != is.cfg.Issuer {
+	if iss, err := issClaim(claims); err != nil {
+		return nil, err
+	} else if iss != is.cfg.Issuer {
 		return nil, tokenErr(ReasonUnknownIssuer, "iss is not issuer "+quoteDetail(issuerName))
 	}
-	now := v.now()
-	claims, exp, err := checkSigned(ctx, is, rawIDToken, parts[1], now)
+	exp, err := v.checkSigned(ctx, is, &j, claims, v.now())
 	if err != nil {
 		return nil, err
 	}

@@ -52,14 +52,15 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 	"unsafe"
 
-	"github.com/coreos/go-oidc/v3/oidc"
 	"github.com/dgraph-io/ristretto/v2"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/mcpauthz/mcpauthz/credentials/jwks"
 )
 
 // maxTokenBytes bounds the size of a token the verifier will look at.
@@ -81,6 +82,9 @@ type Options struct {
 type CacheMetrics struct {
 	Hits   uint64
 	Misses uint64
+	// Verifications counts signature verifications (one per candidate key
+	// tried), of access tokens and ID tokens.
+	Verifications uint64
 }
 
 // Ratio is Hits / (Hits + Misses), 0 when nothing was looked up.
@@ -92,10 +96,9 @@ func (m CacheMetrics) Ratio() float64 {
 }
 
 type issuerState struct {
-	cfg      IssuerConfig
-	keys     *remoteKeySet
-	verifier *oidc.IDTokenVerifier
-	intro    *introspector // nil unless the issuer introspects opaque tokens
+	cfg   IssuerConfig
+	keys  *jwks.KeySet
+	intro *introspector // nil unless the issuer introspects opaque tokens
 }
 
 // cacheEntry is a cached verification result, served while now < until.
@@ -120,8 +123,14 @@ type Verifier struct {
 	now           func() time.Time
 	log           *slog.Logger
 	cache         *ristretto.Cache[uint64, *cacheEntry]
+	// flight collapses concurrent misses for one JWT (keyed by its full
+	// SHA-256); recent hands a flight's result to callers arriving before
+	// the asynchronous cache Set is visible.
+	flight        singleflight.Group
+	recent        recentSet
 	hits          atomic.Uint64
 	misses        atomic.Uint64
+	verifications atomic.Uint64
 }
 
 // NewVerifier validates cfg and builds a Verifier. It performs no network
@@ -168,25 +177,23 @@ func NewVerifier(ctx context.Context, cfg Config, opts Options) (*Verifier, erro
 		cache:    cache,
 	}
 	for i, ic := range cfg.Issuers {
-		ks := &remoteKeySet{
-			issuer:       ic.Issuer,
-			name:         ic.Name,
-			jwksURL:      ic.JWKSURL,
-			discoveryURL: ic.DiscoveryURL,
-			algs:         toJoseAlgs(ic.Algorithms),
-			client:       client,
-			timeout:      cfg.HTTPTimeout,
-			minRefresh:   cfg.JWKSMinRefresh,
-			now:          now,
-			log:          log,
-		}
-		leeway := ic.Leeway
-		ov := oidc.NewVerifier(ic.Issuer, ks, &oidc.Config{
-			SkipClientIDCheck:    true, // audience is checked per resource by AudienceContains
-			SupportedSigningAlgs: slices.Clone(ic.Algorithms),
-			Now:                  func() time.Time { return now().Add(-leeway) },
+		ks, err := jwks.New(jwks.Config{
+			Issuer:       ic.Issuer,
+			Name:         ic.Name,
+			JWKSURL:      ic.JWKSURL,
+			DiscoveryURL: ic.DiscoveryURL,
+			Algorithms:   ic.Algorithms,
+			HTTPClient:   client,
+			Timeout:      cfg.HTTPTimeout,
+			MinRefresh:   cfg.JWKSMinRefresh,
+			Now:          now,
+			Logger:       log,
 		})
-		st := &issuerState{cfg: ic, keys: ks, verifier: ov}
+		if err != nil {
+			cache.Close()
+			return nil, fmt.Errorf("identity: issuers[%d]: %w", i, err)
+		}
+		st := &issuerState{cfg: ic, keys: ks}
 		if ic.Introspection != nil {
 			in, err := newIntrospector(fmt.Sprintf("issuers[%d].introspection", i), ic.Name, *ic.Introspection, client, log)
 			if err != nil {
@@ -204,9 +211,10 @@ func NewVerifier(ctx context.Context, cfg Config, opts Options) (*Verifier, erro
 // Close releases the token cache. The Verifier must not be used afterwards.
 func (v *Verifier) Close() { v.cache.Close() }
 
-// Metrics reports token-cache hits and misses.
+// Metrics reports token-cache hits and misses and the signature
+// verifications performed.
 func (v *Verifier) Metrics() CacheMetrics {
-	return CacheMetrics{Hits: v.hits.Load(), Misses: v.misses.Load()}
+	return CacheMetrics{Hits: v.hits.Load(), Misses: v.misses.Load(), Verifications: v.verifications.Load()}
 }
 
 // VerifyToken verifies a bearer access token and returns its Principal.
@@ -250,16 +258,36 @@ func (v *Verifier) VerifyToken(ctx context.Context, raw string) (*Principal, err
 		}
 		return v.introspect(ctx, st, raw, sum, key)
 	}
-	p, err := v.verify(ctx, raw, now)
+	return v.verifyShared(ctx, raw, sum, key, now)
+}
+
+// verifyShared verifies a JWT missing from the cache. Concurrent callers
+// with the same token (the same full SHA-256) share one verification, and
+// callers arriving after it but before the cache shows its entry are served
+// from the recent handoff.
+func (v *Verifier) verifyShared(ctx context.Context, raw string, sum [sha256.Size]byte, key uint64, now time.Time) (*Principal, error) {
+	r, err, _ := v.flight.Do(string(sum[:]), func() (any, error) {
+		if e := v.recent.get(sum, now); e != nil {
+			return e.p, nil
+		}
+		// Detach from the caller's cancellation: the result is shared.
+		p, err := v.verify(context.WithoutCancel(ctx), raw, now)
+		if err != nil {
+			return nil, err
+		}
+		p.TokenHash = sum
+		until := minTime(p.ExpiresAt, now.Add(v.cfg.CacheMaxAge))
+		if ttl := until.Sub(now); ttl > 0 {
+			e := &cacheEntry{sum: sum, until: until, p: p}
+			v.recent.put(e)
+			v.cache.SetWithTTL(key, e, 1, ttl)
+		}
+		return p, nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	p.TokenHash = sum
-	until := minTime(p.ExpiresAt, now.Add(v.cfg.CacheMaxAge))
-	if ttl := until.Sub(now); ttl > 0 {
-		v.cache.SetWithTTL(key, &cacheEntry{sum: sum, until: until, p: p}, 1, ttl)
-	}
-	return p, nil
+	return r.(*Principal), nil
 }
 
 // introspectorFor returns the introspecting issuer an opaque token is
@@ -274,87 +302,86 @@ func (v *Verifier) introspectorFor(raw string) *issuerState {
 	return nil
 }
 
-type jwtHeader struct {
-	Alg string `json:"alg"`
-	Kid string `json:"kid"`
-	Typ string `json:"typ"`
-}
-
 func (v *Verifier) verify(ctx context.Context, raw string, now time.Time) (*Principal, error) {
-	parts := strings.Split(raw, ".")
-	if len(parts) != 3 {
-		return nil, tokenErr(ReasonMalformed, "not a compact JWS")
+	j, claims, err := parseJWT(raw)
+	if err != nil {
+		return nil, err
 	}
-	var hdr jwtHeader
-	if err := decodeSegment(parts[0], &hdr); err != nil {
-		return nil, tokenErr(ReasonMalformed, "header")
+	iss, err := issClaim(claims)
+	if err != nil {
+		return nil, err
 	}
-	var unverified struct {
-		Iss string `json:"iss"`
-	}
-	if err := decodeSegment(parts[1], &unverified); err != nil {
-		return nil, tokenErr(ReasonMalformed, "payload")
-	}
-	is, ok := v.issuers[unverified.Iss]
+	is, ok := v.issuers[iss]
 	if !ok {
 		return nil, tokenErr(ReasonUnknownIssuer, "")
 	}
-	if !slices.Contains(is.cfg.Algorithms, hdr.Alg) {
+	if !slices.Contains(is.cfg.Algorithms, j.Header.Alg) {
 		return nil, tokenErr(ReasonAlgNotAllowed, "")
 	}
-	if len(is.cfg.TokenTypes) > 0 && !typAllowed(is.cfg.TokenTypes, hdr.Typ) {
+	if len(is.cfg.TokenTypes) > 0 && !typAllowed(is.cfg.TokenTypes, j.Header.Typ) {
 		return nil, tokenErr(ReasonTypNotAllowed, "")
 	}
-
-	claims, exp, err := checkSigned(ctx, is, raw, parts[1], now)
+	exp, err := v.checkSigned(ctx, is, &j, claims, now)
 	if err != nil {
 		return nil, err
 	}
 	return buildPrincipal(v.subjects, is.cfg, claims, exp)
 }
 
-// checkSigned verifies raw's signature with is's keys (go-oidc, issuer
-// checked), decodes its payload exactly and checks exp, nbf and iat. It
-// returns the claims and exp. payload is raw's second segment.
-func checkSigned(ctx context.Context, is *issuerState, raw, payload string, now time.Time) (map[string]any, time.Time, error) {
-	st := &verifyState{}
-	vctx := context.WithValue(ctx, verifyStateKey{}, st)
-	tok, err := is.verifier.Verify(vctx, raw)
+// parseJWT splits a compact JWS once, decoding its header and its payload
+// (exactly, DecodeClaims). Nothing is verified.
+func parseJWT(raw string) (jwks.JWS, map[string]any, error) {
+	j, err := jwks.Parse(raw)
 	if err != nil {
-		if st.err != nil {
-			return nil, time.Time{}, st.err
-		}
-		var exp *oidc.TokenExpiredError
-		if errors.As(err, &exp) {
-			if exp.Expiry.IsZero() {
-				return nil, time.Time{}, tokenErr(ReasonMissingClaim, "exp")
-			}
-			return nil, time.Time{}, tokenErr(ReasonExpired, "")
-		}
-		if !st.verified {
-			return nil, time.Time{}, tokenErr(ReasonMalformed, "jws")
-		}
-		// The signature verified but go-oidc refused the claims (issuer
-		// mismatch, undecodable claims, nbf far in the future).
-		var c struct {
-			Nbf any `json:"nbf"`
-		}
-		if decodeSegment(payload, &c) == nil {
-			if nbf, ok := numericDate(c.Nbf); ok && now.Add(is.cfg.Leeway).Before(nbf) {
-				return nil, time.Time{}, tokenErr(ReasonNotYetValid, "nbf")
-			}
-		}
-		return nil, time.Time{}, tokenErr(ReasonInvalidClaim, "")
+		return j, nil, tokenErr(ReasonMalformed, strings.TrimPrefix(err.Error(), jwks.ErrMalformed.Error()+": "))
 	}
-	claims, err := exactTokenClaims(tok)
+	b, err := jwks.DecodeSegment(j.Payload)
 	if err != nil {
-		return nil, time.Time{}, err
+		return j, nil, tokenErr(ReasonMalformed, "payload")
 	}
+	claims, err := decodeClaimsOwned(b) // b is ours: nothing else holds it
+	if err != nil {
+		return j, nil, tokenErr(ReasonMalformed, "claims")
+	}
+	return j, claims, nil
+}
+
+// issClaim reads iss: absent is "" (no issuer has it), another type than
+// a string is malformed.
+func issClaim(claims map[string]any) (string, error) {
+	v, present := claims["iss"]
+	if !present {
+		return "", nil
+	}
+	s, ok := v.(string)
+	if !ok {
+		return "", tokenErr(ReasonMalformed, "iss is not a string")
+	}
+	return s, nil
+}
+
+// checkSigned checks the times of a token whose issuer, alg and typ were
+// accepted (cheap, before any cryptography), then its signature with is's
+// keys. The caller has picked is by exact iss. It returns exp.
+func (v *Verifier) checkSigned(ctx context.Context, is *issuerState, j *jwks.JWS, claims map[string]any, now time.Time) (time.Time, error) {
 	exp, err := checkTimes(claims, now, is.cfg.Leeway)
 	if err != nil {
-		return nil, time.Time{}, err
+		return time.Time{}, err
 	}
-	return claims, exp, nil
+	keys, err := is.keys.Keys(ctx, j.Header.Kid, j.Header.Alg)
+	switch {
+	case errors.Is(err, jwks.ErrUnknownKid):
+		return time.Time{}, tokenErr(ReasonUnknownKid, "")
+	case err != nil:
+		return time.Time{}, tokenErr(ReasonJWKSUnavailable, is.cfg.Name)
+	}
+	for _, key := range keys {
+		v.verifications.Add(1)
+		if jwks.VerifyWithKey(key, j.Header.Alg, j.SigningInput, j.Signature) == nil {
+			return exp, nil
+		}
+	}
+	return time.Time{}, tokenErr(ReasonBadSignature, "")
 }
 
 // checkTimes requires exp and checks exp, nbf and iat against now with
@@ -413,39 +440,5 @@ func decodeSegment(seg string, v any) error {
 	return json.Unmarshal(b, v)
 }
 
-// exactTokenClaims decodes a verified token's payload with every number
-// kept exactly (json.Number).
-func exactTokenClaims(tok *oidc.IDToken) (map[string]any, error) {
-	var raw json.RawMessage
-	if err := tok.Claims(&raw); err != nil {
-		return nil, tokenErr(ReasonMalformed, "claims")
-	}
-	claims, err := DecodeClaims(raw)
-	if err != nil {
-		return nil, tokenErr(ReasonMalformed, "claims")
-	}
-	return claims, nil
-}
-
-// numericDate converts a JSON NumericDate (seconds, possibly fractional),
-// decoded as json.Number or float64.
-func numericDate(v any) (time.Time, bool) {
-	var f float64
-	switch t := v.(type) {
-	case float64:
-		f = t
-	case json.Number:
-		var err error
-		if f, err = strconv.ParseFloat(string(t), 64); err != nil {
-			return time.Time{}, false
-		}
-	default:
-		return time.Time{}, false
-	}
-	if f < 0 || f > 1e11 {
-		return time.Time{}, false
-	}
-	sec := int64(f)
-	nsec := int64((f - float64(sec)) * 1e9)
-	return time.Unix(sec, nsec), true
-}
+// numericDate converts a JSON NumericDate (jwks.NumericDate).
+func numericDate(v any) (time.Time, bool) { return jwks.NumericDate(v) }
