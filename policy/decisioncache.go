@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/dgraph-io/ristretto/v2"
+
+	"github.com/mcpauthz/mcpauthz/internal/entrycache"
 )
 
 // decisionTTL bounds how long a memoized decision lives. Decisions of a
@@ -34,9 +36,7 @@ type cachedDecision struct {
 }
 
 func newDecisionCache(size int) (*decisionCache, error) {
-	c, err := ristretto.NewCache(&ristretto.Config[string, *cachedDecision]{
-		NumCounters: int64(size) * 10, MaxCost: int64(size), BufferItems: 64,
-	})
+	c, err := entrycache.New[string, *cachedDecision](int64(size))
 	if err != nil {
 		return nil, err
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/mcpauthz/mcpauthz/credentials/identity"
 	"github.com/mcpauthz/mcpauthz/credentials/outbound"
+	"github.com/mcpauthz/mcpauthz/internal/entrycache"
 	"github.com/mcpauthz/mcpauthz/policy"
 )
 
@@ -29,10 +30,12 @@ type preparedPrincipals struct {
 
 // handleTable maps ext_proc handles to prepared entries until their
 // principal expires. Bounded: when full, expired entries go first, then
-// arbitrary ones (that principal's lists then fail closed until its token
-// is seen anew). Safe for concurrent use.
+// arbitrary ones, a sixteenth of the table at once so the sweep is paid
+// once per many insertions, not on each. A principal whose handle went is
+// put back the next time one of its Checks is allowed (preparedPrincipals.get).
+// Safe for concurrent use.
 type handleTable struct {
-	mu  sync.Mutex
+	mu  sync.RWMutex
 	max int
 	m   map[string]handleEntry
 }
@@ -45,14 +48,14 @@ type handleEntry struct {
 func (t *handleTable) put(h string, e *preparedEntry, exp time.Time, now time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if len(t.m) >= t.max {
+	if _, ok := t.m[h]; !ok && len(t.m) >= t.max {
 		for k, v := range t.m {
 			if !now.Before(v.exp) {
 				delete(t.m, k)
 			}
 		}
 		for k := range t.m {
-			if len(t.m) < t.max {
+			if len(t.m) <= t.max-max(1, t.max/16) {
 				break
 			}
 			delete(t.m, k)
@@ -61,9 +64,16 @@ func (t *handleTable) put(h string, e *preparedEntry, exp time.Time, now time.Ti
 	t.m[h] = handleEntry{e: e, exp: exp}
 }
 
+// has reports whether h names e, under the read lock only.
+func (t *handleTable) has(h string, e *preparedEntry) bool {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.m[h].e == e
+}
+
 func (t *handleTable) get(h string, now time.Time) *preparedEntry {
-	t.mu.Lock()
-	defer t.mu.Unlock()
+	t.mu.RLock()
+	defer t.mu.RUnlock()
 	v, ok := t.m[h]
 	if !ok || !now.Before(v.exp) {
 		return nil
@@ -82,9 +92,7 @@ type preparedEntry struct {
 }
 
 func newPreparedPrincipals(size int64, now func() time.Time) (*preparedPrincipals, error) {
-	c, err := ristretto.NewCache(&ristretto.Config[uint64, *preparedEntry]{
-		NumCounters: 10 * size, MaxCost: size, BufferItems: 64,
-	})
+	c, err := entrycache.New[uint64, *preparedEntry](size)
 	if err != nil {
 		return nil, err
 	}
@@ -94,8 +102,11 @@ func newPreparedPrincipals(size int64, now func() time.Time) (*preparedPrincipal
 // get returns what the hot path derives from p. Its pp is nil when p cannot
 // be prepared (the caller then converts on the fly and gets the error).
 func (c *preparedPrincipals) get(p *identity.Principal) *preparedEntry {
-	key := uint64(uintptr(unsafe.Pointer(p)))
+	key := pointerKey(unsafe.Pointer(p))
 	if e, ok := c.c.Get(key); ok && e.p == p {
+		if !c.handles.has(e.handle, e) {
+			c.register(e, c.now())
+		}
 		return e
 	}
 	e := &preparedEntry{p: p, owner: principalKey(p)}
@@ -106,18 +117,37 @@ func (c *preparedPrincipals) get(p *identity.Principal) *preparedEntry {
 	if pp, err := policy.PreparePrincipal(policyPrincipal(p)); err == nil {
 		e.pp = pp
 		now := c.now()
-		exp := p.ExpiresAt
-		if exp.IsZero() {
-			exp = now.Add(5 * time.Minute) // mTLS principals: re-registered when seen after that
-		}
 		if ttl := p.ExpiresAt.Sub(now); ttl > 0 {
 			c.c.SetWithTTL(key, e, 1, ttl)
 		}
-		if exp.After(now) {
-			c.handles.put(e.handle, e, exp, now)
-		}
+		c.register(e, now)
 	}
 	return e
+}
+
+// pointerKey spreads a pointer over 64 bits (a bijective splitmix64
+// finalizer). Ristretto uses a uint64 key as its own hash: raw addresses,
+// aligned and clustered by size class, would collide in its frequency
+// sketch, and one-time principals would push out the active ones.
+func pointerKey(p unsafe.Pointer) uint64 {
+	x := uint64(uintptr(p))
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
+}
+
+// register names e's handle for ext_proc until its principal expires.
+func (c *preparedPrincipals) register(e *preparedEntry, now time.Time) {
+	exp := e.p.ExpiresAt
+	if exp.IsZero() {
+		exp = now.Add(5 * time.Minute) // mTLS principals: re-registered when seen after that
+	}
+	if exp.After(now) {
+		c.handles.put(e.handle, e, exp, now)
+	}
 }
 
 func (c *preparedPrincipals) close() { c.c.Close() }

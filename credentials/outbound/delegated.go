@@ -15,6 +15,8 @@ import (
 
 	"github.com/dgraph-io/ristretto/v2"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/mcpauthz/mcpauthz/internal/entrycache"
 )
 
 // Reasons specific to delegated credentials.
@@ -336,11 +338,7 @@ func newDelegatedCore(src delegationSource, cfg *DelegatedConfig, opts Options) 
 	if size == 0 {
 		size = DefaultDelegatedCacheSize
 	}
-	cache, err := ristretto.NewCache(&ristretto.Config[uint64, *delegatedEntry]{
-		NumCounters: size * 10,
-		MaxCost:     size,
-		BufferItems: 64,
-	})
+	cache, err := entrycache.New[uint64, *delegatedEntry](size)
 	if err != nil {
 		return nil, fmt.Errorf("delegated: cache: %w", err)
 	}
