@@ -61,6 +61,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/mcpauthz/mcpauthz/credentials/jwks"
+	"github.com/mcpauthz/mcpauthz/internal/entrycache"
 )
 
 // maxTokenBytes bounds the size of a token the verifier will look at.
@@ -160,11 +161,7 @@ func NewVerifier(ctx context.Context, cfg Config, opts Options) (*Verifier, erro
 	client.CheckRedirect = func(*http.Request, []*http.Request) error {
 		return errors.New("identity: redirects are not followed")
 	}
-	cache, err := ristretto.NewCache(&ristretto.Config[uint64, *cacheEntry]{
-		NumCounters: cfg.CacheSize * 10,
-		MaxCost:     cfg.CacheSize,
-		BufferItems: 64,
-	})
+	cache, err := entrycache.New[uint64, *cacheEntry](cfg.CacheSize)
 	if err != nil {
 		return nil, fmt.Errorf("identity: create cache: %w", err)
 	}
