@@ -281,90 +281,26 @@ func (in *Input) toValue(use inputUse) (ast.Value, error) {
 
 	request := nullTerm
 	if use.request {
-		var ts string
-		if !in.Request.Time.IsZero() {
-			ts = in.Request.Time.UTC().Format(time.RFC3339Nano)
-		}
-		request = slab.obj(
-			[2]*ast.Term{kID, slab.str(in.Request.ID)},
-			[2]*ast.Term{kTime, slab.str(ts)},
-			[2]*ast.Term{kMethod, slab.str(in.Request.Method)},
-			[2]*ast.Term{kScheme, slab.str(in.Request.Scheme)},
-			[2]*ast.Term{kHost, slab.str(in.Request.Host)},
-			[2]*ast.Term{kPath, slab.str(in.Request.Path)},
-			[2]*ast.Term{kHeaders, slab.headers(use.headers, &in.Request)},
-			[2]*ast.Term{kSourcePrincipal, slab.str(in.Request.SourcePrincipal)},
-			[2]*ast.Term{kOrigin, slab.str(in.Request.Origin)},
-		)
+		request = slab.request(&in.Request, use.headers)
 	}
-
-	args := nullTerm
-	if raw := in.MCP.Arguments; use.arguments && len(raw) > 0 {
-		v, err := jsonToValue(raw)
-		if err != nil {
-			return nil, fmt.Errorf("policy: input mcp.arguments: %w", err)
-		}
-		args = ast.NewTerm(v)
+	mcp, err := slab.mcp(&in.MCP, use)
+	if err != nil {
+		return nil, err
 	}
-	// Fields of input.mcp the policy provably never reads are left out
-	// (the decision cache keys on the same fields).
-	mcpKVs := make([][2]*ast.Term, 0, len(mcpFieldNames))
-	m := &in.MCP
-	for i := range mcpFieldNames {
-		if use.mcp&(1<<i) == 0 {
-			continue
-		}
-		var v *ast.Term
-		switch i {
-		case 0:
-			v = slab.str(m.ProtocolVersion)
-		case 1:
-			v = slab.str(m.Transport)
-		case 2:
-			v = slab.str(m.SessionID)
-		case 3:
-			v = ast.InternedTerm(m.Batch)
-		case 4:
-			v = ast.InternedTerm(m.BatchSize)
-		case 5:
-			v = slab.str(m.Kind)
-		case 6:
-			v = slab.str(m.Method)
-		case 7:
-			v = slab.str(m.Tool)
-		case 8:
-			v = slab.str(m.Prompt)
-		case 9:
-			v = slab.str(m.URI)
-		case 10:
-			v = args
-		}
-		mcpKVs = append(mcpKVs, [2]*ast.Term{mcpKeys[i], v})
-	}
-	mcp := slab.obj(mcpKVs...)
-
 	var principal, server *ast.Term
 	if in.PreparedPrincipal != nil {
 		principal = in.PreparedPrincipal.term
-	} else {
-		var err error
-		if principal, err = slab.principal(p, use); err != nil {
-			return nil, err
-		}
+	} else if principal, err = slab.principal(p, use); err != nil {
+		return nil, err
 	}
 	if in.PreparedServer != nil {
 		server = in.PreparedServer.term
 	} else {
 		server = slab.server(&in.Server, use)
 	}
-
 	conn := nullTerm
-	if c := in.Connection; c != nil && use.connection {
-		conn = ast.ObjectTerm(
-			[2]*ast.Term{kConnMode, ast.StringTerm(c.Mode)},
-			[2]*ast.Term{kStatus, ast.StringTerm(c.Status)},
-			[2]*ast.Term{kScopes, slab.strArray(c.Scopes)},
-		)
+	if in.Connection != nil && use.connection {
+		conn = slab.connection(in.Connection)
 	}
 	return ast.NewObject(
 		[2]*ast.Term{kVersion, slab.str(in.Version)},
@@ -374,6 +310,81 @@ func (in *Input) toValue(use inputUse) (ast.Value, error) {
 		[2]*ast.Term{kServer, server},
 		[2]*ast.Term{kConn, conn},
 	), nil
+}
+
+// request converts input.request; headers says whether the policy reads
+// input.request.headers.
+func (s *termSlab) request(r *Request, headers bool) *ast.Term {
+	var ts string
+	if !r.Time.IsZero() {
+		ts = r.Time.UTC().Format(time.RFC3339Nano)
+	}
+	return s.obj(
+		[2]*ast.Term{kID, s.str(r.ID)},
+		[2]*ast.Term{kTime, s.str(ts)},
+		[2]*ast.Term{kMethod, s.str(r.Method)},
+		[2]*ast.Term{kScheme, s.str(r.Scheme)},
+		[2]*ast.Term{kHost, s.str(r.Host)},
+		[2]*ast.Term{kPath, s.str(r.Path)},
+		[2]*ast.Term{kHeaders, s.headers(headers, r)},
+		[2]*ast.Term{kSourcePrincipal, s.str(r.SourcePrincipal)},
+		[2]*ast.Term{kOrigin, s.str(r.Origin)},
+	)
+}
+
+// mcp converts input.mcp. Fields the policy provably never reads are left
+// out (the decision cache keys on the same fields).
+func (s *termSlab) mcp(m *MCP, use inputUse) (*ast.Term, error) {
+	args := nullTerm
+	if raw := m.Arguments; use.arguments && len(raw) > 0 {
+		v, err := jsonToValue(raw)
+		if err != nil {
+			return nil, fmt.Errorf("policy: input mcp.arguments: %w", err)
+		}
+		args = ast.NewTerm(v)
+	}
+	kvs := make([][2]*ast.Term, 0, len(mcpFieldNames))
+	for i := range mcpFieldNames {
+		if use.mcp&(1<<i) == 0 {
+			continue
+		}
+		var v *ast.Term
+		switch i {
+		case 0:
+			v = s.str(m.ProtocolVersion)
+		case 1:
+			v = s.str(m.Transport)
+		case 2:
+			v = s.str(m.SessionID)
+		case 3:
+			v = ast.InternedTerm(m.Batch)
+		case 4:
+			v = ast.InternedTerm(m.BatchSize)
+		case 5:
+			v = s.str(m.Kind)
+		case 6:
+			v = s.str(m.Method)
+		case 7:
+			v = s.str(m.Tool)
+		case 8:
+			v = s.str(m.Prompt)
+		case 9:
+			v = s.str(m.URI)
+		case 10:
+			v = args
+		}
+		kvs = append(kvs, [2]*ast.Term{mcpKeys[i], v})
+	}
+	return s.obj(kvs...), nil
+}
+
+// connection converts input.connection.
+func (s *termSlab) connection(c *Connection) *ast.Term {
+	return ast.ObjectTerm(
+		[2]*ast.Term{kConnMode, ast.StringTerm(c.Mode)},
+		[2]*ast.Term{kStatus, ast.StringTerm(c.Status)},
+		[2]*ast.Term{kScopes, s.strArray(c.Scopes)},
+	)
 }
 
 func (s *termSlab) principal(p *Principal, use inputUse) (*ast.Term, error) {
