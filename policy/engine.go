@@ -292,6 +292,29 @@ func (e *Engine) apply(ctx context.Context, cands ...*candidate) error {
 
 	e.statusMu.Lock()
 	defer e.statusMu.Unlock()
+	e.recordAttempt(cands, start)
+	if err != nil {
+		e.recordFailure(cands, err)
+		return err
+	}
+	e.recordSuccess(cands, persisted, changed, start)
+	if !changed {
+		return nil
+	}
+	e.snap.Store(next)
+	for i, s := range e.sources {
+		s.st.Revision = next.revs[i]
+	}
+	e.status.Loads++
+	e.status.LastLoad = time.Now()
+	e.log.Info("policy loaded", "revision", next.revision, "duration", time.Since(start))
+	return nil
+}
+
+// recordAttempt stamps the attempt on the engine and on the sources it
+// covered: the path sources for a reload (no candidates), else the
+// candidates' sources. Called with statusMu held.
+func (e *Engine) recordAttempt(cands []*candidate, start time.Time) {
 	e.status.LastAttempt = start
 	if len(cands) == 0 {
 		for _, s := range e.sources {
@@ -303,23 +326,31 @@ func (e *Engine) apply(ctx context.Context, cands ...*candidate) error {
 	for _, c := range cands {
 		c.src.st.LastAttempt = start
 	}
-	if err != nil {
-		e.status.Failures++
-		if len(cands) == 0 {
-			e.reloadErr = err.Error()
-			for _, s := range e.sources {
-				if !s.remote() {
-					s.st.LastError = e.reloadErr
-				}
+}
+
+// recordFailure records and logs a load that failed; the serving policy is
+// kept. Called with statusMu held.
+func (e *Engine) recordFailure(cands []*candidate, err error) {
+	e.status.Failures++
+	if len(cands) == 0 {
+		e.reloadErr = err.Error()
+		for _, s := range e.sources {
+			if !s.remote() {
+				s.st.LastError = e.reloadErr
 			}
 		}
-		for _, c := range cands {
-			c.src.st.LastError = err.Error()
-		}
-		e.log.Error("policy load failed; previous policy keeps serving",
-			"error", err, "serving", e.snap.Load() != nil)
-		return err
 	}
+	for _, c := range cands {
+		c.src.st.LastError = err.Error()
+	}
+	e.log.Error("policy load failed; previous policy keeps serving",
+		"error", err, "serving", e.snap.Load() != nil)
+}
+
+// recordSuccess clears the errors of the sources that loaded and records
+// where each candidate came from and whether it was persisted (persisted[i]
+// is the persistence error of cands[i]). Called with statusMu held.
+func (e *Engine) recordSuccess(cands []*candidate, persisted []error, changed bool, start time.Time) {
 	if len(cands) == 0 {
 		if e.reloadErr != "" {
 			e.log.Info("policy recovered: the bundle loads again", "changed", changed)
@@ -352,17 +383,6 @@ func (e *Engine) apply(ctx context.Context, cands ...*candidate) error {
 			st.Persisted, st.PersistError = true, ""
 		}
 	}
-	if !changed {
-		return nil
-	}
-	e.snap.Store(next)
-	for i, s := range e.sources {
-		s.st.Revision = next.revs[i]
-	}
-	e.status.Loads++
-	e.status.LastLoad = time.Now()
-	e.log.Info("policy loaded", "revision", next.revision, "duration", time.Since(start))
-	return nil
 }
 
 // load reads the bundles and, if their content changed, builds a new snapshot.
