@@ -110,12 +110,15 @@ func TestRecentHandoffExpires(t *testing.T) {
 	var r recentSet
 	now := time.Unix(1000, 0)
 	e := &cacheEntry{sum: [32]byte{1}, until: now.Add(time.Second), p: &Principal{}}
-	r.put(e)
+	r.put(e, now)
 	if r.get(e.sum, now) != e {
 		t.Fatal("fresh entry not served")
 	}
 	if r.get(e.sum, now.Add(time.Second)) != nil {
 		t.Fatal("entry served at until")
+	}
+	if r.get(e.sum, now.Add(recentTTL)) != nil {
+		t.Fatal("entry served recentTTL after it was put")
 	}
 	if r.get([32]byte{2}, now) != nil {
 		t.Fatal("another token's entry served")
@@ -123,7 +126,7 @@ func TestRecentHandoffExpires(t *testing.T) {
 	for i := range recentMax + 10 {
 		var s [32]byte
 		s[0], s[1], s[2] = 9, byte(i), byte(i>>8)
-		r.put(&cacheEntry{sum: s, until: now.Add(time.Hour)})
+		r.put(&cacheEntry{sum: s, until: now.Add(time.Hour)}, now)
 	}
 	if len(r.m) > recentMax || len(r.order) > recentMax {
 		t.Fatalf("recent holds %d/%d entries, max %d", len(r.m), len(r.order), recentMax)

@@ -191,13 +191,24 @@ var clientIDFallbacks = []string{"azp", "appid", "cid"}
 // the first present fallback. A present claim of the wrong type refuses the
 // token.
 func clientIDClaim(claims map[string]any, configured string) (string, error) {
-	for _, name := range append([]string{configured}, clientIDFallbacks...) {
-		s, present, err := keyClaim(claims, name, name+" (client id)")
-		if err != nil || present {
+	if s, present, err := clientIDFrom(claims, configured); err != nil || present {
+		return s, err
+	}
+	for _, name := range clientIDFallbacks {
+		if s, present, err := clientIDFrom(claims, name); err != nil || present {
 			return s, err
 		}
 	}
 	return "", nil
+}
+
+// clientIDFrom reads one client id claim (keyClaim); the error detail is
+// built only when the claim is present.
+func clientIDFrom(claims map[string]any, name string) (string, bool, error) {
+	if _, present := claims[name]; !present {
+		return "", false, nil
+	}
+	return keyClaim(claims, name, name+" (client id)")
 }
 
 // applyRoles reads the roles at path into p.Roles and, for a path other

@@ -13,9 +13,9 @@ import (
 // then would verify the token again. recentSet bridges that moment: the
 // verification flight puts its entry here before it ends, and the next
 // flight for the same token finds it. Entries are served while the token's
-// entry is valid (now < until) and for at most recentTTL of real time after
-// they were put, by which time the cache shows them; they are swept on put,
-// oldest first, and at most recentMax are kept.
+// entry is valid (now < until) and for at most recentTTL after they were
+// put (the verifier's clock), by which time the cache shows them; they are
+// swept on put, oldest first, and at most recentMax are kept.
 const (
 	recentTTL = 500 * time.Millisecond
 	recentMax = 4096
@@ -29,7 +29,7 @@ type recentSet struct {
 
 type recentItem struct {
 	e  *cacheEntry
-	at time.Time // real time (monotonic), not the verifier's clock
+	at time.Time // the verifier's clock
 }
 
 type recentKey struct {
@@ -42,15 +42,15 @@ func (r *recentSet) get(sum [sha256.Size]byte, now time.Time) *cacheEntry {
 	r.mu.Lock()
 	it, ok := r.m[sum]
 	r.mu.Unlock()
-	if !ok || it.e.sum != sum || !now.Before(it.e.until) || time.Since(it.at) >= recentTTL {
+	if !ok || it.e.sum != sum || !now.Before(it.e.until) || now.Sub(it.at) >= recentTTL {
 		return nil
 	}
 	return it.e
 }
 
-// put records e and sweeps entries that are too old or too many.
-func (r *recentSet) put(e *cacheEntry) {
-	at := time.Now()
+// put records e, put at now, and sweeps entries that are too old or too
+// many.
+func (r *recentSet) put(e *cacheEntry, at time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.m == nil {

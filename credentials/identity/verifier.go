@@ -276,7 +276,7 @@ func (v *Verifier) verifyShared(ctx context.Context, raw string, sum [sha256.Siz
 		until := minTime(p.ExpiresAt, now.Add(v.cfg.CacheMaxAge))
 		if ttl := until.Sub(now); ttl > 0 {
 			e := &cacheEntry{sum: sum, until: until, p: p}
-			v.recent.put(e)
+			v.recent.put(e, now)
 			v.cache.SetWithTTL(key, e, 1, ttl)
 		}
 		return p, nil
@@ -332,7 +332,7 @@ func parseJWT(raw string) (jwks.JWS, map[string]any, error) {
 	if err != nil {
 		return j, nil, tokenErr(ReasonMalformed, strings.TrimPrefix(err.Error(), jwks.ErrMalformed.Error()+": "))
 	}
-	b, err := jwks.DecodeSegment(j.Payload)
+	b, err := j.DecodePayload()
 	if err != nil {
 		return j, nil, tokenErr(ReasonMalformed, "payload")
 	}

@@ -73,12 +73,10 @@ type JWS struct {
 func Parse(raw string) (JWS, error) {
 	dots := 0
 	for i := 0; i < len(raw); i++ {
-		c := raw[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_':
-		case c == '.':
+		switch b64Class[raw[i]] {
+		case classDot:
 			dots++
-		default:
+		case classOther:
 			return JWS{}, fmt.Errorf("%w: character outside base64url", ErrMalformed)
 		}
 	}
@@ -90,7 +88,7 @@ func Parse(raw string) (JWS, error) {
 	if h == "" || p == "" {
 		return JWS{}, fmt.Errorf("%w: empty header or payload", ErrMalformed)
 	}
-	hb, err := DecodeSegment(h)
+	hb, err := b64.DecodeString(h)
 	if err != nil {
 		return JWS{}, fmt.Errorf("%w: header: %w", ErrMalformed, err)
 	}
@@ -98,18 +96,47 @@ func Parse(raw string) (JWS, error) {
 	if err != nil {
 		return JWS{}, fmt.Errorf("%w: header: %w", ErrMalformed, err)
 	}
-	sig, err := DecodeSegment(s)
+	sig, err := b64.DecodeString(s)
 	if err != nil {
 		return JWS{}, fmt.Errorf("%w: signature: %w", ErrMalformed, err)
 	}
 	return JWS{Header: hdr, SigningInput: raw[:len(h)+1+len(p)], Payload: p, Signature: sig}, nil
 }
 
+// DecodePayload decodes the payload segment, whose characters Parse has
+// checked.
+func (j *JWS) DecodePayload() ([]byte, error) {
+	b, err := b64.DecodeString(j.Payload)
+	if err != nil {
+		return nil, fmt.Errorf("%w: payload: %w", ErrMalformed, err)
+	}
+	return b, nil
+}
+
+// Character classes of a compact JWS.
+const (
+	classOther = iota
+	classB64
+	classDot
+)
+
+var b64Class = func() (t [256]uint8) {
+	for c := range 256 {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_':
+			t[c] = classB64
+		case c == '.':
+			t[c] = classDot
+		}
+	}
+	return t
+}()
+
 // DecodeSegment decodes one base64url segment strictly (no padding, no
 // line breaks, canonical trailing bits).
 func DecodeSegment(seg string) ([]byte, error) {
 	for i := 0; i < len(seg); i++ {
-		if c := seg[i]; c == '=' || c == '\r' || c == '\n' {
+		if b64Class[seg[i]] != classB64 {
 			return nil, errors.New("not unpadded base64url")
 		}
 	}
@@ -398,11 +425,7 @@ func (k *KeySet) VerifySignature(ctx context.Context, raw string) ([]byte, error
 	if err := k.Verify(ctx, &j); err != nil {
 		return nil, err
 	}
-	payload, err := DecodeSegment(j.Payload)
-	if err != nil {
-		return nil, fmt.Errorf("%w: payload: %w", ErrMalformed, err)
-	}
-	return payload, nil
+	return j.DecodePayload()
 }
 
 // NumericDate converts a JSON NumericDate (RFC 7519: seconds since the
