@@ -199,63 +199,15 @@ func (c Config) Validate() error {
 	if len(c.Bundles) == 0 {
 		errs.Add("bundles", "at least one bundle is required")
 	}
-	seenPath := make(map[string]int, len(c.Bundles))
-	seenName := make(map[string]int, len(c.Bundles))
-	for i, b := range c.Bundles {
-		f := fmt.Sprintf("bundles[%d]", i)
-		hasPath, hasURL := strings.TrimSpace(b.Path) != "", strings.TrimSpace(b.URL) != ""
-		switch {
-		case hasPath && hasURL:
-			errs.Addf(f, "set exactly one of path and url, not both")
-			continue
-		case !hasPath && !hasURL:
-			if b.Path != "" || b.URL == "" {
-				errs.Addf(f+".path", "must not be empty")
-			} else {
-				errs.Addf(f+".url", "must not be empty")
-			}
-			continue
-		case hasPath:
-			clean := filepath.Clean(b.Path)
-			if j, dup := seenPath[clean]; dup {
-				errs.Addf(f+".path", "duplicates bundles[%d].path %q", j, b.Path)
-				continue
-			}
-			seenPath[clean] = i
-			if b.Credentials != nil {
-				errs.Addf(f+".credentials", "only valid with url")
-			}
-			if b.Polling != (Polling{}) {
-				errs.Addf(f+".polling", "only valid with url (path sources are watched; see poll_interval)")
-			}
-			if b.Persist {
-				errs.Addf(f+".persist", "only valid with url")
-			}
-			if b.Timeout != 0 {
-				errs.Addf(f+".timeout", "only valid with url")
-			}
-			if b.SizeLimitBytes != 0 {
-				errs.Addf(f+".size_limit_bytes", "only valid with url")
-			}
-		case hasURL:
-			errs = append(errs, b.validateRemote(f)...)
-		}
-		if b.Signing != nil {
-			errs = append(errs, b.Signing.validate(f+".signing")...)
-		}
-		if b.Name != "" {
-			if !validName.MatchString(b.Name) {
-				errs.Addf(f+".name", "must match [A-Za-z0-9._-]{1,128}, got %q", b.Name)
-			} else if j, dup := seenName[b.Name]; dup {
-				errs.Addf(f+".name", "duplicates bundles[%d].name %q", j, b.Name)
-			} else {
-				seenName[b.Name] = i
-			}
-		}
-		if b.Persist && strings.TrimSpace(c.PersistDir) == "" {
-			errs.Addf(f+".persist", "requires persist_dir")
-		}
+	bc := bundleChecker{
+		seenPath:   make(map[string]int, len(c.Bundles)),
+		seenName:   make(map[string]int, len(c.Bundles)),
+		persistDir: c.PersistDir,
 	}
+	for i, b := range c.Bundles {
+		bc.check(i, b)
+	}
+	errs = append(errs, bc.errs...)
 	if c.Query != "" {
 		if err := validateQuery(c.Query); err != nil {
 			errs = append(errs, fmt.Errorf("query: %w", err))
@@ -273,6 +225,82 @@ func (c Config) Validate() error {
 		errs.Addf("startup_timeout", "must not be negative, got %s", c.StartupTimeout)
 	}
 	return errs.Err()
+}
+
+// bundleChecker validates the bundles of a Config in order, remembering the
+// paths and names seen so far to report duplicates.
+type bundleChecker struct {
+	seenPath   map[string]int // cleaned path -> index
+	seenName   map[string]int // name -> index
+	persistDir string
+	errs       fielderr.List
+}
+
+// check validates bundles[i].
+func (bc *bundleChecker) check(i int, b BundleSource) {
+	f := fmt.Sprintf("bundles[%d]", i)
+	hasPath, hasURL := strings.TrimSpace(b.Path) != "", strings.TrimSpace(b.URL) != ""
+	switch {
+	case hasPath && hasURL:
+		bc.errs.Addf(f, "set exactly one of path and url, not both")
+		return
+	case !hasPath && !hasURL:
+		if b.Path != "" || b.URL == "" {
+			bc.errs.Addf(f+".path", "must not be empty")
+		} else {
+			bc.errs.Addf(f+".url", "must not be empty")
+		}
+		return
+	case hasPath:
+		if !bc.checkPath(f, i, b) {
+			return
+		}
+	case hasURL:
+		bc.errs = append(bc.errs, b.validateRemote(f)...)
+	}
+	if b.Signing != nil {
+		bc.errs = append(bc.errs, b.Signing.validate(f+".signing")...)
+	}
+	if b.Name != "" {
+		if !validName.MatchString(b.Name) {
+			bc.errs.Addf(f+".name", "must match [A-Za-z0-9._-]{1,128}, got %q", b.Name)
+		} else if j, dup := bc.seenName[b.Name]; dup {
+			bc.errs.Addf(f+".name", "duplicates bundles[%d].name %q", j, b.Name)
+		} else {
+			bc.seenName[b.Name] = i
+		}
+	}
+	if b.Persist && strings.TrimSpace(bc.persistDir) == "" {
+		bc.errs.Addf(f+".persist", "requires persist_dir")
+	}
+}
+
+// checkPath validates a path source at field f, refusing the url-only
+// fields. It reports false for a duplicate path, whose other fields are not
+// checked.
+func (bc *bundleChecker) checkPath(f string, i int, b BundleSource) bool {
+	clean := filepath.Clean(b.Path)
+	if j, dup := bc.seenPath[clean]; dup {
+		bc.errs.Addf(f+".path", "duplicates bundles[%d].path %q", j, b.Path)
+		return false
+	}
+	bc.seenPath[clean] = i
+	if b.Credentials != nil {
+		bc.errs.Addf(f+".credentials", "only valid with url")
+	}
+	if b.Polling != (Polling{}) {
+		bc.errs.Addf(f+".polling", "only valid with url (path sources are watched; see poll_interval)")
+	}
+	if b.Persist {
+		bc.errs.Addf(f+".persist", "only valid with url")
+	}
+	if b.Timeout != 0 {
+		bc.errs.Addf(f+".timeout", "only valid with url")
+	}
+	if b.SizeLimitBytes != 0 {
+		bc.errs.Addf(f+".size_limit_bytes", "only valid with url")
+	}
+	return true
 }
 
 func (b BundleSource) validateRemote(f string) []error {
