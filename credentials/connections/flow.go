@@ -275,33 +275,9 @@ func (m *Manager) consumeLink(ctx context.Context, key Key, linkID string) error
 // status AUTHORIZED. It returns the flow's returnTo (also on failure once
 // the flow is known).
 func (m *Manager) CompleteConnect(ctx context.Context, state, code, iss, providerErr string, signedIn Key) (Connection, string, error) {
-	if state == "" || len(state) > 128 {
-		return Connection{}, "", fmt.Errorf("connections: callback without a valid state: %w", ErrFlowExpired)
-	}
-	fk := prefixFlow + hashID(state)
-	var f flow
-	ver, err := m.getSealed(ctx, fk, &f)
-	switch {
-	case errors.Is(err, ErrNotFound):
-		return Connection{}, "", fmt.Errorf("connections: unknown or expired connect flow: %w", ErrFlowExpired)
-	case err != nil:
-		return Connection{}, "", err
-	case f.Used:
-		return Connection{}, f.ReturnTo, fmt.Errorf("connections: this connect flow was already used: %w", ErrForbidden)
-	}
-	now := m.now()
-	// Consume first: whatever happens next, the state is dead.
-	verifier := f.Verifier
-	f.Used, f.Verifier = true, "" // the used marker keeps no verifier
-	ct, err := m.sealJSON(fk, f)
+	f, now, err := m.consumeFlow(ctx, state)
 	if err != nil {
-		return Connection{}, "", err
-	}
-	switch _, err := m.store.CompareAndSwap(ctx, fk, ver, ct, flowGrace); {
-	case errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrNotFound):
-		return Connection{}, f.ReturnTo, fmt.Errorf("connections: this connect flow was already used: %w", ErrForbidden)
-	case err != nil:
-		return Connection{}, "", fmt.Errorf("connections: callback: %w: %w", ErrUnavailable, err)
+		return Connection{}, f.ReturnTo, err
 	}
 	key := f.Key
 	fail := func(reason string, by Actor, err error) (Connection, string, error) {
@@ -329,22 +305,81 @@ func (m *Manager) CompleteConnect(ctx context.Context, state, code, iss, provide
 	if err != nil {
 		return fail("provider_unavailable", by, fmt.Errorf("connections: provider of %q: %w", key.Server, err))
 	}
-	switch {
-	case iss == "" && ep.issParam:
-		return fail("iss_missing", by, fmt.Errorf("connections: the provider's answer lacks the iss parameter it advertises (RFC 9207): %w", ErrForbidden))
-	case iss != "" && ep.issuer != "" && iss != ep.issuer:
-		return fail("iss_mismatch", by, fmt.Errorf("connections: the answer comes from another issuer (RFC 9207 iss mismatch): %w", ErrForbidden))
-	case iss != "" && ep.issuer == "":
-		m.log.Warn("connections: provider sent iss but no issuer is configured to compare it with", "server", key.Server)
+	if reason, err := m.checkIssuer(key.Server, iss, ep); err != nil {
+		return fail(reason, by, err)
 	}
 	if code == "" || len(code) > 4096 || strings.ContainsFunc(code, urlcheck.IsControl) {
 		return fail("no_code", by, fmt.Errorf("connections: the callback carries no valid code: %w", ErrForbidden))
 	}
-	g, err := srv.exchange(ctx, ep, code, verifier)
+	g, err := srv.exchange(ctx, ep, code, f.Verifier)
 	if err != nil {
 		return fail("exchange_failed", by, fmt.Errorf("connections: code exchange: %w", err))
 	}
-	r, err := m.update(ctx, key, func(r *record, _ bool, now time.Time) ([]Event, error) {
+	r, err := m.storeGrant(ctx, key, by, srv.mode, g)
+	if err != nil {
+		return fail("store_failed", by, err)
+	}
+	m.dropUnsaved(key)
+	m.count(m.stats.Flows, "completed")
+	return r.connection(m.now()), f.ReturnTo, nil
+}
+
+// consumeFlow reads the flow named by state and marks it used before
+// anything else happens: whatever happens next, the state is dead. It
+// returns the flow as read (with its PKCE verifier) and the time it was
+// read. On error the flow is zero, except when the flow was already used:
+// its ReturnTo is still answered.
+func (m *Manager) consumeFlow(ctx context.Context, state string) (flow, time.Time, error) {
+	if state == "" || len(state) > 128 {
+		return flow{}, time.Time{}, fmt.Errorf("connections: callback without a valid state: %w", ErrFlowExpired)
+	}
+	fk := prefixFlow + hashID(state)
+	var f flow
+	ver, err := m.getSealed(ctx, fk, &f)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return flow{}, time.Time{}, fmt.Errorf("connections: unknown or expired connect flow: %w", ErrFlowExpired)
+	case err != nil:
+		return flow{}, time.Time{}, err
+	case f.Used:
+		return f, time.Time{}, fmt.Errorf("connections: this connect flow was already used: %w", ErrForbidden)
+	}
+	now := m.now()
+	used := f
+	used.Used, used.Verifier = true, "" // the used marker keeps no verifier
+	ct, err := m.sealJSON(fk, used)
+	if err != nil {
+		return flow{}, time.Time{}, err
+	}
+	switch _, err := m.store.CompareAndSwap(ctx, fk, ver, ct, flowGrace); {
+	case errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrNotFound):
+		return f, time.Time{}, fmt.Errorf("connections: this connect flow was already used: %w", ErrForbidden)
+	case err != nil:
+		return flow{}, time.Time{}, fmt.Errorf("connections: callback: %w: %w", ErrUnavailable, err)
+	}
+	return f, now, nil
+}
+
+// checkIssuer applies RFC 9207 to the iss parameter of a callback for
+// server: required when the provider advertises it, and equal to the
+// provider's issuer when that is known. A refusal comes with its reason.
+func (m *Manager) checkIssuer(server, iss string, ep *endpoints) (string, error) {
+	switch {
+	case iss == "" && ep.issParam:
+		return "iss_missing", fmt.Errorf("connections: the provider's answer lacks the iss parameter it advertises (RFC 9207): %w", ErrForbidden)
+	case iss != "" && ep.issuer != "" && iss != ep.issuer:
+		return "iss_mismatch", fmt.Errorf("connections: the answer comes from another issuer (RFC 9207 iss mismatch): %w", ErrForbidden)
+	case iss != "" && ep.issuer == "":
+		m.log.Warn("connections: provider sent iss but no issuer is configured to compare it with", "server", server)
+	}
+	return "", nil
+}
+
+// storeGrant seals the tokens of g into key's record, keeping the refresh
+// token already held when the provider sent none, and moves the record to
+// connected (by is the actor of the event).
+func (m *Manager) storeGrant(ctx context.Context, key Key, by Actor, mode string, g *grant) (*record, error) {
+	return m.update(ctx, key, func(r *record, _ bool, now time.Time) ([]Event, error) {
 		evs := r.settle(key, now)
 		from := r.meta.Status
 		if from == "" {
@@ -368,18 +403,12 @@ func (m *Manager) CompleteConnect(ctx context.Context, state, code, iss, provide
 		if err != nil {
 			return nil, err
 		}
-		r.meta = meta{Mode: srv.mode, Status: to, Scopes: g.scopes, ConnectedAt: ms(now),
+		r.meta = meta{Mode: mode, Status: to, Scopes: g.scopes, ConnectedAt: ms(now),
 			LastUsedAt: r.meta.LastUsedAt, AccessExpiresAt: ms(g.expiresAt), RefreshExpiresAt: ms(refreshExp),
 			HasRefresh: t.Refresh != "", Generation: gen, TokenURL: g.tokenURL}
 		r.sealed = sealed
 		return append(evs, events(EventConnected, key, by, from, to, "connected")...), nil
 	})
-	if err != nil {
-		return fail("store_failed", by, err)
-	}
-	m.dropUnsaved(key)
-	m.count(m.stats.Flows, "completed")
-	return r.connection(m.now()), f.ReturnTo, nil
 }
 
 // connectFailed restores a pending record to its previous status and
