@@ -46,6 +46,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"golang.org/x/net/http/httpguts"
 
+	"github.com/mcpauthz/mcpauthz/credentials/jwks"
 	"github.com/mcpauthz/mcpauthz/credentials/secret"
 	"github.com/mcpauthz/mcpauthz/internal/urlcheck"
 )
@@ -117,10 +118,11 @@ type Client struct {
 	userAgent string
 }
 
-// New validates cfg, resolves its secrets and builds a Client. ctx is only
-// used to derive the (uncancelable) context of background JWKS fetches; New
-// does no I/O besides reading secrets.
+// New validates cfg, resolves its secrets and builds a Client. ctx is
+// unused (JWKS fetches happen on first use, detached from the caller's
+// cancellation); New does no I/O besides reading secrets.
 func New(ctx context.Context, cfg Config, opts Options) (*Client, error) {
+	_ = ctx
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("exchange: invalid config: %w", err)
 	}
@@ -174,18 +176,25 @@ func New(ctx context.Context, cfg Config, opts Options) (*Client, error) {
 	}
 	c.hc = newHTTPClient(opts.HTTPClient, c.timeout)
 	if cfg.IssuedIssuer != "" {
-		jc := newHTTPClient(opts.HTTPClient, c.timeout)
-		rt := jc.Transport
-		if rt == nil {
-			rt = http.DefaultTransport
+		// The one JWKS implementation (credentials/jwks): at most 1 MiB, no
+		// redirects, an unknown kid refreshes at most once per
+		// jwks.DefaultMinRefresh.
+		ks, err := jwks.New(jwks.Config{
+			Issuer:     cfg.IssuedIssuer,
+			Name:       "issued_issuer",
+			JWKSURL:    cfg.JWKSURL,
+			HTTPClient: newHTTPClient(opts.HTTPClient, c.timeout),
+			Timeout:    c.timeout,
+			Now:        c.now,
+			Logger:     c.log,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("exchange: jwks_url: %w", err)
 		}
-		jc.Transport = &urlcheck.LimitTransport{Base: rt, Max: maxResponseBytes, TooLarge: errTooLarge}
-		ks := oidc.NewRemoteKeySet(oidc.ClientContext(ctx, jc), cfg.JWKSURL)
 		c.verifier = oidc.NewVerifier(cfg.IssuedIssuer, ks, &oidc.Config{
-			SkipClientIDCheck: true, // aud is checked against the expected audience
-			SupportedSigningAlgs: []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
-				"ES256", "ES384", "ES512", "EdDSA"},
-			Now: c.now,
+			SkipClientIDCheck:    true, // aud is checked against the expected audience
+			SupportedSigningAlgs: jwks.Algorithms(),
+			Now:                  c.now,
 		})
 	}
 	return c, nil
@@ -488,7 +497,7 @@ func (c *Client) parse(ctx context.Context, body []byte, cl *call) (*Token, erro
 	var jwtExp time.Time
 	if isJWT {
 		tok.Claims = claims
-		if exp, ok := numericDate(claims["exp"]); ok {
+		if exp, ok := jwks.NumericDate(claims["exp"]); ok {
 			jwtExp = exp
 			if !jwtExp.After(now) {
 				return nil, badResponse("issued token already expired")
@@ -577,18 +586,6 @@ func unverifiedSubject(tok string) string {
 	}
 	s, _ := m["sub"].(string)
 	return s
-}
-
-func numericDate(v any) (time.Time, bool) {
-	n, ok := v.(json.Number)
-	if !ok {
-		return time.Time{}, false
-	}
-	f, err := n.Float64()
-	if err != nil || f <= 0 || f > 1e11 {
-		return time.Time{}, false
-	}
-	return time.Unix(int64(f), 0), true
 }
 
 func audContains(aud any, want string) bool {
