@@ -26,10 +26,17 @@
 // The JWS `typ` header is not enforced: RFC 9068 asks for at+jwt, but
 // several IdPs (Auth0, Keycloak) issue access tokens typed "JWT".
 //
-// Keys are fetched lazily. Until an issuer's first JWKS fetch succeeds every
-// verification retries it (concurrent attempts collapsed into one request);
-// afterwards an unknown kid triggers a refresh at most once per
-// Config.JWKSMinRefresh (measured from the previous fetch, with Options.Now).
+// A JWT is split once, its header and payload decoded once (the payload
+// exactly), the issuer picked by iss, alg and typ checked and exp, nbf and
+// iat judged before any cryptography; then the signature is checked over
+// header.payload with the issuer's keys (credentials/jwks), without go-oidc.
+// Concurrent misses for one token share one verification.
+//
+// Keys are fetched lazily (credentials/jwks). Until an issuer's first JWKS
+// fetch succeeds every verification retries it (concurrent attempts
+// collapsed into one request); afterwards an unknown kid triggers a refresh
+// at most once per Config.JWKSMinRefresh (measured from the previous fetch,
+// with Options.Now).
 //
 // The same person reaching the service through two issuers that share a
 // user namespace gets the same Principal.UserKey (namespace|org|user id),
