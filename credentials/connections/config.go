@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mcpauthz/mcpauthz/credentials/secret"
+	"github.com/mcpauthz/mcpauthz/internal/fielderr"
 	"github.com/mcpauthz/mcpauthz/internal/urlcheck"
 )
 
@@ -80,59 +81,88 @@ var reservedParams = []string{"response_type", "client_id", "redirect_uri", "sco
 // Validate checks c without I/O. Problems are joined, each prefixed with its
 // field path relative to the provider block (e.g. "token_url: required").
 func (c ProviderConfig) Validate() error {
-	var errs []error
-	add := func(field, msg string) { errs = append(errs, errors.New(field+": "+msg)) }
-	endpoint := func(field, v string, required bool) {
-		switch {
-		case v == "" && required:
-			add(field, "required (or set issuer for RFC 8414 discovery)")
-		case v != "":
-			if msg := urlcheck.Endpoint(v); msg != "" {
-				add(field, msg)
-			}
-		}
-	}
+	var errs fielderr.List
 	if c.Issuer != "" {
 		if msg := urlcheck.Endpoint(c.Issuer); msg != "" {
-			add("issuer", msg)
+			errs.Add("issuer", msg)
 		} else if u, _ := url.Parse(c.Issuer); u.RawQuery != "" {
-			add("issuer", "must not contain a query")
+			errs.Add("issuer", "must not contain a query")
 		}
 	}
-	endpoint("authorization_url", c.AuthorizationURL, c.Issuer == "")
-	endpoint("token_url", c.TokenURL, c.Issuer == "")
-	endpoint("revocation_url", c.RevocationURL, false)
+	checkEndpoint(&errs, "authorization_url", c.AuthorizationURL, c.Issuer == "")
+	checkEndpoint(&errs, "token_url", c.TokenURL, c.Issuer == "")
+	checkEndpoint(&errs, "revocation_url", c.RevocationURL, false)
+	c.checkClient(&errs)
+	c.checkScopes(&errs)
+	c.checkAuthorizeParams(&errs)
+	if c.Resource != "" && !urlcheck.AbsoluteURI(c.Resource) {
+		errs.Add("resource", "must be an absolute URI without a fragment (RFC 8707)")
+	}
+	if c.RefreshBefore < 0 {
+		errs.Add("refresh_before", "must not be negative")
+	}
+	if c.Timeout < 0 || c.Timeout > MaxTimeout {
+		errs.Add("timeout", fmt.Sprintf("must be between 0 (default %s) and %s", DefaultTimeout, MaxTimeout))
+	}
+	return errs.Err()
+}
+
+// checkEndpoint checks the endpoint URL v of field; an empty one is a
+// problem when required (no issuer to discover it from).
+func checkEndpoint(errs *fielderr.List, field, v string, required bool) {
+	switch {
+	case v == "" && required:
+		errs.Add(field, "required (or set issuer for RFC 8414 discovery)")
+	case v != "":
+		if msg := urlcheck.Endpoint(v); msg != "" {
+			errs.Add(field, msg)
+		}
+	}
+}
+
+// checkClient checks client_id and the client_secret that auth_style needs.
+func (c ProviderConfig) checkClient(errs *fielderr.List) {
 	switch {
 	case c.ClientID == "":
-		add("client_id", "required")
+		errs.Add("client_id", "required")
 	case strings.ContainsFunc(c.ClientID, urlcheck.IsControl):
-		add("client_id", "contains control characters")
+		errs.Add("client_id", "contains control characters")
 	}
 	switch c.AuthStyle {
 	case "", AuthStyleBasic, AuthStylePost:
 		if c.ClientSecret == nil || c.ClientSecret.IsZero() {
-			add("client_secret", "required ({env: NAME} or {file: PATH}) unless auth_style is none")
+			errs.Add("client_secret", "required ({env: NAME} or {file: PATH}) unless auth_style is none")
 		} else if err := c.ClientSecret.Validate(); err != nil {
-			add("client_secret", strings.TrimPrefix(err.Error(), "secret: "))
+			errs.Add("client_secret", strings.TrimPrefix(err.Error(), "secret: "))
 		}
 	case AuthStyleNone:
 		if c.ClientSecret != nil {
-			add("client_secret", "not allowed with auth_style none (a public client)")
+			errs.Add("client_secret", "not allowed with auth_style none (a public client)")
 		}
 	default:
-		add("auth_style", fmt.Sprintf("unknown auth style %q (want basic, post or none)", urlcheck.Truncate(c.AuthStyle, 32)))
+		errs.Add("auth_style", fmt.Sprintf("unknown auth style %q (want basic, post or none)", urlcheck.Truncate(c.AuthStyle, 32)))
 	}
+}
+
+// checkScopes checks that scopes are distinct RFC 6749 scope tokens.
+func (c ProviderConfig) checkScopes(errs *fielderr.List) {
 	seen := map[string]bool{}
 	for i, s := range c.Scopes {
 		p := fmt.Sprintf("scopes[%d]", i)
 		switch {
 		case !urlcheck.ScopeToken(s):
-			add(p, "not a valid scope token (RFC 6749 section 3.3)")
+			errs.Add(p, "not a valid scope token (RFC 6749 section 3.3)")
 		case seen[s]:
-			add(p, fmt.Sprintf("duplicate scope %q", s))
+			errs.Add(p, fmt.Sprintf("duplicate scope %q", s))
 		}
 		seen[s] = true
 	}
+}
+
+// checkAuthorizeParams checks authorize_params in name order: visible ASCII
+// names, none the connect flow sets itself, values without control
+// characters.
+func (c ProviderConfig) checkAuthorizeParams(errs *fielderr.List) {
 	keys := make([]string, 0, len(c.AuthorizeParams))
 	for k := range c.AuthorizeParams {
 		keys = append(keys, k)
@@ -142,23 +172,13 @@ func (c ProviderConfig) Validate() error {
 		p := "authorize_params." + k
 		switch {
 		case k == "" || strings.ContainsFunc(k, func(r rune) bool { return r <= 0x20 || r >= 0x7f }):
-			add("authorize_params", "parameter names must be visible ASCII")
+			errs.Add("authorize_params", "parameter names must be visible ASCII")
 		case slices.Contains(reservedParams, strings.ToLower(k)):
-			add(p, "set by mcpauthz; it cannot be overridden")
+			errs.Add(p, "set by mcpauthz; it cannot be overridden")
 		case strings.ContainsFunc(c.AuthorizeParams[k], urlcheck.IsControl):
-			add(p, "contains control characters")
+			errs.Add(p, "contains control characters")
 		}
 	}
-	if c.Resource != "" && !urlcheck.AbsoluteURI(c.Resource) {
-		add("resource", "must be an absolute URI without a fragment (RFC 8707)")
-	}
-	if c.RefreshBefore < 0 {
-		add("refresh_before", "must not be negative")
-	}
-	if c.Timeout < 0 || c.Timeout > MaxTimeout {
-		add("timeout", fmt.Sprintf("must be between 0 (default %s) and %s", DefaultTimeout, MaxTimeout))
-	}
-	return errors.Join(errs...)
 }
 
 func (c ProviderConfig) refreshBefore() time.Duration {
