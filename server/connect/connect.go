@@ -236,40 +236,12 @@ type Handler struct {
 // New builds the handler. It resolves secrets but does no network I/O: the
 // login issuer is discovered at the first sign-in.
 func New(ctx context.Context, cfg Config, opts Options) (*Handler, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	if opts.Manager == nil {
-		return nil, errors.New("connect: Options.Manager is required")
-	}
-	if opts.Users == nil {
-		return nil, errors.New("connect: Options.Users is required")
-	}
-	pub, err := checkPublicURL(opts.PublicURL, cfg.InsecureCookies)
+	pub, err := checkNew(cfg, opts)
 	if err != nil {
 		return nil, err
 	}
-	if opts.LoginIssuerURL == "" {
-		return nil, fmt.Errorf("connect.login.issuer: issuer %q has no issuer URL (Options.LoginIssuerURL)", cfg.Login.Issuer)
-	}
-	if cfg.SessionTTL == 0 {
-		cfg.SessionTTL = DefaultSessionTTL
-	}
-	if len(cfg.Login.Scopes) == 0 {
-		cfg.Login.Scopes = slices.Clone(DefaultScopes)
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
-	if opts.HTTPClient == nil {
-		opts.HTTPClient = &http.Client{
-			Timeout:       DefaultHTTPTimeout,
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		}
-	}
+	cfg.setDefaults()
+	opts.setDefaults()
 	key, err := cookieKey(cfg.CookieKey)
 	if err != nil {
 		return nil, err
@@ -302,32 +274,9 @@ func New(ctx context.Context, cfg Config, opts Options) (*Handler, error) {
 		return nil, err
 	}
 	for i, s := range opts.Servers {
-		switch {
-		case s.ID == "" || strings.ContainsAny(s.ID, "/?#%\\") || strings.ContainsFunc(s.ID, func(r rune) bool { return r <= ' ' || r == 0x7f }):
-			return nil, fmt.Errorf("connect: Options.Servers[%d].ID %q is not a valid path segment", i, s.ID)
-		case slices.Contains(reserved, s.ID):
-			return nil, fmt.Errorf("connect: server %q collides with the connect page /connect/%s; rename the server", s.ID, s.ID)
-		case h.servers[s.ID].ID != "":
-			return nil, fmt.Errorf("connect: server %q listed twice", s.ID)
+		if err := h.addServer(i, s); err != nil {
+			return nil, err
 		}
-		if s.Mode == "" {
-			s.Mode = ModeIndividual
-		}
-		if s.Mode != ModeIndividual && s.Mode != ModeServiceAccount {
-			return nil, fmt.Errorf("connect: server %q: Mode %q is neither %q nor %q", s.ID, s.Mode, ModeIndividual, ModeServiceAccount)
-		}
-		if s.Name == "" {
-			s.Name = s.ID
-		}
-		if s.ProviderOrigin != "" {
-			o, err := originOf(s.ProviderOrigin)
-			if err != nil {
-				return nil, fmt.Errorf("connect: server %q: ProviderOrigin: %w", s.ID, err)
-			}
-			h.addOrigin(o)
-		}
-		h.servers[s.ID] = s
-		h.order = append(h.order, s.ID)
 	}
 	h.login = newLoginClient(cfg.Login, clientSecret, opts.LoginIssuerURL, pub.String()+"/connect/login/callback", opts.HTTPClient)
 	if h.pages, err = loadPages(); err != nil {
@@ -336,6 +285,87 @@ func New(ctx context.Context, cfg Config, opts Options) (*Handler, error) {
 	h.routes()
 	_ = ctx
 	return h, nil
+}
+
+// checkNew checks what New needs before it builds anything: a valid cfg,
+// the required Options and the public URL, which it returns parsed.
+func checkNew(cfg Config, opts Options) (*url.URL, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if opts.Manager == nil {
+		return nil, errors.New("connect: Options.Manager is required")
+	}
+	if opts.Users == nil {
+		return nil, errors.New("connect: Options.Users is required")
+	}
+	pub, err := checkPublicURL(opts.PublicURL, cfg.InsecureCookies)
+	if err != nil {
+		return nil, err
+	}
+	if opts.LoginIssuerURL == "" {
+		return nil, fmt.Errorf("connect.login.issuer: issuer %q has no issuer URL (Options.LoginIssuerURL)", cfg.Login.Issuer)
+	}
+	return pub, nil
+}
+
+// setDefaults fills the zero session TTL and login scopes.
+func (c *Config) setDefaults() {
+	if c.SessionTTL == 0 {
+		c.SessionTTL = DefaultSessionTTL
+	}
+	if len(c.Login.Scopes) == 0 {
+		c.Login.Scopes = slices.Clone(DefaultScopes)
+	}
+}
+
+// setDefaults fills the zero logger, clock and HTTP client (a timeout, no
+// redirects).
+func (o *Options) setDefaults() {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.HTTPClient == nil {
+		o.HTTPClient = &http.Client{
+			Timeout:       DefaultHTTPTimeout,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
+	}
+}
+
+// addServer checks Options.Servers[i] (its id becomes a /connect/ path
+// segment), fills its defaults and registers it with its provider origin.
+func (h *Handler) addServer(i int, s ServerInfo) error {
+	switch {
+	case s.ID == "" || strings.ContainsAny(s.ID, "/?#%\\") || strings.ContainsFunc(s.ID, func(r rune) bool { return r <= ' ' || r == 0x7f }):
+		return fmt.Errorf("connect: Options.Servers[%d].ID %q is not a valid path segment", i, s.ID)
+	case slices.Contains(reserved, s.ID):
+		return fmt.Errorf("connect: server %q collides with the connect page /connect/%s; rename the server", s.ID, s.ID)
+	case h.servers[s.ID].ID != "":
+		return fmt.Errorf("connect: server %q listed twice", s.ID)
+	}
+	if s.Mode == "" {
+		s.Mode = ModeIndividual
+	}
+	if s.Mode != ModeIndividual && s.Mode != ModeServiceAccount {
+		return fmt.Errorf("connect: server %q: Mode %q is neither %q nor %q", s.ID, s.Mode, ModeIndividual, ModeServiceAccount)
+	}
+	if s.Name == "" {
+		s.Name = s.ID
+	}
+	if s.ProviderOrigin != "" {
+		o, err := originOf(s.ProviderOrigin)
+		if err != nil {
+			return fmt.Errorf("connect: server %q: ProviderOrigin: %w", s.ID, err)
+		}
+		h.addOrigin(o)
+	}
+	h.servers[s.ID] = s
+	h.order = append(h.order, s.ID)
+	return nil
 }
 
 func (h *Handler) routes() {
