@@ -348,6 +348,18 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) {
 		h.log.Warn("connect: callback for another user refused", "org", s.Org, "user_key", s.UserKey)
 		h.renderError(w, r, http.StatusForbidden, "This connection was started by another account",
 			"Nothing was connected. Sign in as the account that started it, or start again.", "/connect/logout")
+	case err != nil || perr != "":
+		h.callbackFailed(w, r, s, err, perr, haveFlow)
+	default:
+		h.callbackConnected(w, r, s, c, ret)
+	}
+}
+
+// callbackFailed renders a callback that connected nothing: err from
+// CompleteConnect, perr the provider's error code (if any), haveFlow
+// whether this browser holds the flow's cookie.
+func (h *Handler) callbackFailed(w http.ResponseWriter, r *http.Request, s *session, err error, perr string, haveFlow bool) {
+	switch {
 	case errors.Is(err, ErrFlowExpired), errors.Is(err, ErrNotFound):
 		h.renderError(w, r, http.StatusGone, "This connection attempt expired",
 			"Connecting must finish within a few minutes. Nothing was connected. Start again from your connections page.", "")
@@ -365,12 +377,19 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) {
 			status, title = http.StatusForbidden, "You declined access"
 		}
 		h.renderError(w, r, status, title, describeOAuthError(perr), "")
-	case err != nil:
+	default:
 		h.log.Error("connect: callback", "org", s.Org, "user_key", s.UserKey, "err", err)
 		h.renderError(w, r, http.StatusBadGateway, "Connecting failed",
 			"The service's answer could not be used. Start again from your connections page.", "")
-	case c.Key.UserKey == "":
-		srv, _ := h.serverInfo(c.Key.Server)
+	}
+}
+
+// callbackConnected renders the connection c a callback authorized: the
+// organization's (no user key, by an administrator) or the user's, with a
+// link back to ret when it is a safe return path.
+func (h *Handler) callbackConnected(w http.ResponseWriter, r *http.Request, s *session, c Connection, ret string) {
+	srv, _ := h.serverInfo(c.Key.Server)
+	if c.Key.UserKey == "" {
 		v := h.view(srv, c, forOrg)
 		h.log.Info("connect: organization connection authorized by admin", "org", s.Org, "admin_user_key", s.UserKey, "server", c.Key.Server)
 		h.render(w, r, http.StatusOK, "message.html", s, pageData{
@@ -378,18 +397,17 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) {
 			Text: "Everyone in " + orgName(s.Org) + " now uses this connection when they call " + srv.Name + " through mcpauthz.",
 			Link: "/connect/admin/" + srv.ID, LinkText: "Back to administration",
 		})
-	default:
-		srv, _ := h.serverInfo(c.Key.Server)
-		back, ok := safeReturn(ret)
-		if !ok {
-			back = "/connect/"
-		}
-		v := h.view(srv, c, forUser)
-		h.log.Info("connect: connected", "org", s.Org, "user_key", s.UserKey, "server", c.Key.Server)
-		h.render(w, r, http.StatusOK, "message.html", s, pageData{
-			Title: "Connected: " + srv.Name, Heading: "Connected: " + srv.Name, Kind: "ok", Badge: &v,
-			Text: "Go back to your MCP client and try again: it now works with your account.",
-			Link: back, LinkText: "Back to your tool authorizations",
-		})
+		return
 	}
+	back, ok := safeReturn(ret)
+	if !ok {
+		back = "/connect/"
+	}
+	v := h.view(srv, c, forUser)
+	h.log.Info("connect: connected", "org", s.Org, "user_key", s.UserKey, "server", c.Key.Server)
+	h.render(w, r, http.StatusOK, "message.html", s, pageData{
+		Title: "Connected: " + srv.Name, Heading: "Connected: " + srv.Name, Kind: "ok", Badge: &v,
+		Text: "Go back to your MCP client and try again: it now works with your account.",
+		Link: back, LinkText: "Back to your tool authorizations",
+	})
 }
