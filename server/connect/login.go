@@ -147,26 +147,9 @@ func (h *Handler) serveLoginCallback(w http.ResponseWriter, r *http.Request) {
 // verified ID token's sub and claims, and the adapter's roles).
 func (h *Handler) finishLogin(r *http.Request, w http.ResponseWriter) (*loginState, User, bool, error) {
 	q := r.URL.Query()
-	state := q.Get("state")
-	if len(state) < 16 || len(state) > 128 {
-		return nil, User{}, false, &loginError{http.StatusBadRequest, "This sign-in link is not valid", "Start again from the page you were on.", errors.New("missing or malformed state")}
-	}
-	name := h.cookieName(loginCookie + state[:16])
-	c, err := r.Cookie(name)
-	var st loginState
-	if err != nil || h.cookies.open(name, c.Value, &st) != nil {
-		return nil, User{}, false, &loginError{http.StatusBadRequest, "This sign-in has expired or was already used", "Start again from the page you were on.", errors.New("no login cookie for state")}
-	}
-	h.clearCookie(w, name)
-	now := h.now()
-	if subtle.ConstantTimeCompare([]byte(st.State), []byte(state)) != 1 {
-		return nil, User{}, false, &loginError{http.StatusBadRequest, "This sign-in link is not valid", "Start again from the page you were on.", errors.New("state mismatch")}
-	}
-	if now.Unix() >= st.Expires {
-		return nil, User{}, false, &loginError{http.StatusBadRequest, "This sign-in has expired or was already used", "Sign-in must finish within 10 minutes. Start again.", errors.New("login state expired")}
-	}
-	if !h.usedStates.add(st.State, time.Unix(st.Expires, 0), now) {
-		return nil, User{}, false, &loginError{http.StatusBadRequest, "This sign-in has expired or was already used", "Start again from the page you were on.", errors.New("login state replayed")}
+	st, err := h.redeemLoginState(r, w, q.Get("state"))
+	if err != nil {
+		return nil, User{}, false, err
 	}
 	if e := q.Get("error"); e != "" {
 		return nil, User{}, false, &loginError{http.StatusForbidden, "Sign-in was not completed", describeOAuthError(e), fmt.Errorf("issuer error %q", errorCode(e))}
@@ -175,39 +158,9 @@ func (h *Handler) finishLogin(r *http.Request, w http.ResponseWriter) (*loginSta
 	if code == "" {
 		return nil, User{}, false, &loginError{http.StatusBadRequest, "This sign-in link is not valid", "Start again.", errors.New("no code")}
 	}
-	oc, verifier, err := h.login.get(r.Context())
+	idt, raw, err := h.redeemLoginCode(r.Context(), st, code)
 	if err != nil {
-		return nil, User{}, false, &loginError{http.StatusBadGateway, "Sign-in is unavailable", "mcpauthz could not reach the sign-in service. Try again in a minute.", err}
-	}
-	ctx := oidc.ClientContext(r.Context(), h.opts.HTTPClient)
-	tok, err := oc.Exchange(ctx, code, oauth2.VerifierOption(st.Verifier))
-	if err != nil {
-		var re *oauth2.RetrieveError
-		if errors.As(err, &re) {
-			err = fmt.Errorf("token endpoint answered %d %q", re.Response.StatusCode, errorCode(re.ErrorCode))
-		} else {
-			err = errors.New("token endpoint unreachable")
-		}
-		return nil, User{}, false, &loginError{http.StatusBadGateway, "Sign-in failed", "The sign-in service did not accept the sign-in. Try again.", err}
-	}
-	raw, _ := tok.Extra("id_token").(string)
-	if raw == "" {
-		return nil, User{}, false, &loginError{http.StatusBadGateway, "Sign-in failed", "The sign-in service returned no ID token.", errors.New("no id_token")}
-	}
-	idt, err := verifier.Verify(ctx, raw)
-	if err != nil {
-		return nil, User{}, false, &loginError{http.StatusForbidden, "Sign-in failed", "The sign-in service's answer could not be verified.", fmt.Errorf("id token: %w", err)}
-	}
-	if subtle.ConstantTimeCompare([]byte(idt.Nonce), []byte(st.Nonce)) != 1 {
-		return nil, User{}, false, &loginError{http.StatusForbidden, "Sign-in failed", "The sign-in service's answer was not for this sign-in.", errors.New("id token nonce mismatch")}
-	}
-	if len(idt.Audience) > 1 {
-		var c struct {
-			AZP string `json:"azp"`
-		}
-		if err := idt.Claims(&c); err != nil || c.AZP != h.cfg.Login.ClientID {
-			return nil, User{}, false, &loginError{http.StatusForbidden, "Sign-in failed", "The sign-in service's answer was not for mcpauthz.", errors.New("id token azp is not our client_id")}
-		}
+		return nil, User{}, false, err
 	}
 	u, err := h.opts.Users.FromIDToken(r.Context(), h.cfg.Login.Issuer, raw, h.cfg.Login.ClientID, st.Nonce)
 	if err != nil {
@@ -224,7 +177,74 @@ func (h *Handler) finishLogin(r *http.Request, w http.ResponseWriter) (*loginSta
 		claims = nil // no claim matches: fail closed
 	}
 	admin := h.admins.match(idt.Subject, u.Roles, claims)
-	return &st, u, admin, nil
+	return st, u, admin, nil
+}
+
+// redeemLoginState returns the login state named by the callback's state:
+// its cookie must be present (it is cleared), match, be live and unused.
+func (h *Handler) redeemLoginState(r *http.Request, w http.ResponseWriter, state string) (*loginState, error) {
+	if len(state) < 16 || len(state) > 128 {
+		return nil, &loginError{http.StatusBadRequest, "This sign-in link is not valid", "Start again from the page you were on.", errors.New("missing or malformed state")}
+	}
+	name := h.cookieName(loginCookie + state[:16])
+	c, err := r.Cookie(name)
+	var st loginState
+	if err != nil || h.cookies.open(name, c.Value, &st) != nil {
+		return nil, &loginError{http.StatusBadRequest, "This sign-in has expired or was already used", "Start again from the page you were on.", errors.New("no login cookie for state")}
+	}
+	h.clearCookie(w, name)
+	now := h.now()
+	if subtle.ConstantTimeCompare([]byte(st.State), []byte(state)) != 1 {
+		return nil, &loginError{http.StatusBadRequest, "This sign-in link is not valid", "Start again from the page you were on.", errors.New("state mismatch")}
+	}
+	if now.Unix() >= st.Expires {
+		return nil, &loginError{http.StatusBadRequest, "This sign-in has expired or was already used", "Sign-in must finish within 10 minutes. Start again.", errors.New("login state expired")}
+	}
+	if !h.usedStates.add(st.State, time.Unix(st.Expires, 0), now) {
+		return nil, &loginError{http.StatusBadRequest, "This sign-in has expired or was already used", "Start again from the page you were on.", errors.New("login state replayed")}
+	}
+	return &st, nil
+}
+
+// redeemLoginCode exchanges code with the PKCE verifier of st and verifies
+// the ID token (signature, issuer, audience, expiry, nonce, azp). It returns
+// the token verified and as received.
+func (h *Handler) redeemLoginCode(ctx context.Context, st *loginState, code string) (*oidc.IDToken, string, error) {
+	oc, verifier, err := h.login.get(ctx)
+	if err != nil {
+		return nil, "", &loginError{http.StatusBadGateway, "Sign-in is unavailable", "mcpauthz could not reach the sign-in service. Try again in a minute.", err}
+	}
+	ctx = oidc.ClientContext(ctx, h.opts.HTTPClient)
+	tok, err := oc.Exchange(ctx, code, oauth2.VerifierOption(st.Verifier))
+	if err != nil {
+		var re *oauth2.RetrieveError
+		if errors.As(err, &re) {
+			err = fmt.Errorf("token endpoint answered %d %q", re.Response.StatusCode, errorCode(re.ErrorCode))
+		} else {
+			err = errors.New("token endpoint unreachable")
+		}
+		return nil, "", &loginError{http.StatusBadGateway, "Sign-in failed", "The sign-in service did not accept the sign-in. Try again.", err}
+	}
+	raw, _ := tok.Extra("id_token").(string)
+	if raw == "" {
+		return nil, "", &loginError{http.StatusBadGateway, "Sign-in failed", "The sign-in service returned no ID token.", errors.New("no id_token")}
+	}
+	idt, err := verifier.Verify(ctx, raw)
+	if err != nil {
+		return nil, "", &loginError{http.StatusForbidden, "Sign-in failed", "The sign-in service's answer could not be verified.", fmt.Errorf("id token: %w", err)}
+	}
+	if subtle.ConstantTimeCompare([]byte(idt.Nonce), []byte(st.Nonce)) != 1 {
+		return nil, "", &loginError{http.StatusForbidden, "Sign-in failed", "The sign-in service's answer was not for this sign-in.", errors.New("id token nonce mismatch")}
+	}
+	if len(idt.Audience) > 1 {
+		var c struct {
+			AZP string `json:"azp"`
+		}
+		if err := idt.Claims(&c); err != nil || c.AZP != h.cfg.Login.ClientID {
+			return nil, "", &loginError{http.StatusForbidden, "Sign-in failed", "The sign-in service's answer was not for mcpauthz.", errors.New("id token azp is not our client_id")}
+		}
+	}
+	return idt, raw, nil
 }
 
 // serveLogoutPage shows a sign-out button (sign-out is a POST).
