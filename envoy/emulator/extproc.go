@@ -323,8 +323,11 @@ func (x *xproc) decode(s *httpStream) *localResponse {
 			}
 		}
 	default:
-		s.body = nil // with failure_mode_allow the request goes on without its body
-		return x.fail(http.StatusInternalServerError, fmt.Sprintf("request_body_mode %s is not emulated", bm))
+		// Not an ext_proc failure but a limit of this emulator: refuse
+		// whatever failure_mode_allow says rather than guess what Envoy
+		// would send upstream.
+		x.complete = true
+		return &localResponse{status: http.StatusInternalServerError, details: fmt.Sprintf("request_body_mode %s is not emulated", bm)}
 	}
 	s.body = body
 	return nil
@@ -386,7 +389,8 @@ func (x *xproc) encode(res *http.Response) error {
 	case filterv3.ProcessingMode_STREAMED:
 		res.Body = &streamedBody{x: x, src: res.Body, buf: make([]byte, 32<<10)}
 	default:
-		return x.fail(http.StatusInternalServerError, fmt.Sprintf("response_body_mode %s is not emulated", bm))
+		x.complete = true // a limit of this emulator, refused as in decode
+		return &localResponse{status: http.StatusInternalServerError, details: fmt.Sprintf("response_body_mode %s is not emulated", bm)}
 	}
 	if res.Header.Get("Content-Length") == "" {
 		res.ContentLength = -1
