@@ -29,6 +29,7 @@ import (
 	"github.com/mcpauthz/mcpauthz/credentials/mint"
 	"github.com/mcpauthz/mcpauthz/credentials/outbound"
 	"github.com/mcpauthz/mcpauthz/credentials/store"
+	"github.com/mcpauthz/mcpauthz/internal/fielderr"
 	"github.com/mcpauthz/mcpauthz/internal/urlcheck"
 	"github.com/mcpauthz/mcpauthz/policy"
 	"github.com/mcpauthz/mcpauthz/server/connect"
@@ -371,56 +372,20 @@ var (
 // Validate checks the whole configuration and reports every problem, each
 // prefixed with its field path. It does no I/O.
 func (c *Config) Validate() error {
-	var errs []error
-	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	var errs fielderr.List
 	if c.Version != 1 {
-		add("version: must be 1, got %d", c.Version)
+		errs.Addf("version", "must be 1, got %d", c.Version)
 	}
-	if err := validAddr(c.Listen.GRPC); err != nil {
-		add("listen.grpc: %v", err)
-	}
-	if err := validAddr(c.Listen.HTTP); err != nil {
-		add("listen.http: %v", err)
-	}
-	if c.Listen.GRPC == c.Listen.HTTP && !strings.HasSuffix(c.Listen.GRPC, ":0") {
-		add("listen.http: must differ from listen.grpc")
-	}
-	if c.Listen.ShutdownTimeout < 0 {
-		add("listen.shutdown_timeout: must not be negative")
-	}
+	c.validateListen(&errs)
 	errs = append(errs, prefixErr("identity", c.Identity.Validate()))
 	errs = append(errs, prefixErr("policy", c.Policy.Validate()))
-	if c.MCP.MaxBodyBytes < 1024 || c.MCP.MaxBodyBytes > 64<<20 {
-		add("mcp.max_body_bytes: must be between 1024 and 67108864, got %d", c.MCP.MaxBodyBytes)
-	}
-	if c.MCP.SessionTTL < time.Minute {
-		add("mcp.session_ttl: must be at least 1m")
-	}
-	if c.MCP.MaxSessions < 1 {
-		add("mcp.max_sessions: must be positive")
-	}
-	if c.MCP.MaxSessionsPerPrincipal < 1 {
-		add("mcp.max_sessions_per_principal: must be positive")
-	}
-	if c.MCP.MaxAnonymousSessions < 1 || c.MCP.MaxAnonymousSessions > c.MCP.MaxSessions {
-		add("mcp.max_anonymous_sessions: must be between 1 and mcp.max_sessions (%d)", c.MCP.MaxSessions)
-	}
-	switch c.MCP.SessionStore {
-	case "memory", "shared":
-	default:
-		add("mcp.session_store: %q must be memory or shared", c.MCP.SessionStore)
-	}
-	for i, n := range c.MCP.LegacySessionParams {
-		if n == "" || strings.ContainsFunc(n, func(r rune) bool { return r <= ' ' || r > '~' || strings.ContainsRune("&=%+#;", r) }) {
-			add("mcp.legacy_session_params[%d]: %q is not a plain query parameter name", i, n)
-		}
-	}
+	c.validateMCP(&errs)
 	if !headerPattern.MatchString(c.Headers.Prefix) {
-		add("headers.prefix: %q is not a valid header name prefix", c.Headers.Prefix)
+		errs.Addf("headers.prefix", "%q is not a valid header name prefix", c.Headers.Prefix)
 	}
 	for i, h := range c.Headers.Strip {
 		if !headerPattern.MatchString(h) {
-			add("headers.strip[%d]: %q is not a valid header name", i, h)
+			errs.Addf(fmt.Sprintf("headers.strip[%d]", i), "%q is not a valid header name", h)
 		}
 	}
 	if c.Issuer != nil {
@@ -428,34 +393,89 @@ func (c *Config) Validate() error {
 	}
 	errs = append(errs, prefixErr("store", c.Store.Validate()))
 	if c.usesConnections() {
-		errs = append(errs, prefixErr("connections", c.Connections.Validate()))
-		if c.Connect == nil {
-			add("connect: required: servers use per-user connections (credential individual or service_account.oauth), and users sign in to connect their accounts")
-		} else {
-			errs = append(errs, prefixErr("connect", c.Connect.Validate()))
-			found := false
-			for _, is := range c.Identity.Issuers {
-				found = found || is.Name == c.Connect.Login.Issuer
-			}
-			if !found {
-				add("connect.login.issuer: no identity issuer named %q", c.Connect.Login.Issuer)
-			}
-		}
+		c.validateConnect(&errs)
 	}
 	if c.Headers.Sign && c.Issuer == nil {
-		add("headers.sign: needs the top-level issuer block (the attribution is signed with its keys)")
+		errs.Add("headers.sign", "needs the top-level issuer block (the attribution is signed with its keys)")
 	}
 	if c.Audit.OPA != nil {
 		errs = append(errs, prefixErr("audit.opa", c.Audit.OPA.Validate()))
 	}
 	if c.Audit.Buffer < 1 {
-		add("audit.buffer: must be positive")
+		errs.Add("audit.buffer", "must be positive")
 	}
 	if len(c.Servers) == 0 {
-		add("servers: at least one MCP server is required")
+		errs.Add("servers", "at least one MCP server is required")
 	}
 	errs = append(errs, c.validateServers()...)
-	return errors.Join(errs...)
+	return errs.Err()
+}
+
+// validateListen checks the listen block: two distinct valid addresses
+// (unless both pick a free port) and a non-negative shutdown timeout.
+func (c *Config) validateListen(errs *fielderr.List) {
+	if err := validAddr(c.Listen.GRPC); err != nil {
+		errs.Addf("listen.grpc", "%v", err)
+	}
+	if err := validAddr(c.Listen.HTTP); err != nil {
+		errs.Addf("listen.http", "%v", err)
+	}
+	if c.Listen.GRPC == c.Listen.HTTP && !strings.HasSuffix(c.Listen.GRPC, ":0") {
+		errs.Add("listen.http", "must differ from listen.grpc")
+	}
+	if c.Listen.ShutdownTimeout < 0 {
+		errs.Add("listen.shutdown_timeout", "must not be negative")
+	}
+}
+
+// validateMCP checks the mcp block: body limit, session bounds and store,
+// and the legacy session query parameter names.
+func (c *Config) validateMCP(errs *fielderr.List) {
+	m := &c.MCP
+	if m.MaxBodyBytes < 1024 || m.MaxBodyBytes > 64<<20 {
+		errs.Addf("mcp.max_body_bytes", "must be between 1024 and 67108864, got %d", m.MaxBodyBytes)
+	}
+	if m.SessionTTL < time.Minute {
+		errs.Add("mcp.session_ttl", "must be at least 1m")
+	}
+	if m.MaxSessions < 1 {
+		errs.Add("mcp.max_sessions", "must be positive")
+	}
+	if m.MaxSessionsPerPrincipal < 1 {
+		errs.Add("mcp.max_sessions_per_principal", "must be positive")
+	}
+	if m.MaxAnonymousSessions < 1 || m.MaxAnonymousSessions > m.MaxSessions {
+		errs.Addf("mcp.max_anonymous_sessions", "must be between 1 and mcp.max_sessions (%d)", m.MaxSessions)
+	}
+	switch m.SessionStore {
+	case "memory", "shared":
+	default:
+		errs.Addf("mcp.session_store", "%q must be memory or shared", m.SessionStore)
+	}
+	for i, n := range m.LegacySessionParams {
+		if n == "" || strings.ContainsFunc(n, func(r rune) bool { return r <= ' ' || r > '~' || strings.ContainsRune("&=%+#;", r) }) {
+			errs.Addf(fmt.Sprintf("mcp.legacy_session_params[%d]", i), "%q is not a plain query parameter name", n)
+		}
+	}
+}
+
+// validateConnect checks the connections and connect blocks, which servers
+// using per-user connections need; connect.login.issuer must name an
+// identity issuer.
+func (c *Config) validateConnect(errs *fielderr.List) {
+	*errs = append(*errs, prefixErr("connections", c.Connections.Validate()))
+	if c.Connect == nil {
+		errs.Add("connect", "required: servers use per-user connections (credential individual or service_account.oauth), and users sign in to connect their accounts")
+		return
+	}
+	*errs = append(*errs, prefixErr("connect", c.Connect.Validate()))
+	found := false
+	for _, is := range c.Identity.Issuers {
+		found = found || is.Name == c.Connect.Login.Issuer
+	}
+	if !found {
+		errs.Addf("connect.login.issuer", "no identity issuer named %q", c.Connect.Login.Issuer)
+	}
 }
 
 // validateServers checks servers[]: what must be unique across servers,
