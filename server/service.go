@@ -261,13 +261,9 @@ func (s *Service) check(ctx context.Context, req *authv3.CheckRequest, rec *reco
 		return s.deny(rec, &denial{status: http.StatusBadRequest, reason: "bad_check_request", message: "malformed authorization request"})
 	}
 	rec.HTTPMethod, rec.Path = r.Method, r.Path
-	if !normalizedPath(r.Path) {
-		return s.deny(rec, &denial{status: http.StatusBadRequest, reason: "non_normalized_path",
-			message: "the request path must be normalized (no dot or empty segments, backslashes or encoded separators)"})
-	}
-	srv := s.catalog.route(r.ContextExtensions, r.Scheme, r.Host, r.Path)
-	if srv == nil {
-		return s.deny(rec, &denial{status: http.StatusNotFound, reason: "unknown_server", message: "no MCP server is configured for this route"})
+	srv, d := s.routeOf(r)
+	if d != nil {
+		return s.deny(rec, d)
 	}
 	rec.Server = srv.id
 	if (r.Method == http.MethodGet || r.Method == http.MethodHead) && r.Path == srv.metadataPath {
@@ -275,17 +271,8 @@ func (s *Service) check(ctx context.Context, req *authv3.CheckRequest, rec *reco
 		rec.Kind, rec.Reason = string(identity.KindAnonymous), "metadata"
 		return s.allow(rec, srv, r, nil, nil, nil, "", nil)
 	}
-	if r.Partial {
-		return s.deny(rec, &denial{status: http.StatusRequestEntityTooLarge, reason: "partial_body", message: "request body was truncated before authorization; refusing to guess"})
-	}
-	if len(r.Body) > s.cfg.MCP.MaxBodyBytes {
-		return s.deny(rec, &denial{status: http.StatusRequestEntityTooLarge, reason: "body_too_large", message: "request body too large"})
-	}
-	if tokenInQuery(r.Query) {
-		return s.deny(rec, &denial{status: http.StatusBadRequest, reason: "token_in_query", message: "access tokens in the query string are not accepted; use the Authorization header"})
-	}
-	if origin := r.Headers["origin"]; origin != "" && !srv.origins[strings.ToLower(strings.TrimSuffix(origin, "/"))] {
-		return s.deny(rec, &denial{status: http.StatusForbidden, reason: "invalid_origin", message: "origin not allowed"})
+	if d := s.screen(r, srv); d != nil {
+		return s.deny(rec, d)
 	}
 
 	p, d := s.authenticate(ctx, r, srv)
@@ -303,6 +290,63 @@ func (s *Service) check(ctx context.Context, req *authv3.CheckRequest, rec *reco
 	if d != nil {
 		return s.deny(rec, d)
 	}
+	call, d := s.parseCall(r, srv, legacy)
+	if d != nil {
+		return s.deny(rec, d)
+	}
+	noteCall(rec, call)
+	if d := s.bindSession(ctx, rec, srv, sid, derived, call); d != nil {
+		return s.deny(rec, d)
+	}
+
+	dec, d := s.decide(ctx, r, srv, p, derived, call, sid, rec)
+	if d != nil {
+		if d.required != nil && p != nil {
+			// Step-up (MCP 2025-11-25): name every scope the operation
+			// needs, those the token has included, so a client that
+			// replaces its scope set with the challenge's keeps them.
+			d.challenge = insufficientScope(srv, stepUpScopes(srv.ownScopes(p.Scopes), d.required))
+		}
+		return s.deny(rec, withCallID(d, call))
+	}
+	rec.Reason = orDefault(dec.Reason, "allowed")
+	return s.forward(ctx, rec, srv, r, p, derived, call, sid, &dec)
+}
+
+// routeOf finds the MCP server a request is for, after refusing paths an
+// upstream could read differently.
+func (s *Service) routeOf(r *envoy.Request) (*mcpServer, *denial) {
+	if !normalizedPath(r.Path) {
+		return nil, &denial{status: http.StatusBadRequest, reason: "non_normalized_path",
+			message: "the request path must be normalized (no dot or empty segments, backslashes or encoded separators)"}
+	}
+	srv := s.catalog.route(r.ContextExtensions, r.Scheme, r.Host, r.Path)
+	if srv == nil {
+		return nil, &denial{status: http.StatusNotFound, reason: "unknown_server", message: "no MCP server is configured for this route"}
+	}
+	return srv, nil
+}
+
+// screen refuses, before any token work, what no caller may send: a
+// truncated or oversized body, a token in the query, a foreign Origin.
+func (s *Service) screen(r *envoy.Request, srv *mcpServer) *denial {
+	switch {
+	case r.Partial:
+		return &denial{status: http.StatusRequestEntityTooLarge, reason: "partial_body", message: "request body was truncated before authorization; refusing to guess"}
+	case len(r.Body) > s.cfg.MCP.MaxBodyBytes:
+		return &denial{status: http.StatusRequestEntityTooLarge, reason: "body_too_large", message: "request body too large"}
+	case tokenInQuery(r.Query):
+		return &denial{status: http.StatusBadRequest, reason: "token_in_query", message: "access tokens in the query string are not accepted; use the Authorization header"}
+	}
+	if origin := r.Headers["origin"]; origin != "" && !srv.origins[strings.ToLower(strings.TrimSuffix(origin, "/"))] {
+		return &denial{status: http.StatusForbidden, reason: "invalid_origin", message: "origin not allowed"}
+	}
+	return nil
+}
+
+// parseCall parses the MCP request strictly, with the server's protocol
+// versions and parameter headers.
+func (s *Service) parseCall(r *envoy.Request, srv *mcpServer, legacy bool) (*mcp.Call, *denial) {
 	in := mcp.Input{
 		HTTPMethod:      r.Method,
 		ContentType:     r.Headers["content-type"],
@@ -326,10 +370,15 @@ func (s *Service) check(ctx context.Context, req *authv3.CheckRequest, rec *reco
 	if err != nil {
 		var me *mcp.Error
 		if errors.As(err, &me) {
-			return s.deny(rec, &denial{status: me.Status, reason: me.Reason, message: me.Msg, code: me.Code, id: me.ID, data: me.Data})
+			return nil, &denial{status: me.Status, reason: me.Reason, message: me.Msg, code: me.Code, id: me.ID, data: me.Data}
 		}
-		return s.deny(rec, &denial{status: http.StatusBadRequest, reason: "malformed", message: "malformed MCP request"})
+		return nil, &denial{status: http.StatusBadRequest, reason: "malformed", message: "malformed MCP request"}
 	}
+	return call, nil
+}
+
+// noteCall records what the call asks for in the decision log.
+func noteCall(rec *record, call *mcp.Call) {
 	rec.Protocol, rec.BatchSize = call.Version, len(call.Messages)
 	if len(call.Messages) > 0 {
 		m := call.Messages[0]
@@ -338,34 +387,33 @@ func (s *Service) check(ctx context.Context, req *authv3.CheckRequest, rec *reco
 			rec.Tool, rec.Prompt = "", m.Name
 		}
 	}
+}
 
-	if sid != "" {
-		rec.Session = shortHash(sid)
-		owner := sessionOwner{key: "anonymous", anonymous: true}
-		if p != nil {
-			owner = sessionOwner{key: derived.owner}
-		}
-		if err := s.sessions.Bind(ctx, srv.id+"\x00"+sid, owner, s.now()); err != nil {
-			d := sessionDenial(err)
-			if len(call.Messages) == 1 {
-				d.id = call.Messages[0].ID // keep the client's request correlatable
-			}
-			return s.deny(rec, d)
-		}
+// bindSession binds the MCP session (if any) to its first caller and
+// refuses it to anyone else.
+func (s *Service) bindSession(ctx context.Context, rec *record, srv *mcpServer, sid string, derived *preparedEntry, call *mcp.Call) *denial {
+	if sid == "" {
+		return nil
 	}
-
-	dec, d := s.decide(ctx, r, srv, p, derived, call, sid, rec)
-	if d != nil {
-		if d.required != nil && p != nil {
-			// Step-up (MCP 2025-11-25): name every scope the operation
-			// needs, those the token has included, so a client that
-			// replaces its scope set with the challenge's keeps them.
-			d.challenge = insufficientScope(srv, stepUpScopes(srv.ownScopes(p.Scopes), d.required))
-		}
-		return s.deny(rec, withCallID(d, call))
+	rec.Session = shortHash(sid)
+	owner := sessionOwner{key: "anonymous", anonymous: true}
+	if derived != nil {
+		owner = sessionOwner{key: derived.owner}
 	}
-	rec.Reason = orDefault(dec.Reason, "allowed")
+	if err := s.sessions.Bind(ctx, srv.id+"\x00"+sid, owner, s.now()); err != nil {
+		d := sessionDenial(err)
+		if len(call.Messages) == 1 {
+			d.id = call.Messages[0].ID // keep the client's request correlatable
+		}
+		return d
+	}
+	return nil
+}
 
+// forward builds what the upstream receives for an allowed call: the
+// credential the policy chose, the signed attribution, the ext_proc
+// hand-off and the headers.
+func (s *Service) forward(ctx context.Context, rec *record, srv *mcpServer, r *envoy.Request, p *identity.Principal, derived *preparedEntry, call *mcp.Call, sid string, dec *policy.Decision) *authv3.CheckResponse {
 	prov, ok := srv.provider(dec.Credential)
 	if !ok {
 		return s.deny(rec, withCallID(&denial{status: http.StatusForbidden, reason: "credential_mode_not_allowed",
@@ -393,7 +441,7 @@ func (s *Service) check(ctx context.Context, req *authv3.CheckRequest, rec *reco
 		connKey = connKeyString(k)
 	}
 	md := s.handoff(rec, srv, derived, call, sid, string(cred.Mode), connKey)
-	return s.allow(rec, srv, r, p, &dec, cred, attr, md)
+	return s.allow(rec, srv, r, p, dec, cred, attr, md)
 }
 
 // authenticate turns the bearer token or mTLS peer into a Principal. A nil
