@@ -628,98 +628,36 @@ func (s *Service) evaluate(ctx context.Context, srv *mcpServer, in *policy.Input
 // client-sent identity header removed.
 func (s *Service) allow(rec *record, srv *mcpServer, r *envoy.Request, p *identity.Principal, dec *policy.Decision, cred *outbound.Credential, attr string, md *extproc.Metadata) *authv3.CheckResponse {
 	rec.Allow, rec.Status = true, http.StatusOK
-	set := make([]envoy.Header, 0, 12)
-	isSet := func(name string) bool {
-		for i := range set {
-			if set[i].Name == name {
-				return true
-			}
-		}
-		return false
-	}
-	add := func(name, value string) {
-		if name = lowerASCII(name); !isSet(name) {
-			set = append(set, envoy.Header{Name: name, Value: value})
-		}
-	}
+	hs := make(headerSet, 0, 12)
 	if cred != nil {
 		for _, h := range cred.Headers {
-			add(h.Name, h.Value)
+			hs = hs.add(h.Name, h.Value)
 		}
 	}
-	pre := s.prefix
 	if attr != "" {
-		add(s.hdr.attribution, attr)
+		hs = hs.add(s.hdr.attribution, attr)
 	}
-	add(s.hdr.decisionID, rec.ID)
-	add(s.hdr.server, srv.id)
-	add(s.hdr.kind, orDefault(rec.Kind, string(identity.KindAnonymous)))
+	hs = hs.add(s.hdr.decisionID, rec.ID)
+	hs = hs.add(s.hdr.server, srv.id)
+	hs = hs.add(s.hdr.kind, orDefault(rec.Kind, string(identity.KindAnonymous)))
 	if p != nil {
-		add(s.hdr.subject, identityHeaderValue(upstreamSubject(p)))
-		if p.UserKey != "" {
-			add(s.hdr.user, identityHeaderValue(p.UserKey))
-		}
-		if p.Org != "" {
-			add(s.hdr.org, identityHeaderValue(p.Org))
-		}
-		if p.ClientID != "" {
-			add(s.hdr.clientID, identityHeaderValue(p.ClientID))
-		}
-		if p.Actor != nil {
-			add(s.hdr.actor, identityHeaderValue(actorSubject(p.Actor)))
-		}
-		if len(p.Chain) > 0 {
-			// Each element is encoded on its own (',' and '%' escaped), so a
-			// claim value containing the separator cannot forge an entry.
-			var b strings.Builder
-			for i := range p.Chain {
-				if i > 0 {
-					b.WriteByte(',')
-				}
-				b.WriteString(identityHeaderValue(actorSubject(&p.Chain[i])))
-			}
-			add(s.hdr.actorChain, b.String())
-		}
+		hs = s.identityHeaders(hs, p)
 	}
 	if dec != nil {
 		for k, v := range dec.Headers {
 			lk := strings.ToLower(k)
-			if s.strip[lk] || strings.HasPrefix(lk, pre) || isSet(lk) {
+			if s.strip[lk] || strings.HasPrefix(lk, s.prefix) || hs.isSet(lk) {
 				continue // policy may not forge identity or replace the credential
 			}
-			add(lk, sanitizeHeaderValue(v))
+			hs = hs.add(lk, sanitizeHeaderValue(v))
 		}
 	}
-	// Every header mcpauthz could set, and every header that must never
-	// reach an upstream, is removed unless set above — whether or not the
-	// client's copy was in the CheckRequest (an ext_authz allowed_headers
-	// list can hide it from mcpauthz while Envoy still forwards it).
-	remove := make([]string, 0, len(s.alwaysRemove)+4)
-	for _, name := range s.alwaysRemove {
-		if !isSet(name) {
-			remove = append(remove, name)
-		}
-	}
-	for name := range r.Headers {
-		if name == "" || name[0] == ':' || isSet(name) || s.strip[name] {
-			continue
-		}
-		if strings.HasPrefix(name, pre) {
-			remove = append(remove, name)
-		}
-	}
-	if dec != nil {
-		for _, h := range dec.RequestHeadersToRemove {
-			if lh := strings.ToLower(h); lh != "" && lh[0] != ':' && !isSet(lh) && !slices.Contains(remove, lh) {
-				remove = append(remove, lh)
-			}
-		}
-	}
+	remove := s.removals(hs, r, dec)
 	var resp *authv3.CheckResponse
 	if md != nil {
-		resp = envoy.AllowWithMetadata(set, remove, md.StructWith(&s.mdValues))
+		resp = envoy.AllowWithMetadata(hs, remove, md.StructWith(&s.mdValues))
 	} else {
-		resp = envoy.Allow(set, remove)
+		resp = envoy.Allow(hs, remove)
 	}
 	if dec != nil && len(dec.ResponseHeadersToAdd) > 0 {
 		ok := resp.GetOkResponse()
@@ -731,6 +669,87 @@ func (s *Service) allow(rec *record, srv *mcpServer, r *envoy.Request, p *identi
 		}
 	}
 	return resp
+}
+
+// headerSet collects the headers an allowed request gets; the first value
+// set for a (lower-cased) name wins.
+type headerSet []envoy.Header
+
+func (hs headerSet) isSet(name string) bool {
+	for i := range hs {
+		if hs[i].Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+func (hs headerSet) add(name, value string) headerSet {
+	if name = lowerASCII(name); !hs.isSet(name) {
+		hs = append(hs, envoy.Header{Name: name, Value: value})
+	}
+	return hs
+}
+
+// identityHeaders adds the attribution headers naming p.
+func (s *Service) identityHeaders(hs headerSet, p *identity.Principal) headerSet {
+	hs = hs.add(s.hdr.subject, identityHeaderValue(upstreamSubject(p)))
+	if p.UserKey != "" {
+		hs = hs.add(s.hdr.user, identityHeaderValue(p.UserKey))
+	}
+	if p.Org != "" {
+		hs = hs.add(s.hdr.org, identityHeaderValue(p.Org))
+	}
+	if p.ClientID != "" {
+		hs = hs.add(s.hdr.clientID, identityHeaderValue(p.ClientID))
+	}
+	if p.Actor != nil {
+		hs = hs.add(s.hdr.actor, identityHeaderValue(actorSubject(p.Actor)))
+	}
+	if len(p.Chain) > 0 {
+		// Each element is encoded on its own (',' and '%' escaped), so a
+		// claim value containing the separator cannot forge an entry.
+		var b strings.Builder
+		for i := range p.Chain {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(identityHeaderValue(actorSubject(&p.Chain[i])))
+		}
+		hs = hs.add(s.hdr.actorChain, b.String())
+	}
+	return hs
+}
+
+// removals lists the headers removed from an allowed request: every header
+// mcpauthz could set, and every header that must never reach an upstream,
+// unless set — whether or not the client's copy was in the CheckRequest (an
+// ext_authz allowed_headers list can hide it from mcpauthz while Envoy
+// still forwards it) — plus any under the attribution prefix and those the
+// policy names.
+func (s *Service) removals(hs headerSet, r *envoy.Request, dec *policy.Decision) []string {
+	remove := make([]string, 0, len(s.alwaysRemove)+4)
+	for _, name := range s.alwaysRemove {
+		if !hs.isSet(name) {
+			remove = append(remove, name)
+		}
+	}
+	for name := range r.Headers {
+		if name == "" || name[0] == ':' || hs.isSet(name) || s.strip[name] {
+			continue
+		}
+		if strings.HasPrefix(name, s.prefix) {
+			remove = append(remove, name)
+		}
+	}
+	if dec != nil {
+		for _, h := range dec.RequestHeadersToRemove {
+			if lh := strings.ToLower(h); lh != "" && lh[0] != ':' && !hs.isSet(lh) && !slices.Contains(remove, lh) {
+				remove = append(remove, lh)
+			}
+		}
+	}
+	return remove
 }
 
 func (s *Service) deny(rec *record, d *denial) *authv3.CheckResponse {
