@@ -3,24 +3,20 @@ package server
 import (
 	"sync"
 	"time"
-	"unsafe"
-
-	"github.com/dgraph-io/ristretto/v2"
 
 	"github.com/mcpauthz/mcpauthz/credentials/identity"
 	"github.com/mcpauthz/mcpauthz/credentials/outbound"
-	"github.com/mcpauthz/mcpauthz/internal/entrycache"
 	"github.com/mcpauthz/mcpauthz/policy"
 )
 
 // preparedPrincipals memoizes the policy engine's converted form of each
 // verified principal, so a warm Check does not convert claims again. The
 // identity verifier returns the same immutable *Principal for every request
-// with the same token; entries are keyed by that pointer and hold it, so the
-// address cannot be reused by another principal while the entry lives.
+// with the same token; the entry is attached to that Principal
+// (Principal.AttachMemo), so it lives exactly as long as the token cache
+// keeps the Principal: no second cache to size, look up or keep in step.
 // Safe for concurrent use.
 type preparedPrincipals struct {
-	c *ristretto.Cache[uint64, *preparedEntry]
 	// handles finds an entry by the handle ext_authz hands to ext_proc. A
 	// plain bounded map: a cache that may drop writes would make list
 	// filtering fail for a principal the Check just allowed.
@@ -89,54 +85,40 @@ type preparedEntry struct {
 	chain []outbound.Actor          // p.Chain for credential requests, converted once
 	// handle names the entry in ext_proc metadata (principalHandle).
 	handle string
+	// from is the table that made the entry: a Principal shared by two
+	// Services (one verifier) is attached to the first one's entry, and
+	// the other, whose signing keys differ, must not use it.
+	from *preparedPrincipals
 }
 
-func newPreparedPrincipals(size int64, now func() time.Time) (*preparedPrincipals, error) {
-	c, err := entrycache.New[uint64, *preparedEntry](size)
-	if err != nil {
-		return nil, err
-	}
-	return &preparedPrincipals{c: c, handles: handleTable{max: int(size), m: map[string]handleEntry{}}, now: now}, nil
+func newPreparedPrincipals(size int64, now func() time.Time) *preparedPrincipals {
+	return &preparedPrincipals{handles: handleTable{max: int(size), m: map[string]handleEntry{}}, now: now}
 }
 
 // get returns what the hot path derives from p. Its pp is nil when p cannot
 // be prepared (the caller then converts on the fly and gets the error).
 func (c *preparedPrincipals) get(p *identity.Principal) *preparedEntry {
-	key := pointerKey(unsafe.Pointer(p))
-	if e, ok := c.c.Get(key); ok && e.p == p {
+	if e, ok := p.Memo().(*preparedEntry); ok && e.from == c {
 		if !c.handles.has(e.handle, e) {
 			c.register(e, c.now())
 		}
 		return e
 	}
-	e := &preparedEntry{p: p, owner: principalKey(p)}
+	e := &preparedEntry{p: p, owner: principalKey(p), from: c}
 	e.handle = principalHandle(p, e.owner)
 	for _, a := range p.Chain {
 		e.chain = append(e.chain, outbound.Actor{Subject: actorSubject(&a), ClientID: a.ClientID, Issuer: a.Issuer})
 	}
-	if pp, err := policy.PreparePrincipal(policyPrincipal(p)); err == nil {
-		e.pp = pp
-		now := c.now()
-		if ttl := p.ExpiresAt.Sub(now); ttl > 0 {
-			c.c.SetWithTTL(key, e, 1, ttl)
-		}
-		c.register(e, now)
+	pp, err := policy.PreparePrincipal(policyPrincipal(p))
+	if err != nil {
+		return e // not attached: the caller reports the error
 	}
+	e.pp = pp
+	if won, ok := p.AttachMemo(e).(*preparedEntry); ok && won != e && won.from == c {
+		return won // a concurrent Check prepared it first
+	}
+	c.register(e, c.now())
 	return e
-}
-
-// pointerKey spreads a pointer over 64 bits (a bijective splitmix64
-// finalizer). Ristretto uses a uint64 key as its own hash: raw addresses,
-// aligned and clustered by size class, would collide in its frequency
-// sketch, and one-time principals would push out the active ones.
-func pointerKey(p unsafe.Pointer) uint64 {
-	x := uint64(uintptr(p))
-	x ^= x >> 30
-	x *= 0xbf58476d1ce4e5b9
-	x ^= x >> 27
-	x *= 0x94d049bb133111eb
-	x ^= x >> 31
-	return x
 }
 
 // register names e's handle for ext_proc until its principal expires.
@@ -149,8 +131,6 @@ func (c *preparedPrincipals) register(e *preparedEntry, now time.Time) {
 		c.handles.put(e.handle, e, exp, now)
 	}
 }
-
-func (c *preparedPrincipals) close() { c.c.Close() }
 
 // byHandle returns the entry ext_authz named in ext_proc metadata, nil when
 // unknown (evicted, expired, or prepared by another replica).

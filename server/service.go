@@ -169,9 +169,7 @@ func NewService(ctx context.Context, cfg *config.Config, deps Deps) (*Service, e
 		s.sessions = newMemSessions(cfg.MCP.SessionTTL, cfg.MCP.MaxSessions, cfg.MCP.MaxSessionsPerPrincipal, cfg.MCP.MaxAnonymousSessions)
 	}
 	s.sessionParams = cfg.MCP.LegacySessionParams
-	if s.prepared, err = newPreparedPrincipals(max(cfg.Identity.CacheSize, 10000), s.now); err != nil {
-		return nil, fmt.Errorf("server: %w", err)
-	}
+	s.prepared = newPreparedPrincipals(max(cfg.Identity.CacheSize, 10000), s.now)
 	s.audit, err = newAuditLog(cfg.Audit.Output, cfg.Audit.Buffer)
 	if err != nil {
 		return nil, err
@@ -231,7 +229,6 @@ func (s *Service) Close() {
 		}
 		cancel()
 	}
-	s.prepared.close()
 	if s.store != nil {
 		if err := s.store.Close(); err != nil {
 			s.log.Warn("state store close", "err", err)

@@ -3,6 +3,7 @@ package identity
 import (
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -88,6 +89,33 @@ type Principal struct {
 	// anonymous callers). Downstream caches key on it instead of hashing
 	// the token again; it is not secret.
 	TokenHash [32]byte
+
+	// memo is what the caller derived from this Principal (Memo), attached
+	// once; it lives exactly as long as the cached Principal.
+	memo atomic.Pointer[memoBox]
+}
+
+type memoBox struct{ v any }
+
+// Memo returns the value attached with AttachMemo, nil when none is.
+func (p *Principal) Memo() any {
+	if b := p.memo.Load(); b != nil {
+		return b.v
+	}
+	return nil
+}
+
+// AttachMemo attaches v, derived from p by the caller, unless a value is
+// attached already; it returns the value attached. The token cache shares
+// one Principal between every request with the same token, so what a
+// caller derives from it once (converted claims, header values) is kept
+// for exactly as long as the Principal is cached, in the same entry,
+// without a second cache to size. The attached value must be immutable.
+func (p *Principal) AttachMemo(v any) any {
+	if p.memo.CompareAndSwap(nil, &memoBox{v: v}) {
+		return v
+	}
+	return p.memo.Load().v
 }
 
 // Anonymous returns the Principal for a caller without credentials.
