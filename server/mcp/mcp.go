@@ -254,7 +254,9 @@ func parse(in *Input) (*Call, *Error) {
 	if err := checkMessages(in, call); err != nil {
 		return nil, err
 	}
-	negotiateInitialize(call)
+	if m := call.Messages; len(m) == 1 && m[0].Method == "initialize" && m[0].Kind == KindRequest {
+		negotiateInitialize(call)
+	}
 	return call, nil
 }
 
@@ -385,9 +387,6 @@ func checkMessages(in *Input, call *Call) *Error {
 // initialize request: initialize is judged by the version in its body (the
 // header, if any, is the default); an unknown one is ordinary negotiation.
 func negotiateInitialize(call *Call) {
-	if len(call.Messages) != 1 || call.Messages[0].Method != "initialize" || call.Messages[0].Kind != KindRequest {
-		return
-	}
 	if bv := initializeVersion(call.Messages[0].Params); bv != "" && bv != call.Version {
 		if v, ok := canonicalVersion(bv); ok {
 			call.Version = v
