@@ -3,9 +3,9 @@ package extproc
 import (
 	"bytes"
 	"errors"
-	"strconv"
-	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/mcpauthz/mcpauthz/internal/jsonstr"
 )
 
 // A strict JSON scanner that works on raw bytes: it validates (RFC 8259,
@@ -173,7 +173,7 @@ func scanString(b []byte, i int) (end int, esc bool, err error) {
 			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
 				j += 2
 			case 'u':
-				if j+5 >= len(b) || !isHex4(b[j+2:j+6]) {
+				if _, ok := jsonstr.Hex4(b[j+2:]); !ok {
 					return 0, esc, errSyntax
 				}
 				j += 6
@@ -190,15 +190,6 @@ func scanString(b []byte, i int) (end int, esc bool, err error) {
 			j += n
 		}
 	}
-}
-
-func isHex4(h []byte) bool {
-	for _, c := range h {
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
-			return false
-		}
-	}
-	return true
 }
 
 func scanLit(b []byte, i int, lit string) (int, error) {
@@ -252,53 +243,11 @@ func decodeString(raw []byte) (string, bool) {
 	if bytes.IndexByte(in, '\\') < 0 {
 		return string(in), true
 	}
-	out := make([]byte, 0, len(in))
-	for i := 0; i < len(in); {
-		c := in[i]
-		if c != '\\' {
-			out = append(out, c)
-			i++
-			continue
-		}
-		switch in[i+1] {
-		case 'b':
-			out = append(out, '\b')
-		case 'f':
-			out = append(out, '\f')
-		case 'n':
-			out = append(out, '\n')
-		case 'r':
-			out = append(out, '\r')
-		case 't':
-			out = append(out, '\t')
-		case 'u':
-			r := hex4(in[i+2 : i+6])
-			i += 6
-			if utf16.IsSurrogate(r) {
-				if r >= 0xDC00 || i+6 > len(in) || in[i] != '\\' || in[i+1] != 'u' {
-					return "", false
-				}
-				r2 := hex4(in[i+2 : i+6])
-				d := utf16.DecodeRune(r, r2)
-				if d == utf8.RuneError {
-					return "", false
-				}
-				r = d
-				i += 6
-			}
-			out = utf8.AppendRune(out, r)
-			continue
-		default: // '"', '\\', '/'
-			out = append(out, in[i+1])
-		}
-		i += 2
+	out, ok := jsonstr.Append(make([]byte, 0, len(in)), in)
+	if !ok {
+		return "", false
 	}
 	return string(out), true
-}
-
-func hex4(h []byte) rune {
-	v, _ := strconv.ParseUint(string(h), 16, 32)
-	return rune(v)
 }
 
 // keyMatch compares an object key span (quotes included) with want:

@@ -4,8 +4,9 @@ import (
 	"bytes"
 	"slices"
 	"unicode"
-	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/mcpauthz/mcpauthz/internal/jsonstr"
 )
 
 // maxDepth is the deepest nesting of objects and arrays Parse accepts.
@@ -303,27 +304,6 @@ func (p *parser) number() (span, *Error) {
 	return span{start: start, end: i, typ: typ}, nil
 }
 
-func hex4(d []byte, i int) (rune, bool) {
-	if len(d)-i < 4 {
-		return 0, false
-	}
-	var r rune
-	for _, c := range d[i : i+4] {
-		switch {
-		case '0' <= c && c <= '9':
-			c -= '0'
-		case 'a' <= c && c <= 'f':
-			c -= 'a' - 10
-		case 'A' <= c && c <= 'F':
-			c -= 'A' - 10
-		default:
-			return 0, false
-		}
-		r = r<<4 | rune(c)
-	}
-	return r, true
-}
-
 // str validates a string starting at the opening quote at p.i and leaves
 // p.i after the closing quote.
 func (p *parser) str() (esc bool, err *Error) {
@@ -361,7 +341,7 @@ func (p *parser) str() (esc bool, err *Error) {
 		case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
 			i++
 		case 'u':
-			r, ok := hex4(d, i+1)
+			r, ok := jsonstr.Hex4(d[i+1:])
 			if !ok {
 				return esc, parseErr("invalid_escape", "invalid \\u escape")
 			}
@@ -371,7 +351,7 @@ func (p *parser) str() (esc bool, err *Error) {
 				if len(d)-i < 6 || d[i] != '\\' || d[i+1] != 'u' {
 					return esc, parseErr("lone_surrogate", "unpaired UTF-16 surrogate escape")
 				}
-				r2, ok := hex4(d, i+2)
+				r2, ok := jsonstr.Hex4(d[i+2:])
 				if !ok {
 					return esc, parseErr("invalid_escape", "invalid \\u escape")
 				}
@@ -388,44 +368,11 @@ func (p *parser) str() (esc bool, err *Error) {
 	}
 }
 
-// unescape decodes the contents (without quotes) of a validated string.
-func unescape(s []byte) []byte { return appendUnescaped(make([]byte, 0, len(s)), s) }
-
-// appendUnescaped appends the decoded contents of a validated string to out.
+// appendUnescaped appends the decoded contents of a validated string to
+// out. str refused what jsonstr.Append would fail on (malformed escapes,
+// lone surrogates), so it never fails here.
 func appendUnescaped(out, s []byte) []byte {
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c != '\\' {
-			out = append(out, c)
-			i++
-			continue
-		}
-		i++
-		switch s[i] {
-		case 'b':
-			out = append(out, '\b')
-		case 'f':
-			out = append(out, '\f')
-		case 'n':
-			out = append(out, '\n')
-		case 'r':
-			out = append(out, '\r')
-		case 't':
-			out = append(out, '\t')
-		case 'u':
-			r, _ := hex4(s, i+1)
-			i += 4
-			if utf16.IsSurrogate(r) {
-				r2, _ := hex4(s, i+3)
-				r = utf16.DecodeRune(r, r2)
-				i += 6
-			}
-			out = utf8.AppendRune(out, r)
-		default: // '"', '\\', '/'
-			out = append(out, s[i])
-		}
-		i++
-	}
+	out, _ = jsonstr.Append(out, s)
 	return out
 }
 
@@ -433,7 +380,7 @@ func appendUnescaped(out, s []byte) []byte {
 func (p *parser) rawString(s span) []byte {
 	b := p.data[s.start+1 : s.end-1]
 	if s.esc {
-		return unescape(b)
+		return appendUnescaped(make([]byte, 0, len(b)), b)
 	}
 	return b
 }
