@@ -361,15 +361,7 @@ func (s *Postgres) GoString() string { return s.target }
 // LogValue is String.
 func (s *Postgres) LogValue() slog.Value { return slog.StringValue(s.target) }
 
-func (s *Postgres) check(ctx context.Context) error {
-	if s.closed.Load() {
-		return ErrClosed
-	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("store: %w", err)
-	}
-	return nil
-}
+func (s *Postgres) check(ctx context.Context) error { return checkOpen(ctx, s.closed.Load()) }
 
 // pgExpiry encodes an expiry: NULL for never.
 func pgExpiry(t time.Time) any {

@@ -163,15 +163,7 @@ func (s *SQLite) migrate(ctx context.Context) error {
 	return nil
 }
 
-func (s *SQLite) check(ctx context.Context) error {
-	if s.closed.Load() {
-		return ErrClosed
-	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("store: %w", err)
-	}
-	return nil
-}
+func (s *SQLite) check(ctx context.Context) error { return checkOpen(ctx, s.closed.Load()) }
 
 // nullTime encodes an expiry: NULL for never.
 func nullTime(t time.Time) sql.NullInt64 {

@@ -151,3 +151,15 @@ func expiry(now time.Time, ttl time.Duration) time.Time {
 
 // live reports whether a record expiring at exp is visible at now.
 func live(exp, now time.Time) bool { return exp.IsZero() || exp.After(now) }
+
+// checkOpen is the check of a driver whose closed flag needs no lock
+// (SQLite, PostgreSQL): ErrClosed once closed, then ctx's error.
+func checkOpen(ctx context.Context, closed bool) error {
+	if closed {
+		return ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	return nil
+}
