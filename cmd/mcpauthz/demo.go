@@ -4,10 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
 	_ "embed"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -34,6 +32,7 @@ import (
 	"github.com/mcpauthz/mcpauthz/e2e/docserver"
 	"github.com/mcpauthz/mcpauthz/envoy/emulator"
 	"github.com/mcpauthz/mcpauthz/internal/oauthtest"
+	"github.com/mcpauthz/mcpauthz/internal/randid"
 	"github.com/mcpauthz/mcpauthz/server"
 	"github.com/mcpauthz/mcpauthz/server/config"
 )
@@ -294,7 +293,7 @@ func (d *demo) startAuthz(ctx context.Context) error {
 	if err := writeFS(bundles.FS, "rbac", bundleDir); err != nil {
 		return fmt.Errorf("unpack the rbac bundle: %w", err)
 	}
-	d.secret = randomHex(32)
+	d.secret = randid.Hex(32)
 	if err := os.Setenv(demoSecretEnv, d.secret); err != nil {
 		return fmt.Errorf("set %s: %w", demoSecretEnv, err)
 	}
@@ -1031,12 +1030,6 @@ func toolText(content any) string {
 		b = append(b[:200], "…"...)
 	}
 	return string(b)
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 // lockedBuffer is a bytes.Buffer safe for concurrent use.

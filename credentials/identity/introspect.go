@@ -11,9 +11,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mcpauthz/mcpauthz/credentials/secret"
-	"github.com/mcpauthz/mcpauthz/internal/urlcheck"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/mcpauthz/mcpauthz/credentials/secret"
+	"github.com/mcpauthz/mcpauthz/internal/httpc"
+	"github.com/mcpauthz/mcpauthz/internal/urlcheck"
 )
 
 // Client authentication methods of an introspection endpoint (RFC 7662
@@ -236,12 +238,10 @@ func newIntrospector(path, name string, c IntrospectionConfig, base *http.Client
 		}
 		in.secret = v
 	}
-	client := *base
-	client.Timeout = c.Timeout
 	// A redirect is answered as the endpoint's response (a refusal), never
 	// followed: the token must not travel anywhere else.
-	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	in.client = &client
+	in.client = httpc.New(base, httpc.Rules{Timeout: c.Timeout, Redirect: http.ErrUseLastResponse})
+	in.client.Timeout = c.Timeout // introspection.timeout, even when longer than http_timeout
 	return in, nil
 }
 

@@ -69,6 +69,7 @@ import (
 
 	"github.com/mcpauthz/mcpauthz/credentials/jwks"
 	"github.com/mcpauthz/mcpauthz/internal/entrycache"
+	"github.com/mcpauthz/mcpauthz/internal/httpc"
 )
 
 // maxTokenBytes bounds the size of a token the verifier will look at.
@@ -77,7 +78,7 @@ const maxTokenBytes = 16 << 10
 // Options carries the verifier's collaborators. All fields are optional.
 type Options struct {
 	// HTTPClient is used for discovery and JWKS. It is copied; the copy
-	// refuses redirects and gets Config.HTTPTimeout when it has no timeout.
+	// refuses redirects and its timeout is capped at Config.HTTPTimeout.
 	HTTPClient *http.Client
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
@@ -141,6 +142,10 @@ type Verifier struct {
 	verifications atomic.Uint64
 }
 
+// errRedirect fails a discovery, JWKS or introspection call answered with
+// a redirect: keys and verdicts come only from the configured URLs.
+var errRedirect = errors.New("identity: redirects are not followed")
+
 // NewVerifier validates cfg and builds a Verifier. It performs no network
 // I/O: discovery documents and JWKS are fetched lazily on first use.
 func NewVerifier(ctx context.Context, cfg Config, opts Options) (*Verifier, error) {
@@ -157,17 +162,7 @@ func NewVerifier(ctx context.Context, cfg Config, opts Options) (*Verifier, erro
 	if log == nil {
 		log = slog.Default()
 	}
-	client := &http.Client{}
-	if opts.HTTPClient != nil {
-		c := *opts.HTTPClient
-		client = &c
-	}
-	if client.Timeout == 0 {
-		client.Timeout = cfg.HTTPTimeout
-	}
-	client.CheckRedirect = func(*http.Request, []*http.Request) error {
-		return errors.New("identity: redirects are not followed")
-	}
+	client := httpc.New(opts.HTTPClient, httpc.Rules{Timeout: cfg.HTTPTimeout, Redirect: errRedirect})
 	cache, err := entrycache.New[uint64, *cacheEntry](cfg.CacheSize)
 	if err != nil {
 		return nil, fmt.Errorf("identity: create cache: %w", err)
