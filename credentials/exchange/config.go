@@ -1,12 +1,12 @@
 package exchange
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/mcpauthz/mcpauthz/credentials/secret"
+	"github.com/mcpauthz/mcpauthz/internal/fielderr"
 	"github.com/mcpauthz/mcpauthz/internal/urlcheck"
 )
 
@@ -157,119 +157,130 @@ func (c Config) clientAuth() string {
 // Config, e.g. "client_secret: required with client_auth client_secret_basic".
 // Field values that may be secrets are never echoed.
 func (c Config) Validate() error {
-	var v validator
+	var l fielderr.List
 	if c.TokenURL == "" {
-		v.add("token_url", "required")
+		l.Add("token_url", "required")
 	} else if msg := urlcheck.Endpoint(c.TokenURL); msg != "" {
-		v.add("token_url", msg)
+		l.Add("token_url", msg)
 	}
+	c.validateClientAuth(&l)
+	c.validateFlavor(&l)
+	if strings.ContainsFunc(c.Audience, urlcheck.IsControl) {
+		l.Add("audience", "contains control characters")
+	}
+	for i, r := range c.Resource {
+		if !urlcheck.AbsoluteURI(r) {
+			l.Add(fmt.Sprintf("resource[%d]", i), "must be an absolute URI without fragment")
+		}
+	}
+	if strings.ContainsFunc(c.ExpectedAudience, urlcheck.IsControl) {
+		l.Add("expected_audience", "contains control characters")
+	}
+	if c.Timeout < 0 || c.Timeout > MaxTimeout {
+		l.Add("timeout", fmt.Sprintf("must be between 0 (default %s) and %s", DefaultTimeout, MaxTimeout))
+	}
+	c.validateIssued(&l)
+	return l.Err()
+}
+
+// validateClientAuth checks client_auth and the credentials it needs.
+func (c Config) validateClientAuth(l *fielderr.List) {
 	auth := c.clientAuth()
 	switch auth {
 	case AuthClientSecretBasic, AuthClientSecretPost, AuthPrivateKeyJWT, AuthNone:
 	default:
-		v.add("client_auth", fmt.Sprintf("unknown method %q (want client_secret_basic, client_secret_post, private_key_jwt or none)", urlcheck.Truncate(c.ClientAuth, 32)))
+		l.Add("client_auth", fmt.Sprintf("unknown method %q (want client_secret_basic, client_secret_post, private_key_jwt or none)", urlcheck.Truncate(c.ClientAuth, 32)))
 	}
 	switch {
 	case c.ClientID == "" && auth != AuthNone:
-		v.add("client_id", "required with client_auth "+auth)
+		l.Add("client_id", "required with client_auth "+auth)
 	case strings.ContainsFunc(c.ClientID, urlcheck.IsControl):
-		v.add("client_id", "contains control characters")
+		l.Add("client_id", "contains control characters")
 	}
 	needSecret := auth == AuthClientSecretBasic || auth == AuthClientSecretPost
 	switch {
 	case needSecret && c.ClientSecret == nil:
-		v.add("client_secret", "required with client_auth "+auth)
+		l.Add("client_secret", "required with client_auth "+auth)
 	case needSecret:
-		v.ref("client_secret", *c.ClientSecret)
+		checkRef(l, "client_secret", *c.ClientSecret)
 	case c.ClientSecret != nil:
-		v.add("client_secret", "only used with client_secret_basic or client_secret_post")
+		l.Add("client_secret", "only used with client_secret_basic or client_secret_post")
 	}
-	if auth == AuthPrivateKeyJWT {
-		if c.PrivateKey == nil {
-			v.add("private_key", "required with client_auth private_key_jwt")
-		} else {
-			v.ref("private_key", *c.PrivateKey)
-		}
-		if c.SigningAlg != "" && !signingAlgs[c.SigningAlg] {
-			v.add("signing_alg", fmt.Sprintf("unsupported algorithm %q", urlcheck.Truncate(c.SigningAlg, 16)))
-		}
-		if strings.ContainsFunc(c.KeyID, urlcheck.IsControl) {
-			v.add("key_id", "contains control characters")
-		}
+	if auth != AuthPrivateKeyJWT {
+		const msg = "only used with client_auth private_key_jwt"
+		forbid(l, c.PrivateKey != nil, "private_key", msg)
+		forbid(l, c.KeyID != "", "key_id", msg)
+		forbid(l, c.SigningAlg != "", "signing_alg", msg)
+		return
+	}
+	if c.PrivateKey == nil {
+		l.Add("private_key", "required with client_auth private_key_jwt")
 	} else {
-		v.forbid(c.PrivateKey != nil, "private_key", "only used with client_auth private_key_jwt")
-		v.forbid(c.KeyID != "", "key_id", "only used with client_auth private_key_jwt")
-		v.forbid(c.SigningAlg != "", "signing_alg", "only used with client_auth private_key_jwt")
+		checkRef(l, "private_key", *c.PrivateKey)
 	}
+	if c.SigningAlg != "" && !signingAlgs[c.SigningAlg] {
+		l.Add("signing_alg", fmt.Sprintf("unsupported algorithm %q", urlcheck.Truncate(c.SigningAlg, 16)))
+	}
+	if strings.ContainsFunc(c.KeyID, urlcheck.IsControl) {
+		l.Add("key_id", "contains control characters")
+	}
+}
 
+// validateFlavor checks flavor and the fields only one flavor uses.
+func (c Config) validateFlavor(l *fielderr.List) {
 	switch c.flavor() {
 	case FlavorRFC8693:
 		if c.RequestedTokenType != "" && !requestedTokenTypes[c.RequestedTokenType] {
-			v.add("requested_token_type", "must be "+TokenTypeAccessToken+" or "+TokenTypeJWT)
+			l.Add("requested_token_type", "must be "+TokenTypeAccessToken+" or "+TokenTypeJWT)
 		}
 		if c.SubjectTokenType != "" && !subjectTokenTypes[c.SubjectTokenType] {
-			v.add("subject_token_type", "not an RFC 8693 token type identifier")
+			l.Add("subject_token_type", "not an RFC 8693 token type identifier")
 		}
 	case FlavorEntraOBO:
 		const msg = "not used with flavor entra_obo (the scopes select the audience)"
-		v.forbid(c.Audience != "", "audience", msg)
-		v.forbid(len(c.Resource) > 0, "resource", msg)
-		v.forbid(c.RequestedTokenType != "", "requested_token_type", "not used with flavor entra_obo")
-		v.forbid(c.SubjectTokenType != "", "subject_token_type", "not used with flavor entra_obo")
+		forbid(l, c.Audience != "", "audience", msg)
+		forbid(l, len(c.Resource) > 0, "resource", msg)
+		forbid(l, c.RequestedTokenType != "", "requested_token_type", "not used with flavor entra_obo")
+		forbid(l, c.SubjectTokenType != "", "subject_token_type", "not used with flavor entra_obo")
 		if c.ExpectedAudience == "" {
-			v.add("expected_audience", "required with flavor entra_obo (the aud of the tokens Entra issues)")
+			l.Add("expected_audience", "required with flavor entra_obo (the aud of the tokens Entra issues)")
 		}
 	default:
-		v.add("flavor", fmt.Sprintf("unknown flavor %q (want rfc8693 or entra_obo)", urlcheck.Truncate(c.Flavor, 32)))
+		l.Add("flavor", fmt.Sprintf("unknown flavor %q (want rfc8693 or entra_obo)", urlcheck.Truncate(c.Flavor, 32)))
 	}
-	if strings.ContainsFunc(c.Audience, urlcheck.IsControl) {
-		v.add("audience", "contains control characters")
-	}
-	for i, r := range c.Resource {
-		if !urlcheck.AbsoluteURI(r) {
-			v.add(fmt.Sprintf("resource[%d]", i), "must be an absolute URI without fragment")
-		}
-	}
-	if strings.ContainsFunc(c.ExpectedAudience, urlcheck.IsControl) {
-		v.add("expected_audience", "contains control characters")
-	}
-	if c.Timeout < 0 || c.Timeout > MaxTimeout {
-		v.add("timeout", fmt.Sprintf("must be between 0 (default %s) and %s", DefaultTimeout, MaxTimeout))
-	}
+}
+
+// validateIssued checks issued_issuer and jwks_url, which go together.
+func (c Config) validateIssued(l *fielderr.List) {
 	switch {
 	case c.IssuedIssuer != "" && c.JWKSURL == "":
-		v.add("jwks_url", "required with issued_issuer")
+		l.Add("jwks_url", "required with issued_issuer")
 	case c.IssuedIssuer == "" && c.JWKSURL != "":
-		v.add("issued_issuer", "required with jwks_url")
+		l.Add("issued_issuer", "required with jwks_url")
 	case c.IssuedIssuer != "":
 		if !urlcheck.AbsoluteURI(c.IssuedIssuer) {
-			v.add("issued_issuer", "must be an absolute URI")
+			l.Add("issued_issuer", "must be an absolute URI")
 		}
 		if msg := urlcheck.Endpoint(c.JWKSURL); msg != "" {
-			v.add("jwks_url", msg)
+			l.Add("jwks_url", msg)
 		}
 	}
-	return v.err()
 }
 
-type validator struct{ errs []error }
-
-func (v *validator) add(path, msg string) { v.errs = append(v.errs, errors.New(path+": "+msg)) }
-
-func (v *validator) forbid(set bool, path, msg string) {
+// forbid records path: msg when set.
+func forbid(l *fielderr.List, set bool, path, msg string) {
 	if set {
-		v.add(path, msg)
+		l.Add(path, msg)
 	}
 }
 
-func (v *validator) ref(path string, r secret.Ref) {
+// checkRef records what is wrong with the secret reference r at path.
+func checkRef(l *fielderr.List, path string, r secret.Ref) {
 	if r.IsZero() {
-		v.add(path, "required ({env: NAME} or {file: PATH})")
+		l.Add(path, "required ({env: NAME} or {file: PATH})")
 		return
 	}
 	if err := r.Validate(); err != nil {
-		v.add(path, strings.TrimPrefix(err.Error(), "secret: "))
+		l.Add(path, strings.TrimPrefix(err.Error(), "secret: "))
 	}
 }
-
-func (v *validator) err() error { return errors.Join(v.errs...) }
