@@ -67,8 +67,11 @@ type Service struct {
 	log      *slog.Logger
 	catalog  *catalog
 	verifier tokenVerifier
-	policy   policyEvaluator
-	sessions sessionStore
+	// ownVerifier is the verifier NewService built (nil when Deps brought
+	// one): Close releases its cache.
+	ownVerifier *identity.Verifier
+	policy      policyEvaluator
+	sessions    sessionStore
 	// sessionParams are the legacy session query parameter names.
 	sessionParams []string
 	prepared      *preparedPrincipals
@@ -123,44 +126,21 @@ func NewService(ctx context.Context, cfg *config.Config, deps Deps) (*Service, e
 	if s.now == nil {
 		s.now = time.Now
 	}
-	var err error
-	if s.verifier == nil {
-		s.verifier, err = identity.NewVerifier(ctx, cfg.Identity, identity.Options{HTTPClient: deps.HTTPClient, Logger: s.log})
-		if err != nil {
-			return nil, fmt.Errorf("server: identity: %w", err)
-		}
-	}
-	if s.policy == nil {
-		s.policy, err = policy.New(ctx, cfg.Policy, s.log)
-		if err != nil {
-			return nil, fmt.Errorf("server: %w", err) // policy errors name their package
-		}
-	}
-	oopts := outbound.Options{HTTPClient: deps.HTTPClient, Logger: s.log, Now: deps.Now}
-	var ring *store.KeyRing
-	if s.store, ring, err = store.Open(ctx, cfg.Store, store.Options{Now: deps.Now, Logger: s.log}); err != nil {
-		return nil, fmt.Errorf("server: store: %w", err)
+	if err := s.buildDecisionCore(ctx, deps); err != nil {
+		return nil, err
 	}
 	built := false
 	defer func() {
 		if !built {
-			_ = s.store.Close()
+			s.Close() // what was opened so far: verifier, store, audit logs
 		}
 	}()
-	if needsConnections(cfg) {
-		if s.connections, err = newConnections(ctx, cfg, s.store, ring, deps, s); err != nil {
-			return nil, err
-		}
-		oopts.Connections = s.connections
+	var ring *store.KeyRing
+	var err error
+	if s.store, ring, err = store.Open(ctx, cfg.Store, store.Options{Now: deps.Now, Logger: s.log}); err != nil {
+		return nil, fmt.Errorf("server: store: %w", err)
 	}
-	if cfg.Issuer != nil {
-		if s.issuer, err = mint.New(ctx, *cfg.Issuer, mint.Options{Now: deps.Now, Logger: s.log, Store: s.store, Cipher: ring}); err != nil {
-			return nil, fmt.Errorf("server: issuer: %w", err)
-		}
-		oopts.Minter = s.issuer
-	}
-	s.catalog, err = newCatalog(ctx, cfg, oopts)
-	if err != nil {
+	if err := s.buildUpstreams(ctx, deps, ring); err != nil {
 		return nil, err
 	}
 	if cfg.MCP.SessionStore == "shared" {
@@ -170,43 +150,12 @@ func NewService(ctx context.Context, cfg *config.Config, deps Deps) (*Service, e
 	}
 	s.sessionParams = cfg.MCP.LegacySessionParams
 	s.prepared = newPreparedPrincipals(max(cfg.Identity.CacheSize, 10000), s.now)
-	s.audit, err = newAuditLog(cfg.Audit.Output, cfg.Audit.Buffer)
-	if err != nil {
+	if err := s.buildAudit(ctx, deps); err != nil {
 		return nil, err
 	}
-	if cfg.Audit.OPA != nil {
-		l, err := decisionlog.New(ctx, *cfg.Audit.OPA, decisionlog.Options{Logger: s.log, HTTPClient: deps.HTTPClient, Now: deps.Now})
-		if err != nil {
-			s.audit.close()
-			return nil, fmt.Errorf("server: audit.opa: %w", err)
-		}
-		s.opa, s.opaPath = l, opaPath(cfg.Policy.Query)
-		for _, src := range s.policy.Status().Sources {
-			s.bundleNames = append(s.bundleNames, src.Name)
-		}
-	}
-	s.prefix = cfg.Headers.Prefix
-	s.hdr = newAttributionHeaders(s.prefix)
-	s.keepHeaderFn = s.keepHeader
-	s.strip = map[string]bool{"authorization": true, "proxy-authorization": true}
-	for _, h := range cfg.Headers.Strip {
-		s.strip[h] = true
-	}
-	for _, srv := range s.catalog.byID {
-		for _, h := range srv.consumedHeaders() {
-			s.strip[h] = true
-		}
-	}
-	s.alwaysRemove = alwaysRemoved(s.hdr, s.strip)
-	if s.connections != nil {
-		if s.connect, err = newConnectHandler(ctx, cfg, s.connections, s.verifier, deps, s); err != nil {
-			return nil, err
-		}
-	}
-	s.caps = extproc.NewCapabilityStore(cfg.MCP.SessionTTL, cfg.MCP.MaxSessions, s.now)
-	if s.extproc, err = extproc.New(extproc.Deps{Evaluator: listEvaluator{s}, Learner: upstreamLearner{s}, Sessions: s.caps, Logger: s.log},
-		extproc.Options{LegacySessionParams: cfg.MCP.LegacySessionParams}); err != nil {
-		return nil, fmt.Errorf("server: extproc: %w", err)
+	s.buildHeaders()
+	if err := s.buildResponseSide(ctx, deps); err != nil {
+		return nil, err
 	}
 	for _, sc := range cfg.Servers {
 		if sc.AllowNewerProtocolVersions {
@@ -219,9 +168,114 @@ func NewService(ctx context.Context, cfg *config.Config, deps Deps) (*Service, e
 	return s, nil
 }
 
-// Close flushes the decision log. Call it after the gRPC server stopped.
+// buildDecisionCore builds the token verifier and the policy engine unless
+// Deps brought them.
+func (s *Service) buildDecisionCore(ctx context.Context, deps Deps) error {
+	if s.verifier == nil {
+		v, err := identity.NewVerifier(ctx, s.cfg.Identity, identity.Options{HTTPClient: deps.HTTPClient, Logger: s.log})
+		if err != nil {
+			return fmt.Errorf("server: identity: %w", err)
+		}
+		s.verifier, s.ownVerifier = v, v
+	}
+	if s.policy == nil {
+		p, err := policy.New(ctx, s.cfg.Policy, s.log)
+		if err != nil {
+			if s.ownVerifier != nil {
+				s.ownVerifier.Close()
+			}
+			return fmt.Errorf("server: %w", err) // policy errors name their package
+		}
+		s.policy = p
+	}
+	return nil
+}
+
+// buildUpstreams builds what upstream credentials need (per-user
+// connections, the built-in issuer) and the server catalog.
+func (s *Service) buildUpstreams(ctx context.Context, deps Deps, ring *store.KeyRing) error {
+	oopts := outbound.Options{HTTPClient: deps.HTTPClient, Logger: s.log, Now: deps.Now}
+	var err error
+	if needsConnections(s.cfg) {
+		if s.connections, err = newConnections(ctx, s.cfg, s.store, ring, deps, s); err != nil {
+			return err
+		}
+		oopts.Connections = s.connections
+	}
+	if s.cfg.Issuer != nil {
+		if s.issuer, err = mint.New(ctx, *s.cfg.Issuer, mint.Options{Now: deps.Now, Logger: s.log, Store: s.store, Cipher: ring}); err != nil {
+			return fmt.Errorf("server: issuer: %w", err)
+		}
+		oopts.Minter = s.issuer
+	}
+	s.catalog, err = newCatalog(ctx, s.cfg, oopts)
+	return err
+}
+
+// buildAudit opens the decision log and, when configured, the OPA-format
+// decision log.
+func (s *Service) buildAudit(ctx context.Context, deps Deps) error {
+	var err error
+	if s.audit, err = newAuditLog(s.cfg.Audit.Output, s.cfg.Audit.Buffer); err != nil {
+		return err
+	}
+	if s.cfg.Audit.OPA == nil {
+		return nil
+	}
+	l, err := decisionlog.New(ctx, *s.cfg.Audit.OPA, decisionlog.Options{Logger: s.log, HTTPClient: deps.HTTPClient, Now: deps.Now})
+	if err != nil {
+		return fmt.Errorf("server: audit.opa: %w", err)
+	}
+	s.opa, s.opaPath = l, opaPath(s.cfg.Policy.Query)
+	for _, src := range s.policy.Status().Sources {
+		s.bundleNames = append(s.bundleNames, src.Name)
+	}
+	return nil
+}
+
+// buildHeaders fixes the attribution header names and the headers never
+// forwarded upstream (credentials, configured ones, those a server's
+// parameter headers consume).
+func (s *Service) buildHeaders() {
+	s.prefix = s.cfg.Headers.Prefix
+	s.hdr = newAttributionHeaders(s.prefix)
+	s.keepHeaderFn = s.keepHeader
+	s.strip = map[string]bool{"authorization": true, "proxy-authorization": true}
+	for _, h := range s.cfg.Headers.Strip {
+		s.strip[h] = true
+	}
+	for _, srv := range s.catalog.byID {
+		for _, h := range srv.consumedHeaders() {
+			s.strip[h] = true
+		}
+	}
+	s.alwaysRemove = alwaysRemoved(s.hdr, s.strip)
+}
+
+// buildResponseSide builds the connect pages (per-user connections) and
+// the ext_proc response processor.
+func (s *Service) buildResponseSide(ctx context.Context, deps Deps) error {
+	var err error
+	if s.connections != nil {
+		if s.connect, err = newConnectHandler(ctx, s.cfg, s.connections, s.verifier, deps, s); err != nil {
+			return err
+		}
+	}
+	s.caps = extproc.NewCapabilityStore(s.cfg.MCP.SessionTTL, s.cfg.MCP.MaxSessions, s.now)
+	if s.extproc, err = extproc.New(extproc.Deps{Evaluator: listEvaluator{s}, Learner: upstreamLearner{s}, Sessions: s.caps, Logger: s.log},
+		extproc.Options{LegacySessionParams: s.cfg.MCP.LegacySessionParams}); err != nil {
+		return fmt.Errorf("server: extproc: %w", err)
+	}
+	return nil
+}
+
+// Close flushes the decision logs and closes what NewService opened. Call
+// it after the gRPC server stopped. It also releases a partly built
+// Service (NewService calls it on failure).
 func (s *Service) Close() {
-	s.audit.close()
+	if s.audit != nil {
+		s.audit.close()
+	}
 	if s.opa != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		if err := s.opa.Close(ctx); err != nil {
@@ -233,6 +287,9 @@ func (s *Service) Close() {
 		if err := s.store.Close(); err != nil {
 			s.log.Warn("state store close", "err", err)
 		}
+	}
+	if s.ownVerifier != nil {
+		s.ownVerifier.Close()
 	}
 }
 
