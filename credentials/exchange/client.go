@@ -247,97 +247,139 @@ func badRequest(msg string) *Error {
 
 // prepare checks req and builds the form.
 func (c *Client) prepare(req Request) (*call, error) {
-	if req.SubjectToken == "" {
-		return nil, badRequest("no subject token")
-	}
-	if !httpguts.ValidHeaderFieldValue(req.SubjectToken) || strings.ContainsAny(req.SubjectToken, " \t") {
-		return nil, badRequest("subject token contains invalid characters")
-	}
-	if req.ActorToken == "" && req.ActorTokenType != "" {
-		return nil, badRequest("actor token type without actor token")
-	}
-	for _, s := range req.Scopes {
-		if !urlcheck.ScopeToken(s) {
-			return nil, badRequest("invalid scope token")
-		}
+	if err := checkRequest(req); err != nil {
+		return nil, err
 	}
 	cl := &call{form: url.Values{}, scopes: slices.Clone(req.Scopes), start: c.now()}
 	cl.secrets = append(cl.secrets, req.SubjectToken)
-	f := cl.form
+	var err error
 	switch c.flavor {
 	case FlavorEntraOBO:
-		// Audience and Resource are ignored: the scopes select the audience
-		// and the issued aud is checked against expected_audience.
-		if req.ActorToken != "" || req.SubjectTokenType != "" {
-			return nil, badRequest("entra_obo takes no actor token or subject token type")
-		}
-		if len(req.Scopes) == 0 {
-			return nil, badRequest("entra_obo needs at least one scope (e.g. api://APP/.default)")
-		}
-		f.Set("grant_type", GrantJWTBearer)
-		f.Set("assertion", req.SubjectToken)
-		f.Set("requested_token_use", "on_behalf_of")
-		cl.expAud = c.expAud
+		err = c.oboForm(cl, req)
 	default:
-		st := orDefault(req.SubjectTokenType, c.subjType)
-		if !subjectTokenTypes[st] {
-			return nil, badRequest("subject token type is not an RFC 8693 token type")
-		}
-		f.Set("grant_type", GrantTokenExchange)
-		f.Set("subject_token", req.SubjectToken)
-		f.Set("subject_token_type", st)
-		if req.ActorToken != "" {
-			if !httpguts.ValidHeaderFieldValue(req.ActorToken) || strings.ContainsAny(req.ActorToken, " \t") {
-				return nil, badRequest("actor token contains invalid characters")
-			}
-			at := orDefault(req.ActorTokenType, TokenTypeAccessToken)
-			if !subjectTokenTypes[at] {
-				return nil, badRequest("actor token type is not an RFC 8693 token type")
-			}
-			f.Set("actor_token", req.ActorToken)
-			f.Set("actor_token_type", at)
-			cl.actorSent = true
-			cl.secrets = append(cl.secrets, req.ActorToken)
-		}
-		aud := orDefault(req.Audience, c.audience)
-		if strings.ContainsFunc(aud, urlcheck.IsControl) {
-			return nil, badRequest("audience contains control characters")
-		}
-		res := c.resource
-		if len(req.Resource) > 0 {
-			res = req.Resource
-		}
-		for _, r := range res {
-			if !urlcheck.AbsoluteURI(r) {
-				return nil, badRequest("resource is not an absolute URI")
-			}
-		}
-		if aud != "" {
-			f.Set("audience", aud)
-		}
-		for _, r := range res {
-			f.Add("resource", r)
-		}
-		f.Set("requested_token_type", c.reqType)
-		cl.expAud = c.expAud
-		if cl.expAud == "" {
-			cl.expAud = aud
-		}
-		if cl.expAud == "" && len(res) > 0 {
-			cl.expAud = res[0]
-		}
-		if cl.expAud == "" {
-			return nil, badRequest("no audience, resource or expected_audience: the issued token's audience could not be checked")
-		}
+		err = c.exchangeForm(cl, req)
+	}
+	if err != nil {
+		return nil, err
 	}
 	if len(req.Scopes) > 0 {
-		f.Set("scope", strings.Join(req.Scopes, " "))
+		cl.form.Set("scope", strings.Join(req.Scopes, " "))
 	}
 	cl.expActor = req.ExpectedActor
 	if cl.expActor == "" && req.ActorToken != "" {
 		cl.expActor = unverifiedSubject(req.ActorToken)
 	}
+	if err := c.authenticate(cl); err != nil {
+		return nil, err
+	}
+	return cl, nil
+}
 
+// checkRequest checks what req must satisfy whatever the flavor.
+func checkRequest(req Request) error {
+	if req.SubjectToken == "" {
+		return badRequest("no subject token")
+	}
+	if !httpguts.ValidHeaderFieldValue(req.SubjectToken) || strings.ContainsAny(req.SubjectToken, " \t") {
+		return badRequest("subject token contains invalid characters")
+	}
+	if req.ActorToken == "" && req.ActorTokenType != "" {
+		return badRequest("actor token type without actor token")
+	}
+	for _, s := range req.Scopes {
+		if !urlcheck.ScopeToken(s) {
+			return badRequest("invalid scope token")
+		}
+	}
+	return nil
+}
+
+// oboForm fills cl's form for the Entra on-behalf-of flow. Audience and
+// Resource are ignored: the scopes select the audience and the issued aud
+// is checked against expected_audience.
+func (c *Client) oboForm(cl *call, req Request) error {
+	if req.ActorToken != "" || req.SubjectTokenType != "" {
+		return badRequest("entra_obo takes no actor token or subject token type")
+	}
+	if len(req.Scopes) == 0 {
+		return badRequest("entra_obo needs at least one scope (e.g. api://APP/.default)")
+	}
+	cl.form.Set("grant_type", GrantJWTBearer)
+	cl.form.Set("assertion", req.SubjectToken)
+	cl.form.Set("requested_token_use", "on_behalf_of")
+	cl.expAud = c.expAud
+	return nil
+}
+
+// exchangeForm fills cl's form for RFC 8693 token exchange and sets the
+// audience the issued token must carry.
+func (c *Client) exchangeForm(cl *call, req Request) error {
+	f := cl.form
+	st := orDefault(req.SubjectTokenType, c.subjType)
+	if !subjectTokenTypes[st] {
+		return badRequest("subject token type is not an RFC 8693 token type")
+	}
+	f.Set("grant_type", GrantTokenExchange)
+	f.Set("subject_token", req.SubjectToken)
+	f.Set("subject_token_type", st)
+	if err := actorForm(cl, req); err != nil {
+		return err
+	}
+	aud := orDefault(req.Audience, c.audience)
+	if strings.ContainsFunc(aud, urlcheck.IsControl) {
+		return badRequest("audience contains control characters")
+	}
+	res := c.resource
+	if len(req.Resource) > 0 {
+		res = req.Resource
+	}
+	for _, r := range res {
+		if !urlcheck.AbsoluteURI(r) {
+			return badRequest("resource is not an absolute URI")
+		}
+	}
+	if aud != "" {
+		f.Set("audience", aud)
+	}
+	for _, r := range res {
+		f.Add("resource", r)
+	}
+	f.Set("requested_token_type", c.reqType)
+	cl.expAud = c.expAud
+	if cl.expAud == "" {
+		cl.expAud = aud
+	}
+	if cl.expAud == "" && len(res) > 0 {
+		cl.expAud = res[0]
+	}
+	if cl.expAud == "" {
+		return badRequest("no audience, resource or expected_audience: the issued token's audience could not be checked")
+	}
+	return nil
+}
+
+// actorForm adds req's actor token, if any, to cl's form.
+func actorForm(cl *call, req Request) error {
+	if req.ActorToken == "" {
+		return nil
+	}
+	if !httpguts.ValidHeaderFieldValue(req.ActorToken) || strings.ContainsAny(req.ActorToken, " \t") {
+		return badRequest("actor token contains invalid characters")
+	}
+	at := orDefault(req.ActorTokenType, TokenTypeAccessToken)
+	if !subjectTokenTypes[at] {
+		return badRequest("actor token type is not an RFC 8693 token type")
+	}
+	cl.form.Set("actor_token", req.ActorToken)
+	cl.form.Set("actor_token_type", at)
+	cl.actorSent = true
+	cl.secrets = append(cl.secrets, req.ActorToken)
+	return nil
+}
+
+// authenticate adds the client authentication to cl.
+func (c *Client) authenticate(cl *call) error {
+	f := cl.form
 	switch c.auth {
 	case AuthClientSecretBasic:
 		// RFC 6749 2.3.1: form-encode before Basic.
@@ -351,7 +393,7 @@ func (c *Client) prepare(req Request) (*call, error) {
 	case AuthPrivateKeyJWT:
 		a, err := clientAssertion(c.key, c.alg, c.kid, c.clientID, c.tokenURL, cl.start)
 		if err != nil {
-			return nil, &Error{Reason: ReasonBadRequest, Description: "could not sign the client assertion"}
+			return &Error{Reason: ReasonBadRequest, Description: "could not sign the client assertion"}
 		}
 		f.Set("client_id", c.clientID)
 		f.Set("client_assertion_type", ClientAssertionJWT)
@@ -362,7 +404,7 @@ func (c *Client) prepare(req Request) (*call, error) {
 			f.Set("client_id", c.clientID)
 		}
 	}
-	return cl, nil
+	return nil
 }
 
 // tokenResponse is the successful token endpoint response.
