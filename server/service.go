@@ -582,18 +582,7 @@ func (s *Service) decide(ctx context.Context, r *envoy.Request, srv *mcpServer, 
 	var merged policy.Decision
 	for i := range call.Messages {
 		m := &call.Messages[i]
-		in.MCP.Kind, in.MCP.Method, in.MCP.URI, in.MCP.Arguments = m.Kind.String(), m.Method, m.URI, m.Arguments
-		in.MCP.Tool, in.MCP.Prompt = "", ""
-		switch m.Method {
-		case "tools/call":
-			in.MCP.Tool = m.Name
-		case "prompts/get":
-			in.MCP.Prompt = m.Name
-		default:
-			if m.Name != "" {
-				in.MCP.Prompt = m.Name // completion/complete ref/prompt
-			}
-		}
+		setMessageInput(&in.MCP, m)
 		dec, d := s.evaluate(ctx, srv, &in, m, rec)
 		if d != nil {
 			s.noteInput(rec, &in)
@@ -612,17 +601,7 @@ func (s *Service) decide(ctx context.Context, r *envoy.Request, srv *mcpServer, 
 			merged.RequestHeadersToRemove = slices.Clone(merged.RequestHeadersToRemove)
 			merged.Headers = maps.Clone(merged.Headers)
 		}
-		merged.Scopes = unionStrings(merged.Scopes, dec.Scopes)
-		merged.RequestHeadersToRemove = unionStrings(merged.RequestHeadersToRemove, dec.RequestHeadersToRemove)
-		for k, v := range dec.Headers {
-			if merged.Headers == nil {
-				merged.Headers = map[string]string{}
-			}
-			merged.Headers[k] = v
-		}
-		if merged.Credential == "" {
-			merged.Credential = dec.Credential
-		} else if dec.Credential != "" && dec.Credential != merged.Credential {
+		if !mergeDecision(&merged, &dec) {
 			s.noteInput(rec, &in)
 			return policy.Decision{}, &denial{status: http.StatusForbidden, reason: "conflicting_credential_choice",
 				message: "batch elements require different credential modes"}
@@ -630,6 +609,42 @@ func (s *Service) decide(ctx context.Context, r *envoy.Request, srv *mcpServer, 
 	}
 	s.noteInput(rec, &in)
 	return merged, nil
+}
+
+// setMessageInput fills the per-message part of the policy input.
+func setMessageInput(in *policy.MCP, m *mcp.Message) {
+	in.Kind, in.Method, in.URI, in.Arguments = m.Kind.String(), m.Method, m.URI, m.Arguments
+	in.Tool, in.Prompt = "", ""
+	switch m.Method {
+	case "tools/call":
+		in.Tool = m.Name
+	case "prompts/get":
+		in.Prompt = m.Name
+	default:
+		if m.Name != "" {
+			in.Prompt = m.Name // completion/complete ref/prompt
+		}
+	}
+}
+
+// mergeDecision merges a batch element's decision into merged (a copy the
+// caller owns): scopes, headers and removals unite; it reports false when
+// the two chose different credential modes.
+func mergeDecision(merged, dec *policy.Decision) bool {
+	merged.Scopes = unionStrings(merged.Scopes, dec.Scopes)
+	merged.RequestHeadersToRemove = unionStrings(merged.RequestHeadersToRemove, dec.RequestHeadersToRemove)
+	for k, v := range dec.Headers {
+		if merged.Headers == nil {
+			merged.Headers = map[string]string{}
+		}
+		merged.Headers[k] = v
+	}
+	if merged.Credential == "" {
+		merged.Credential = dec.Credential
+	} else if dec.Credential != "" && dec.Credential != merged.Credential {
+		return false
+	}
+	return true
 }
 
 func (s *Service) evaluate(ctx context.Context, srv *mcpServer, in *policy.Input, m *mcp.Message, rec *record) (policy.Decision, *denial) {
