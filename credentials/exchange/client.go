@@ -495,6 +495,33 @@ func (c *Client) parse(ctx context.Context, body []byte, cl *call) (*Token, erro
 	if err := json.Unmarshal(body, &tr); err != nil {
 		return nil, badResponse("response is not a JSON token response")
 	}
+	tok, err := c.newToken(&tr, cl)
+	if err != nil {
+		return nil, err
+	}
+	claims, isJWT := decodeJWT(tr.AccessToken)
+	if isJWT {
+		tok.Claims = claims
+	}
+	if err := c.setExpiry(tok, tr.ExpiresIn, isJWT, cl); err != nil {
+		return nil, err
+	}
+	if !isJWT {
+		if !c.opaque {
+			return nil, &Error{Status: http.StatusOK, Reason: ReasonIssuedOpaque,
+				Description: "issued token is not a JWT; set allow_opaque to accept it unchecked"}
+		}
+		return tok, nil
+	}
+	if err := c.checkIssued(ctx, tok, cl); err != nil {
+		return nil, err
+	}
+	return tok, nil
+}
+
+// newToken checks the fields of tr other than expires_in and returns the
+// token they describe.
+func (c *Client) newToken(tr *tokenResponse, cl *call) (*Token, error) {
 	if tr.AccessToken == "" {
 		return nil, badResponse("no access_token")
 	}
@@ -529,20 +556,23 @@ func (c *Client) parse(ctx context.Context, body []byte, cl *call) (*Token, erro
 			}
 		}
 	}
+	return tok, nil
+}
 
+// setExpiry sets tok.ExpiresAt from expires_in and, for a JWT, its exp
+// (whichever is earlier); a JWT already expired is refused.
+func (c *Client) setExpiry(tok *Token, expires json.RawMessage, isJWT bool, cl *call) error {
 	now := c.now()
 	var lifetime time.Duration
-	if secs := expiresIn(tr.ExpiresIn); secs > 0 {
+	if secs := expiresIn(expires); secs > 0 {
 		lifetime = time.Duration(secs) * time.Second
 	}
-	claims, isJWT := decodeJWT(tr.AccessToken)
 	var jwtExp time.Time
 	if isJWT {
-		tok.Claims = claims
-		if exp, ok := jwks.NumericDate(claims["exp"]); ok {
+		if exp, ok := jwks.NumericDate(tok.Claims["exp"]); ok {
 			jwtExp = exp
 			if !jwtExp.After(now) {
-				return nil, badResponse("issued token already expired")
+				return badResponse("issued token already expired")
 			}
 		}
 	}
@@ -557,31 +587,28 @@ func (c *Client) parse(ctx context.Context, body []byte, cl *call) (*Token, erro
 	default:
 		tok.ExpiresAt = cl.start.Add(DefaultLifetime)
 	}
+	return nil
+}
 
-	if !isJWT {
-		if !c.opaque {
-			return nil, &Error{Status: http.StatusOK, Reason: ReasonIssuedOpaque,
-				Description: "issued token is not a JWT; set allow_opaque to accept it unchecked"}
-		}
-		return tok, nil
-	}
+// checkIssued verifies an issued JWT and checks its audience and actor.
+func (c *Client) checkIssued(ctx context.Context, tok *Token, cl *call) error {
 	if c.verifier != nil {
-		if _, err := c.verifier.Verify(ctx, tr.AccessToken); err != nil {
-			return nil, &Error{Status: http.StatusOK, Reason: ReasonIssuedInvalid, Description: verifyFailure(err)}
+		if _, err := c.verifier.Verify(ctx, tok.AccessToken); err != nil {
+			return &Error{Status: http.StatusOK, Reason: ReasonIssuedInvalid, Description: verifyFailure(err)}
 		}
 	}
-	if cl.expAud != "" && !audContains(claims["aud"], cl.expAud) {
-		return nil, &Error{Status: http.StatusOK, Reason: ReasonIssuedWrongAudience,
+	if cl.expAud != "" && !audContains(tok.Claims["aud"], cl.expAud) {
+		return &Error{Status: http.StatusOK, Reason: ReasonIssuedWrongAudience,
 			Description: "issued token's aud does not contain " + strconv.Quote(urlcheck.Truncate(cl.expAud, 100))}
 	}
 	if act := tok.Actor(); cl.expActor != "" && act != cl.expActor {
-		return nil, &Error{Status: http.StatusOK, Reason: ReasonIssuedWrongActor,
+		return &Error{Status: http.StatusOK, Reason: ReasonIssuedWrongActor,
 			Description: fmt.Sprintf("issued token's act.sub is %q, want %q", urlcheck.Truncate(act, 100), urlcheck.Truncate(cl.expActor, 100))}
 	} else if cl.expActor == "" && cl.actorSent && act == "" {
-		return nil, &Error{Status: http.StatusOK, Reason: ReasonIssuedWrongActor,
+		return &Error{Status: http.StatusOK, Reason: ReasonIssuedWrongActor,
 			Description: "an actor token was sent but the issued token has no act.sub"}
 	}
-	return tok, nil
+	return nil
 }
 
 // verifyFailure maps a go-oidc error to a short description that never
