@@ -55,72 +55,9 @@ func newCatalog(ctx context.Context, cfg *config.Config, opts outbound.Options) 
 		issuerURL[is.Name] = is.Issuer
 	}
 	for i, sc := range cfg.Servers {
-		prov, err := outbound.New(ctx, sc.Credential, opts)
+		s, err := newMCPServer(ctx, i, sc, opts, issuerURL)
 		if err != nil {
-			return nil, fmt.Errorf("server: servers[%d] (%s) credential: %w", i, sc.ID, err)
-		}
-		u, err := url.Parse(sc.Resource)
-		if err != nil {
-			return nil, fmt.Errorf("server: servers[%d].resource: %w", i, err)
-		}
-		var options map[string]outbound.Provider
-		modes := []string{string(sc.Credential.Mode)}
-		for j, oc := range sc.CredentialOptions {
-			op, err := outbound.New(ctx, oc, opts)
-			if err != nil {
-				return nil, fmt.Errorf("server: servers[%d] (%s) credential_options[%d]: %w", i, sc.ID, j, err)
-			}
-			if options == nil {
-				options = map[string]outbound.Provider{}
-			}
-			options[string(oc.Mode)] = op
-			modes = append(modes, string(oc.Mode))
-		}
-		s := &mcpServer{
-			credOptions: options,
-			cfg:         sc,
-			id:          sc.ID,
-			resource:    config.CanonicalURL(sc.Resource),
-			origins:     map[string]bool{},
-			cred:        prov,
-			credMode:    sc.Credential.Mode,
-		}
-		s.metadataPath = "/.well-known/oauth-protected-resource" + strings.TrimSuffix(u.EscapedPath(), "/")
-		s.metadataURL = strings.ToLower(u.Scheme) + "://" + u.Host + s.metadataPath
-		scope := ""
-		if len(sc.Scopes) > 0 {
-			scope = `, scope="` + strings.Join(sc.Scopes, " ") + `"`
-		}
-		s.challenge = `Bearer resource_metadata="` + s.metadataURL + `"` + scope
-		s.challengeBad = `Bearer error="invalid_token", resource_metadata="` + s.metadataURL + `"` + scope
-		for _, o := range sc.AllowedOrigins {
-			s.origins[strings.ToLower(strings.TrimSuffix(o, "/"))] = true
-		}
-		if len(sc.Issuers) > 0 {
-			s.issuers = map[string]bool{}
-			for _, n := range sc.Issuers {
-				s.issuers[issuerURL[n]] = true
-			}
-		}
-		s.policy = policy.Server{
-			ID:              sc.ID,
-			Resource:        sc.Resource,
-			Scopes:          sc.Scopes,
-			CredentialMode:  string(sc.Credential.Mode),
-			CredentialModes: modes,
-			Labels:          sc.Labels,
-		}
-		s.prepared = policy.PrepareServer(s.policy)
-		for _, oc := range append([]outbound.Config{sc.Credential}, sc.CredentialOptions...) {
-			if m, _, ok := oc.Connection(); ok {
-				if s.connModes == nil {
-					s.connModes = map[string]string{}
-				}
-				s.connModes[string(oc.Mode)] = m
-			}
-		}
-		if len(sc.ProtocolVersions) > 0 {
-			s.versions = sc.ProtocolVersions
+			return nil, err
 		}
 		c.byID[sc.ID] = s
 		c.ordered = append(c.ordered, s)
@@ -129,6 +66,90 @@ func newCatalog(ctx context.Context, cfg *config.Config, opts outbound.Options) 
 		return len(c.ordered[i].cfg.Match.PathPrefix) > len(c.ordered[j].cfg.Match.PathPrefix)
 	})
 	return c, nil
+}
+
+// newMCPServer builds servers[i]: its credential providers, challenges,
+// origins, accepted issuers (issuerURL maps issuer names to URLs) and
+// prepared policy input.
+func newMCPServer(ctx context.Context, i int, sc config.Server, opts outbound.Options, issuerURL map[string]string) (*mcpServer, error) {
+	u, err := url.Parse(sc.Resource)
+	if err != nil {
+		return nil, fmt.Errorf("server: servers[%d].resource: %w", i, err)
+	}
+	s := &mcpServer{
+		cfg:      sc,
+		id:       sc.ID,
+		resource: config.CanonicalURL(sc.Resource),
+		origins:  map[string]bool{},
+		credMode: sc.Credential.Mode,
+	}
+	modes, err := s.buildProviders(ctx, i, opts)
+	if err != nil {
+		return nil, err
+	}
+	s.metadataPath = "/.well-known/oauth-protected-resource" + strings.TrimSuffix(u.EscapedPath(), "/")
+	s.metadataURL = strings.ToLower(u.Scheme) + "://" + u.Host + s.metadataPath
+	scope := ""
+	if len(sc.Scopes) > 0 {
+		scope = `, scope="` + strings.Join(sc.Scopes, " ") + `"`
+	}
+	s.challenge = `Bearer resource_metadata="` + s.metadataURL + `"` + scope
+	s.challengeBad = `Bearer error="invalid_token", resource_metadata="` + s.metadataURL + `"` + scope
+	for _, o := range sc.AllowedOrigins {
+		s.origins[strings.ToLower(strings.TrimSuffix(o, "/"))] = true
+	}
+	if len(sc.Issuers) > 0 {
+		s.issuers = map[string]bool{}
+		for _, n := range sc.Issuers {
+			s.issuers[issuerURL[n]] = true
+		}
+	}
+	s.policy = policy.Server{
+		ID:              sc.ID,
+		Resource:        sc.Resource,
+		Scopes:          sc.Scopes,
+		CredentialMode:  string(sc.Credential.Mode),
+		CredentialModes: modes,
+		Labels:          sc.Labels,
+	}
+	s.prepared = policy.PrepareServer(s.policy)
+	if len(sc.ProtocolVersions) > 0 {
+		s.versions = sc.ProtocolVersions
+	}
+	return s, nil
+}
+
+// buildProviders builds servers[i]'s credential provider and its
+// credential_options, notes which modes use per-user or organization
+// connections, and returns every mode offered, the default first.
+func (s *mcpServer) buildProviders(ctx context.Context, i int, opts outbound.Options) ([]string, error) {
+	sc := s.cfg
+	prov, err := outbound.New(ctx, sc.Credential, opts)
+	if err != nil {
+		return nil, fmt.Errorf("server: servers[%d] (%s) credential: %w", i, sc.ID, err)
+	}
+	s.cred = prov
+	modes := []string{string(sc.Credential.Mode)}
+	for j, oc := range sc.CredentialOptions {
+		op, err := outbound.New(ctx, oc, opts)
+		if err != nil {
+			return nil, fmt.Errorf("server: servers[%d] (%s) credential_options[%d]: %w", i, sc.ID, j, err)
+		}
+		if s.credOptions == nil {
+			s.credOptions = map[string]outbound.Provider{}
+		}
+		s.credOptions[string(oc.Mode)] = op
+		modes = append(modes, string(oc.Mode))
+	}
+	for _, oc := range append([]outbound.Config{sc.Credential}, sc.CredentialOptions...) {
+		if m, _, ok := oc.Connection(); ok {
+			if s.connModes == nil {
+				s.connModes = map[string]string{}
+			}
+			s.connModes[string(oc.Mode)] = m
+		}
+	}
+	return modes, nil
 }
 
 // ownScopes keeps the scopes of granted this server advertises (all of
