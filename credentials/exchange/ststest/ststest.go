@@ -628,40 +628,90 @@ func (s *Server) verifyToken(raw string) (map[string]any, error) {
 
 // exchange handles the RFC 8693 grant.
 func (s *Server) exchange(form url.Values, clientID string, f Fault) (map[string]any, error) {
-	subj := form.Get("subject_token")
+	rt, err := checkExchangeForm(form)
+	if err != nil {
+		return nil, err
+	}
+	targets, err := s.targets(form)
+	if err != nil {
+		return nil, err
+	}
+	scopes, err := s.scopes(form)
+	if err != nil {
+		return nil, err
+	}
+	claims, err := s.exchangeClaims(form.Get("subject_token"), form.Get("actor_token"))
+	if err != nil {
+		return nil, err
+	}
+	switch len(targets) {
+	case 0:
+		if clientID != "" {
+			claims["aud"] = clientID
+		} else {
+			claims["aud"] = s.URL()
+		}
+	case 1:
+		claims["aud"] = targets[0]
+	default:
+		claims["aud"] = targets
+	}
+	if len(scopes) > 0 {
+		claims["scope"] = strings.Join(scopes, " ")
+	}
+	if clientID != "" {
+		claims["client_id"] = clientID
+	}
+	resp, err := s.issue(claims, scopes, f)
+	if err != nil {
+		return nil, err
+	}
+	if !f.OmitIssuedTokenType {
+		resp["issued_token_type"] = rt
+	}
+	return resp, nil
+}
+
+// checkExchangeForm checks the token and token type parameters of an
+// RFC 8693 request and returns the requested token type.
+func checkExchangeForm(form url.Values) (string, error) {
 	st := form.Get("subject_token_type")
 	switch {
-	case subj == "":
-		return nil, invalidRequest("subject_token missing")
+	case form.Get("subject_token") == "":
+		return "", invalidRequest("subject_token missing")
 	case st == "":
-		return nil, invalidRequest("subject_token_type missing")
+		return "", invalidRequest("subject_token_type missing")
 	case !tokenTypes[st]:
-		return nil, invalidRequest("subject_token_type is not a token type identifier")
+		return "", invalidRequest("subject_token_type is not a token type identifier")
 	case !jwtTokenTypes[st]:
-		return nil, invalidRequest("subject_token_type not supported")
+		return "", invalidRequest("subject_token_type not supported")
 	}
-	actor, at := form.Get("actor_token"), form.Get("actor_token_type")
+	at := form.Get("actor_token_type")
 	switch {
 	case form.Has("actor_token") != form.Has("actor_token_type"):
-		return nil, invalidRequest("actor_token_type must be present if and only if actor_token is")
-	case form.Has("actor_token") && actor == "":
-		return nil, invalidRequest("actor_token empty")
+		return "", invalidRequest("actor_token_type must be present if and only if actor_token is")
+	case form.Has("actor_token") && form.Get("actor_token") == "":
+		return "", invalidRequest("actor_token empty")
 	case at != "" && !tokenTypes[at]:
-		return nil, invalidRequest("actor_token_type is not a token type identifier")
+		return "", invalidRequest("actor_token_type is not a token type identifier")
 	case at != "" && !jwtTokenTypes[at]:
-		return nil, invalidRequest("actor_token_type not supported")
+		return "", invalidRequest("actor_token_type not supported")
 	}
-	rt := form.Get("requested_token_type")
-	switch rt {
-	case "":
-		rt = TokenTypeAccess
-	case TokenTypeAccess, TokenTypeJWT:
+	switch rt := form.Get("requested_token_type"); {
+	case rt == "":
+		return TokenTypeAccess, nil
+	case rt == TokenTypeAccess, rt == TokenTypeJWT:
+		return rt, nil
+	case tokenTypes[rt]:
+		return "", invalidRequest("requested_token_type not supported")
 	default:
-		if tokenTypes[rt] {
-			return nil, invalidRequest("requested_token_type not supported")
-		}
-		return nil, invalidRequest("requested_token_type is not a token type identifier")
+		return "", invalidRequest("requested_token_type is not a token type identifier")
 	}
+}
+
+// targets returns the audiences and resources of an RFC 8693 request,
+// without repeats, checked against the audiences this server serves.
+func (s *Server) targets(form url.Values) ([]string, error) {
 	var targets []string
 	for _, a := range form["audience"] {
 		if a == "" {
@@ -683,10 +733,12 @@ func (s *Server) exchange(form url.Values, clientID string, f Fault) (map[string
 			return nil, fail(http.StatusBadRequest, "invalid_target", "audience or resource not served by this STS")
 		}
 	}
-	scopes, err := s.scopes(form)
-	if err != nil {
-		return nil, err
-	}
+	return targets, nil
+}
+
+// exchangeClaims verifies the subject and actor tokens and returns the
+// sub and act claims of the token to issue.
+func (s *Server) exchangeClaims(subj, actor string) (map[string]any, error) {
 	sc, err := s.verifyToken(subj)
 	if err != nil {
 		return nil, invalidRequest("subject_token invalid: " + err.Error())
@@ -695,53 +747,29 @@ func (s *Server) exchange(form url.Values, clientID string, f Fault) (map[string
 		return nil, invalidRequest("subject_token not intended for this STS")
 	}
 	claims := map[string]any{"sub": sc["sub"]}
-	if actor != "" {
-		ac, err := s.verifyToken(actor)
-		if err != nil {
-			return nil, invalidRequest("actor_token invalid: " + err.Error())
+	prev, hasPrev := sc["act"].(map[string]any)
+	if actor == "" {
+		if hasPrev {
+			claims["act"] = prev
 		}
-		if ma, ok := sc["may_act"].(map[string]any); ok {
-			if sub, _ := ma["sub"].(string); sub != "" && sub != ac["sub"] {
-				return nil, invalidRequest("actor is not authorized by the subject token's may_act")
-			}
-		}
-		// RFC 8693 4.1: act names the current actor; earlier actors nest.
-		act := map[string]any{"sub": ac["sub"]}
-		if prev, ok := sc["act"].(map[string]any); ok {
-			act["act"] = prev
-		}
-		claims["act"] = act
-	} else if prev, ok := sc["act"].(map[string]any); ok {
-		claims["act"] = prev
+		return claims, nil
 	}
-	var aud any
-	switch len(targets) {
-	case 0:
-		if clientID != "" {
-			aud = clientID
-		} else {
-			aud = s.URL()
-		}
-	case 1:
-		aud = targets[0]
-	default:
-		aud = targets
-	}
-	claims["aud"] = aud
-	if len(scopes) > 0 {
-		claims["scope"] = strings.Join(scopes, " ")
-	}
-	if clientID != "" {
-		claims["client_id"] = clientID
-	}
-	resp, err := s.issue(claims, scopes, f)
+	ac, err := s.verifyToken(actor)
 	if err != nil {
-		return nil, err
+		return nil, invalidRequest("actor_token invalid: " + err.Error())
 	}
-	if !f.OmitIssuedTokenType {
-		resp["issued_token_type"] = rt
+	if ma, ok := sc["may_act"].(map[string]any); ok {
+		if sub, _ := ma["sub"].(string); sub != "" && sub != ac["sub"] {
+			return nil, invalidRequest("actor is not authorized by the subject token's may_act")
+		}
 	}
-	return resp, nil
+	// RFC 8693 4.1: act names the current actor; earlier actors nest.
+	act := map[string]any{"sub": ac["sub"]}
+	if hasPrev {
+		act["act"] = prev
+	}
+	claims["act"] = act
+	return claims, nil
 }
 
 // onBehalfOf handles the Entra on-behalf-of grant.
