@@ -345,23 +345,9 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
-	var form url.Values
-	ctype := r.Header.Get("Content-Type")
-	if i := strings.IndexByte(ctype, ';'); i >= 0 {
-		ctype = ctype[:i]
-	}
-	perr := r.ParseForm()
-	if perr == nil {
-		form = r.PostForm
-	}
-	s.mu.Lock()
-	s.last = redact(form)
-	s.lastAuth = authMethod(r, form)
-	f := s.fault
-	s.mu.Unlock()
-
-	if f.Delay > 0 {
-		t := time.NewTimer(f.Delay)
+	req := s.readRequest(r)
+	if req.fault.Delay > 0 {
+		t := time.NewTimer(req.fault.Delay)
 		select {
 		case <-t.C:
 		case <-r.Context().Done():
@@ -369,65 +355,10 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	switch {
-	case f.RedirectTo != "":
-		http.Redirect(w, r, f.RedirectTo, http.StatusFound)
-		return
-	case f.Error != "":
-		st := f.Status
-		if st == 0 {
-			st = http.StatusBadRequest
-		}
-		httpjson.Write(w, st, map[string]string{"error": f.Error, "error_description": f.Description})
-		return
-	case f.Status != 0:
-		http.Error(w, http.StatusText(f.Status), f.Status)
-		return
-	case f.Oversized:
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusOK)
-		pad := strings.Repeat("x", 1<<20)
-		_, _ = fmt.Fprintf(w, `{"access_token":"a","token_type":"Bearer","pad":"%s"}`, pad)
-		return
-	case f.MalformedJSON:
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write([]byte(`{"access_token": "abc", "token_type": `))
+	if writeFault(w, r, req.fault) {
 		return
 	}
-
-	var resp map[string]any
-	err := func() error {
-		if perr != nil {
-			return invalidRequest("malformed form body")
-		}
-		if ctype != "application/x-www-form-urlencoded" {
-			return invalidRequest("content type must be application/x-www-form-urlencoded")
-		}
-		if len(r.URL.Query()) > 0 {
-			return invalidRequest("parameters must be sent in the body")
-		}
-		for _, k := range single {
-			if len(form[k]) > 1 {
-				return invalidRequest("parameter " + k + " repeated")
-			}
-		}
-		clientID, err := s.authenticate(r, form)
-		if err != nil {
-			return err
-		}
-		switch form.Get("grant_type") {
-		case GrantTokenExchange:
-			resp, err = s.exchange(form, clientID, f)
-		case GrantJWTBearer:
-			resp, err = s.onBehalfOf(form, clientID, f)
-		case "":
-			err = invalidRequest("grant_type missing")
-		default:
-			err = fail(http.StatusBadRequest, "unsupported_grant_type", "grant type not supported")
-		}
-		return err
-	}()
+	resp, err := s.grant(req)
 	if err != nil {
 		var oe *oauthError
 		if !errors.As(err, &oe) {
@@ -441,6 +372,97 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	}
 	s.exchanges.Add(1)
 	httpjson.Write(w, http.StatusOK, resp)
+}
+
+// tokenRequest is a token request as read, before any check.
+type tokenRequest struct {
+	r        *http.Request
+	form     url.Values // nil when the body did not parse
+	ctype    string     // media type, without parameters
+	parseErr error
+	fault    Fault // the fault configured when the request arrived
+}
+
+// readRequest parses r's form and records it (redacted) and the client
+// authentication method as the last request.
+func (s *Server) readRequest(r *http.Request) tokenRequest {
+	req := tokenRequest{r: r, ctype: r.Header.Get("Content-Type")}
+	if i := strings.IndexByte(req.ctype, ';'); i >= 0 {
+		req.ctype = req.ctype[:i]
+	}
+	req.parseErr = r.ParseForm()
+	if req.parseErr == nil {
+		req.form = r.PostForm
+	}
+	s.mu.Lock()
+	s.last = redact(req.form)
+	s.lastAuth = authMethod(r, req.form)
+	req.fault = s.fault
+	s.mu.Unlock()
+	return req
+}
+
+// writeFault writes the response f forces, if any, and reports whether it
+// did.
+func writeFault(w http.ResponseWriter, r *http.Request, f Fault) bool {
+	switch {
+	case f.RedirectTo != "":
+		http.Redirect(w, r, f.RedirectTo, http.StatusFound)
+	case f.Error != "":
+		st := f.Status
+		if st == 0 {
+			st = http.StatusBadRequest
+		}
+		httpjson.Write(w, st, map[string]string{"error": f.Error, "error_description": f.Description})
+	case f.Status != 0:
+		http.Error(w, http.StatusText(f.Status), f.Status)
+	case f.Oversized:
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		pad := strings.Repeat("x", 1<<20)
+		_, _ = fmt.Fprintf(w, `{"access_token":"a","token_type":"Bearer","pad":"%s"}`, pad)
+	case f.MalformedJSON:
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write([]byte(`{"access_token": "abc", "token_type": `))
+	default:
+		return false
+	}
+	return true
+}
+
+// grant checks req, authenticates the client and runs the grant it asks
+// for.
+func (s *Server) grant(req tokenRequest) (map[string]any, error) {
+	form := req.form
+	if req.parseErr != nil {
+		return nil, invalidRequest("malformed form body")
+	}
+	if req.ctype != "application/x-www-form-urlencoded" {
+		return nil, invalidRequest("content type must be application/x-www-form-urlencoded")
+	}
+	if len(req.r.URL.Query()) > 0 {
+		return nil, invalidRequest("parameters must be sent in the body")
+	}
+	for _, k := range single {
+		if len(form[k]) > 1 {
+			return nil, invalidRequest("parameter " + k + " repeated")
+		}
+	}
+	clientID, err := s.authenticate(req.r, form)
+	if err != nil {
+		return nil, err
+	}
+	switch form.Get("grant_type") {
+	case GrantTokenExchange:
+		return s.exchange(form, clientID, req.fault)
+	case GrantJWTBearer:
+		return s.onBehalfOf(form, clientID, req.fault)
+	case "":
+		return nil, invalidRequest("grant_type missing")
+	default:
+		return nil, fail(http.StatusBadRequest, "unsupported_grant_type", "grant type not supported")
+	}
 }
 
 func (s *Server) lastAuthIs(m string) bool {
