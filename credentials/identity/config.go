@@ -1,7 +1,6 @@
 package identity
 
 import (
-	"errors"
 	"fmt"
 	"net/url"
 	"slices"
@@ -9,6 +8,7 @@ import (
 	"time"
 
 	"github.com/mcpauthz/mcpauthz/credentials/jwks"
+	"github.com/mcpauthz/mcpauthz/internal/fielderr"
 	"github.com/mcpauthz/mcpauthz/internal/urlcheck"
 )
 
@@ -241,111 +241,128 @@ type Config struct {
 // Validate checks the configuration without touching the network. All
 // problems are reported, joined, each prefixed with its field path.
 func (c Config) Validate() error {
-	var errs []error
-	add := func(path, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: %s", path, fmt.Sprintf(format, args...)))
-	}
+	var l fielderr.List
 	if len(c.Issuers) == 0 && len(c.SPIFFE.TrustDomains) == 0 {
-		add("issuers", "at least one issuer or spiffe trust domain is required")
+		l.Add("issuers", "at least one issuer or spiffe trust domain is required")
 	}
-	names := map[string]int{}
-	issuers := map[string]int{}
+	seen := issuerNames{names: map[string]int{}, issuers: map[string]int{}}
 	for i, is := range c.Issuers {
 		p := fmt.Sprintf("issuers[%d]", i)
-		if is.Name == "" {
-			add(p+".name", "required")
-		} else if j, dup := names[is.Name]; dup {
-			add(p+".name", "duplicate of issuers[%d]", j)
-		} else {
-			names[is.Name] = i
-		}
-		if is.Issuer == "" {
-			add(p+".issuer", "required")
-		} else {
-			if j, dup := issuers[is.Issuer]; dup {
-				add(p+".issuer", "duplicate of issuers[%d]", j)
-			} else {
-				issuers[is.Issuer] = i
-			}
-			if err := checkFetchURL(is.Issuer); err != nil {
-				add(p+".issuer", "%v", err)
-			}
-		}
-		if is.DiscoveryURL != "" {
-			if err := checkFetchURL(is.DiscoveryURL); err != nil {
-				add(p+".discovery_url", "%v", err)
-			}
-		}
-		if is.JWKSURL != "" {
-			if err := checkFetchURL(is.JWKSURL); err != nil {
-				add(p+".jwks_url", "%v", err)
-			}
-		}
-		for j, alg := range is.Algorithms {
-			ap := fmt.Sprintf("%s.algorithms[%d]", p, j)
-			switch {
-			case strings.EqualFold(alg, "none") || strings.HasPrefix(strings.ToUpper(alg), "HS"):
-				add(ap, "%s not allowed", alg)
-			case !slices.Contains(asymmetricAlgorithms, alg):
-				add(ap, "unknown algorithm %q", alg)
-			}
-		}
-		for j, tt := range is.TokenTypes {
-			if tt == "" || strings.ContainsFunc(tt, func(r rune) bool { return r <= ' ' || r > '~' }) {
-				add(fmt.Sprintf("%s.token_types[%d]", p, j), "must be a non-empty token of visible ASCII")
-			}
-		}
-		if is.Leeway < 0 {
-			add(p+".leeway", "must not be negative")
-		} else if is.Leeway > MaxLeeway {
-			add(p+".leeway", "%v exceeds the maximum %v", is.Leeway, MaxLeeway)
-		}
-		if (is.Agent.Claim == "") != (len(is.Agent.Values) == 0) {
-			add(p+".agent", "claim and values must be set together")
-		}
-		errs = append(errs, is.Agent.validate(p+".agent")...)
-		if is.Claims.Roles != nil {
-			if err := is.Claims.Roles.validate(); err != nil {
-				add(p+".claims.roles", "%v", err)
-			}
-		}
-		switch {
-		case is.UserNamespace != "":
-			if err := checkNamespace(is.UserNamespace); err != nil {
-				add(p+".user_namespace", "%v", err)
-			}
-		case is.Name != "":
-			if err := checkNamespace(is.Name); err != nil {
-				add(p+".name", "used as the user namespace: %v (or set user_namespace)", err)
-			}
-		}
-		if is.Introspection != nil {
-			errs = append(errs, is.Introspection.validate(p+".introspection")...)
-		}
+		seen.check(&l, p, i, is)
+		is.validateVerification(&l, p)
+		is.validateMapping(&l, p)
 	}
-	errs = append(errs, validateSubjectSpaces(c.Issuers)...)
-	errs = append(errs, validateIntrospectionRouting(c.Issuers)...)
+	l = append(l, validateSubjectSpaces(c.Issuers)...)
+	l = append(l, validateIntrospectionRouting(c.Issuers)...)
 	for i, td := range c.SPIFFE.TrustDomains {
 		if err := checkTrustDomain(td); err != nil {
-			add(fmt.Sprintf("spiffe.trust_domains[%d]", i), "%v", err)
+			l.Addf(fmt.Sprintf("spiffe.trust_domains[%d]", i), "%v", err)
 		}
 	}
 	if c.CacheSize < 0 {
-		add("cache_size", "must not be negative")
+		l.Add("cache_size", "must not be negative")
 	}
 	if err := checkMaxAge(c.CacheMaxAge); err != nil {
-		add("cache_max_age", "%v", err)
+		l.Addf("cache_max_age", "%v", err)
 	}
 	if c.JWKSMinRefresh < 0 {
-		add("jwks_min_refresh", "must not be negative")
+		l.Add("jwks_min_refresh", "must not be negative")
 	}
 	if c.HTTPTimeout < 0 {
-		add("http_timeout", "must not be negative")
+		l.Add("http_timeout", "must not be negative")
 	}
-	if len(errs) == 0 {
-		return nil
+	if err := l.Err(); err != nil {
+		return fmt.Errorf("identity: invalid config: %w", err)
 	}
-	return fmt.Errorf("identity: invalid config: %w", errors.Join(errs...))
+	return nil
+}
+
+// issuerNames remembers the index of the first issuer with each name and
+// each issuer URL, to report duplicates.
+type issuerNames struct{ names, issuers map[string]int }
+
+// check checks the name and issuer of is, the i-th issuer at path p.
+func (n issuerNames) check(l *fielderr.List, p string, i int, is IssuerConfig) {
+	if is.Name == "" {
+		l.Add(p+".name", "required")
+	} else if j, dup := n.names[is.Name]; dup {
+		l.Addf(p+".name", "duplicate of issuers[%d]", j)
+	} else {
+		n.names[is.Name] = i
+	}
+	if is.Issuer == "" {
+		l.Add(p+".issuer", "required")
+		return
+	}
+	if j, dup := n.issuers[is.Issuer]; dup {
+		l.Addf(p+".issuer", "duplicate of issuers[%d]", j)
+	} else {
+		n.issuers[is.Issuer] = i
+	}
+	if err := checkFetchURL(is.Issuer); err != nil {
+		l.Addf(p+".issuer", "%v", err)
+	}
+}
+
+// validateVerification checks what verifying is's tokens uses: the
+// endpoints, algorithms, token types and leeway.
+func (is IssuerConfig) validateVerification(l *fielderr.List, p string) {
+	if is.DiscoveryURL != "" {
+		if err := checkFetchURL(is.DiscoveryURL); err != nil {
+			l.Addf(p+".discovery_url", "%v", err)
+		}
+	}
+	if is.JWKSURL != "" {
+		if err := checkFetchURL(is.JWKSURL); err != nil {
+			l.Addf(p+".jwks_url", "%v", err)
+		}
+	}
+	for j, alg := range is.Algorithms {
+		ap := fmt.Sprintf("%s.algorithms[%d]", p, j)
+		switch {
+		case strings.EqualFold(alg, "none") || strings.HasPrefix(strings.ToUpper(alg), "HS"):
+			l.Addf(ap, "%s not allowed", alg)
+		case !slices.Contains(asymmetricAlgorithms, alg):
+			l.Addf(ap, "unknown algorithm %q", alg)
+		}
+	}
+	for j, tt := range is.TokenTypes {
+		if tt == "" || strings.ContainsFunc(tt, func(r rune) bool { return r <= ' ' || r > '~' }) {
+			l.Add(fmt.Sprintf("%s.token_types[%d]", p, j), "must be a non-empty token of visible ASCII")
+		}
+	}
+	if is.Leeway < 0 {
+		l.Add(p+".leeway", "must not be negative")
+	} else if is.Leeway > MaxLeeway {
+		l.Addf(p+".leeway", "%v exceeds the maximum %v", is.Leeway, MaxLeeway)
+	}
+}
+
+// validateMapping checks how is's tokens map to a principal: agent
+// recognition, roles, user namespace and introspection.
+func (is IssuerConfig) validateMapping(l *fielderr.List, p string) {
+	if (is.Agent.Claim == "") != (len(is.Agent.Values) == 0) {
+		l.Add(p+".agent", "claim and values must be set together")
+	}
+	*l = append(*l, is.Agent.validate(p+".agent")...)
+	if is.Claims.Roles != nil {
+		if err := is.Claims.Roles.validate(); err != nil {
+			l.Addf(p+".claims.roles", "%v", err)
+		}
+	}
+	switch {
+	case is.UserNamespace != "":
+		if err := checkNamespace(is.UserNamespace); err != nil {
+			l.Addf(p+".user_namespace", "%v", err)
+		}
+	case is.Name != "":
+		if err := checkNamespace(is.Name); err != nil {
+			l.Addf(p+".name", "used as the user namespace: %v (or set user_namespace)", err)
+		}
+	}
+	if is.Introspection != nil {
+		*l = append(*l, is.Introspection.validate(p+".introspection")...)
+	}
 }
 
 // validate checks the agent lists (non-empty ids, no id in both lists) and
