@@ -9,6 +9,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/mcpauthz/mcpauthz/credentials/secret"
+	"github.com/mcpauthz/mcpauthz/internal/fielderr"
 	"github.com/mcpauthz/mcpauthz/internal/urlcheck"
 )
 
@@ -259,9 +260,10 @@ var forbiddenHeaders = map[string]bool{
 	"te": true, "trailer": true, "upgrade": true,
 }
 
-type validator struct{ errs []error }
+// validator collects the problems found, with the checks the modes share.
+type validator struct{ l fielderr.List }
 
-func (v *validator) add(path, msg string) { v.errs = append(v.errs, errors.New(path+": "+msg)) }
+func (v *validator) add(path, msg string) { v.l.Add(path, msg) }
 
 func (v *validator) forbid(set bool, path string, m Mode) {
 	if set {
@@ -304,11 +306,11 @@ func (v *validator) ref(path string, r secret.Ref) {
 func (v *validator) addErr(path string, err error) {
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
 		for _, e := range j.Unwrap() {
-			v.errs = append(v.errs, errors.New(path+"."+e.Error()))
+			v.l = append(v.l, errors.New(path+"."+e.Error()))
 		}
 		return
 	}
-	v.errs = append(v.errs, errors.New(path+"."+err.Error()))
+	v.l = append(v.l, errors.New(path+"."+err.Error()))
 }
 
-func (v *validator) err() error { return errors.Join(v.errs...) }
+func (v *validator) err() error { return v.l.Err() }
