@@ -288,36 +288,58 @@ func start(bin string, o options) (*Server, func() error, error) {
 			_ = os.RemoveAll(dir)
 		}
 	}()
-	if cred != nil {
-		if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
-			return nil, nil, err
-		}
+	if err := chown(dir, cred); err != nil {
+		return nil, nil, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
 
-	password := randid.Hex(16)
-	pwfile := filepath.Join(dir, "pwfile")
-	if err := writeOwned(pwfile, password+"\n", cred); err != nil {
+	c := &cluster{bin: bin, dir: dir, data: filepath.Join(dir, "data"), cred: cred, password: randid.Hex(16)}
+	if err := c.initdb(ctx); err != nil {
 		return nil, nil, err
 	}
-	data := filepath.Join(dir, "data")
-	initdb := exec.CommandContext(ctx, filepath.Join(bin, "initdb"),
-		"-D", data, "-U", "postgres", "--pwfile", pwfile, "-E", "UTF8", "--locale", "C",
+	if err := c.configure(o); err != nil {
+		return nil, nil, err
+	}
+	s, stop, err := c.run(ctx)
+	ok = err == nil
+	return s, stop, err
+}
+
+// cluster is a database cluster being set up in dir, run as cred (nil:
+// as this process).
+type cluster struct {
+	bin, dir, data string
+	cred           *syscall.Credential
+	password       string // of the postgres superuser
+}
+
+// initdb creates the cluster with a password for postgres.
+func (c *cluster) initdb(ctx context.Context) error {
+	pwfile := filepath.Join(c.dir, "pwfile")
+	if err := writeOwned(pwfile, c.password+"\n", c.cred); err != nil {
+		return err
+	}
+	initdb := exec.CommandContext(ctx, filepath.Join(c.bin, "initdb"),
+		"-D", c.data, "-U", "postgres", "--pwfile", pwfile, "-E", "UTF8", "--locale", "C",
 		"--auth-local", "trust", "--auth-host", "scram-sha-256", "--no-sync", "--no-instructions")
-	prepare(initdb, dir, cred)
+	prepare(initdb, c.dir, c.cred)
 	if out, err := initdb.CombinedOutput(); err != nil {
-		return nil, nil, fmt.Errorf("initdb: %w\n%s", err, tail(out))
+		return fmt.Errorf("initdb: %w\n%s", err, tail(out))
 	}
 	_ = os.Remove(pwfile)
-	sock := filepath.Join(dir, "sock")
+	return nil
+}
+
+// configure creates the socket directory and appends the pgtest settings
+// to postgresql.conf.
+func (c *cluster) configure(o options) error {
+	sock := filepath.Join(c.dir, "sock")
 	if err := os.Mkdir(sock, 0o700); err != nil {
-		return nil, nil, err
+		return err
 	}
-	if cred != nil {
-		if err := os.Chown(sock, int(cred.Uid), int(cred.Gid)); err != nil {
-			return nil, nil, err
-		}
+	if err := chown(sock, c.cred); err != nil {
+		return err
 	}
 	conf := []string{
 		"listen_addresses = '127.0.0.1'",
@@ -329,54 +351,63 @@ func start(bin string, o options) (*Server, func() error, error) {
 	if !o.durable {
 		conf = append(conf, "fsync = off", "synchronous_commit = off", "full_page_writes = off")
 	}
-	f, err := os.OpenFile(filepath.Join(data, "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
+	f, err := os.OpenFile(filepath.Join(c.data, "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
 	_, err = f.WriteString("\n# pgtest\n" + strings.Join(conf, "\n") + "\n")
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	if err != nil {
-		return nil, nil, err
-	}
+	return err
+}
 
-	logPath := filepath.Join(dir, "postgres.log")
+// run starts postgres on a free port, retrying when another process took
+// the port first, and waits until it accepts connections.
+func (c *cluster) run(ctx context.Context) (*Server, func() error, error) {
+	logPath := filepath.Join(c.dir, "postgres.log")
 	var lastErr error
 	for range 3 { // a free port may be taken before the server binds it
 		port, err := freePort()
 		if err != nil {
 			return nil, nil, err
 		}
-		p, err := launch(ctx, bin, data, dir, logPath, port, cred)
+		p, err := launch(ctx, c.bin, c.data, c.dir, logPath, port, c.cred)
 		if err != nil {
 			return nil, nil, err
 		}
-		u := &url.URL{Scheme: "postgres", User: url.UserPassword("postgres", password),
+		u := &url.URL{Scheme: "postgres", User: url.UserPassword("postgres", c.password),
 			Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Path: "/postgres", RawQuery: "sslmode=disable"}
-		s := &Server{dsn: u, password: password}
+		s := &Server{dsn: u, password: c.password}
 		if lastErr = p.ready(ctx, s.DSN()); lastErr != nil {
 			_ = p.stop()
 			log, _ := os.ReadFile(logPath)
 			if bytes.Contains(log, []byte("could not bind")) || bytes.Contains(log, []byte("already in use")) {
 				continue
 			}
-			return nil, nil, fmt.Errorf("postgres did not start: %s\n%s", redact(lastErr.Error(), password), tail(log))
+			return nil, nil, fmt.Errorf("postgres did not start: %s\n%s", redact(lastErr.Error(), c.password), tail(log))
 		}
 		if s.icu, err = hasICU(ctx, s.DSN()); err != nil {
 			_ = p.stop()
-			return nil, nil, fmt.Errorf("postgres: %s", redact(err.Error(), password))
+			return nil, nil, fmt.Errorf("postgres: %s", redact(err.Error(), c.password))
 		}
-		ok = true
 		return s, func() error {
 			err := p.stop()
-			if rerr := os.RemoveAll(dir); err == nil {
+			if rerr := os.RemoveAll(c.dir); err == nil {
 				err = rerr
 			}
 			return err
 		}, nil
 	}
-	return nil, nil, fmt.Errorf("postgres did not start on a free port: %s", redact(lastErr.Error(), password))
+	return nil, nil, fmt.Errorf("postgres did not start on a free port: %s", redact(lastErr.Error(), c.password))
+}
+
+// chown gives path to cred's user and group; nil cred leaves it alone.
+func chown(path string, cred *syscall.Credential) error {
+	if cred == nil {
+		return nil
+	}
+	return os.Chown(path, int(cred.Uid), int(cred.Gid))
 }
 
 // proc is a running postmaster.
@@ -467,10 +498,7 @@ func writeOwned(path, content string, cred *syscall.Credential) error {
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		return err
 	}
-	if cred != nil {
-		return os.Chown(path, int(cred.Uid), int(cred.Gid))
-	}
-	return nil
+	return chown(path, cred)
 }
 
 func freePort() (int, error) {
