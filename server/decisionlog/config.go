@@ -86,80 +86,96 @@ type Config struct {
 // to this Config. Errors never contain a secret.
 func (c Config) Validate() error {
 	var errs fielderr.List
+	c.validateOutput(&errs)
+	c.validateLimits(&errs)
+	c.validateMaskAndLabels(&errs)
+	return errs.Err()
+}
+
+// validateOutput checks output and the fields of the output it selects.
+func (c Config) validateOutput(l *fielderr.List) {
 	switch c.Output {
 	case "":
-		errs.Addf("output", "required (file or http)")
+		l.Addf("output", "required (file or http)")
 	case OutputFile:
 		if strings.TrimSpace(c.File) == "" {
-			errs.Addf("file", "required with output file")
+			l.Addf("file", "required with output file")
 		} else if strings.ContainsFunc(c.File, urlcheck.IsControl) {
-			errs.Addf("file", "contains control characters")
+			l.Addf("file", "contains control characters")
 		}
 		if c.URL != "" {
-			errs.Addf("url", "not allowed with output file")
+			l.Addf("url", "not allowed with output file")
 		}
 		if c.BearerToken != nil {
-			errs.Addf("bearer_token", "not allowed with output file")
+			l.Addf("bearer_token", "not allowed with output file")
 		}
 	case OutputHTTP:
 		if c.URL == "" {
-			errs.Addf("url", "required with output http")
+			l.Addf("url", "required with output http")
 		} else if msg := checkURL(c.URL); msg != "" {
-			errs.Addf("url", "%s", msg)
+			l.Addf("url", "%s", msg)
 		}
 		if c.File != "" {
-			errs.Addf("file", "not allowed with output http")
+			l.Addf("file", "not allowed with output http")
 		}
 		if c.Gzip {
-			errs.Addf("gzip", "not allowed with output http (uploads are always gzip'd)")
+			l.Addf("gzip", "not allowed with output http (uploads are always gzip'd)")
 		}
 		if c.BearerToken != nil {
 			if c.BearerToken.IsZero() {
-				errs.Addf("bearer_token", "empty secret reference: use {env: NAME} or {file: PATH}")
+				l.Addf("bearer_token", "empty secret reference: use {env: NAME} or {file: PATH}")
 			} else if err := c.BearerToken.Validate(); err != nil {
-				errs.Addf("bearer_token", "%s", strings.TrimPrefix(err.Error(), "secret: "))
+				l.Addf("bearer_token", "%s", strings.TrimPrefix(err.Error(), "secret: "))
 			}
 		}
 	default:
-		errs.Addf("output", "unknown output %q (want file or http)", urlcheck.Truncate(c.Output, 32))
+		l.Addf("output", "unknown output %q (want file or http)", urlcheck.Truncate(c.Output, 32))
 	}
+}
+
+// validateLimits checks the timeout, flush interval, batch and buffer sizes.
+func (c Config) validateLimits(l *fielderr.List) {
 	switch {
 	case c.Timeout < 0:
-		errs.Addf("timeout", "must not be negative, got %s", c.Timeout)
+		l.Addf("timeout", "must not be negative, got %s", c.Timeout)
 	case c.Timeout > 5*time.Minute:
-		errs.Addf("timeout", "must be at most 5m, got %s", c.Timeout)
+		l.Addf("timeout", "must be at most 5m, got %s", c.Timeout)
 	}
 	switch {
 	case c.FlushInterval < 0:
-		errs.Addf("flush_interval", "must not be negative, got %s", c.FlushInterval)
+		l.Addf("flush_interval", "must not be negative, got %s", c.FlushInterval)
 	case c.FlushInterval > 0 && c.FlushInterval < 10*time.Millisecond:
-		errs.Addf("flush_interval", "must be at least 10ms, got %s", c.FlushInterval)
+		l.Addf("flush_interval", "must be at least 10ms, got %s", c.FlushInterval)
 	case c.FlushInterval > time.Hour:
-		errs.Addf("flush_interval", "must be at most 1h, got %s", c.FlushInterval)
+		l.Addf("flush_interval", "must be at most 1h, got %s", c.FlushInterval)
 	}
 	for _, f := range []struct {
 		path string
 		v    int
 	}{{"max_batch_events", c.MaxBatchEvents}, {"max_batch_bytes", c.MaxBatchBytes}, {"buffer_events", c.BufferEvents}} {
 		if f.v < 0 {
-			errs.Addf(f.path, "must not be negative, got %d", f.v)
+			l.Addf(f.path, "must not be negative, got %d", f.v)
 		}
 	}
 	if c.MaxBatchBytes > 0 && c.MaxBatchBytes < 1024 {
-		errs.Addf("max_batch_bytes", "must be at least 1024, got %d", c.MaxBatchBytes)
+		l.Addf("max_batch_bytes", "must be at least 1024, got %d", c.MaxBatchBytes)
 	}
 	if c.BufferEvents > 10_000_000 {
-		errs.Addf("buffer_events", "must be at most 10000000, got %d", c.BufferEvents)
+		l.Addf("buffer_events", "must be at most 10000000, got %d", c.BufferEvents)
 	}
+}
+
+// validateMaskAndLabels checks the mask pointers and the labels.
+func (c Config) validateMaskAndLabels(l *fielderr.List) {
 	seen := make(map[string]int, len(c.Mask))
 	for i, m := range c.Mask {
 		p := fmt.Sprintf("mask[%d]", i)
 		if _, err := parsePointer(m); err != nil {
-			errs.Addf(p, "%v", err)
+			l.Addf(p, "%v", err)
 			continue
 		}
 		if j, dup := seen[m]; dup {
-			errs.Addf(p, "duplicates mask[%d]", j)
+			l.Addf(p, "duplicates mask[%d]", j)
 			continue
 		}
 		seen[m] = i
@@ -168,14 +184,13 @@ func (c Config) Validate() error {
 		p := "labels." + urlcheck.Truncate(k, 64)
 		switch {
 		case k == "":
-			errs.Addf("labels", "label names must not be empty")
+			l.Addf("labels", "label names must not be empty")
 		case k == "id" || k == "version":
-			errs.Addf(p, "reserved (set by mcpauthz)")
+			l.Addf(p, "reserved (set by mcpauthz)")
 		case strings.ContainsFunc(k, urlcheck.IsControl) || strings.ContainsFunc(v, urlcheck.IsControl):
-			errs.Addf(p, "contains control characters")
+			l.Addf(p, "contains control characters")
 		}
 	}
-	return errs.Err()
 }
 
 // withDefaults returns c with zero values replaced by defaults.
