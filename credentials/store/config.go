@@ -123,84 +123,104 @@ func (c Config) withDefaults() Config {
 // "encryption.keys[1].id: duplicate id \"k1\"").
 func (c Config) Validate() error {
 	var errs fielderr.List
+	c.validateMisplaced(&errs)
+	switch c.Driver {
+	case "", DriverMemory:
+	case DriverPostgres:
+		c.validatePostgres(&errs)
+	case DriverSQLite:
+		c.validateSQLite(&errs)
+	default:
+		errs.Add("driver", fmt.Sprintf("unknown driver %q (want memory, sqlite or postgres)", urlcheck.Truncate(c.Driver, 16)))
+	}
+	c.validateEncryption(&errs)
+	return errs.Err()
+}
+
+// validateMisplaced reports the fields set that another driver uses.
+func (c Config) validateMisplaced(l *fielderr.List) {
 	if c.Driver != DriverSQLite {
 		if c.Path != "" {
-			errs.Add("path", "applies to driver sqlite only")
+			l.Add("path", "applies to driver sqlite only")
 		}
 		if c.BusyTimeout != 0 {
-			errs.Add("busy_timeout", "applies to driver sqlite only")
+			l.Add("busy_timeout", "applies to driver sqlite only")
 		}
 	}
 	if c.Driver != DriverPostgres {
 		if !c.DSN.IsZero() {
-			errs.Add("dsn", "applies to driver postgres only")
+			l.Add("dsn", "applies to driver postgres only")
 		}
 		if c.PoolSize != 0 {
-			errs.Add("pool_size", "applies to driver postgres only")
+			l.Add("pool_size", "applies to driver postgres only")
 		}
 		if c.ConnectTimeout != 0 {
-			errs.Add("connect_timeout", "applies to driver postgres only")
+			l.Add("connect_timeout", "applies to driver postgres only")
 		}
 	}
-	switch c.Driver {
-	case "", DriverMemory:
-	case DriverPostgres:
-		if c.DSN.IsZero() {
-			errs.Add("dsn", "required with driver postgres: {env: NAME} or {file: PATH} holding the connection string "+
-				"(postgres://USER:PASSWORD@HOST:5432/DATABASE?sslmode=verify-full)")
-		} else if err := c.DSN.Validate(); err != nil {
-			errs.Add("dsn", strings.TrimPrefix(err.Error(), "secret: "))
-		}
-		if c.PoolSize != 0 && (c.PoolSize < 1 || c.PoolSize > MaxPoolSize) {
-			errs.Add("pool_size", fmt.Sprintf("must be between 1 and %d (default %d)", MaxPoolSize, DefaultPoolSize))
-		}
-		if c.ConnectTimeout != 0 && (c.ConnectTimeout < MinConnectTimeout || c.ConnectTimeout > MaxConnectTimeout) {
-			errs.Add("connect_timeout", fmt.Sprintf("must be between %s and %s (default %s)", MinConnectTimeout, MaxConnectTimeout, DefaultConnectTimeout))
-		}
-		if len(c.Encryption.Keys) == 0 {
-			errs.Add("encryption.keys", "required with driver postgres: stored state must be encrypted (one key: {id: k1, secret: {file: PATH}} holding `openssl rand -base64 32`)")
-		}
-	case DriverSQLite:
-		switch {
-		case c.Path == "":
-			errs.Add("path", "required with driver sqlite (the database file, e.g. /var/lib/mcpauthz/state.db)")
-		case len(c.Path) > 4096 || strings.ContainsFunc(c.Path, func(r rune) bool { return r < 0x20 || r == 0x7f }):
-			errs.Add("path", "too long or contains control characters")
-		case c.Path == ":memory:" || strings.HasPrefix(c.Path, "file:"):
-			errs.Add("path", "must be a file path (not a SQLite URI or :memory:)")
-		}
-		if c.BusyTimeout != 0 && (c.BusyTimeout < MinBusyTimeout || c.BusyTimeout > MaxBusyTimeout) {
-			errs.Add("busy_timeout", fmt.Sprintf("must be between %s and %s (default %s)", MinBusyTimeout, MaxBusyTimeout, DefaultBusyTimeout))
-		}
-		if len(c.Encryption.Keys) == 0 {
-			errs.Add("encryption.keys", "required with driver sqlite: state on disk must be encrypted (one key: {id: k1, secret: {file: PATH}} holding `openssl rand -base64 32`)")
-		}
-	default:
-		errs.Add("driver", fmt.Sprintf("unknown driver %q (want memory, sqlite or postgres)", urlcheck.Truncate(c.Driver, 16)))
+}
+
+// validatePostgres checks the fields driver postgres uses.
+func (c Config) validatePostgres(l *fielderr.List) {
+	if c.DSN.IsZero() {
+		l.Add("dsn", "required with driver postgres: {env: NAME} or {file: PATH} holding the connection string "+
+			"(postgres://USER:PASSWORD@HOST:5432/DATABASE?sslmode=verify-full)")
+	} else if err := c.DSN.Validate(); err != nil {
+		l.Add("dsn", strings.TrimPrefix(err.Error(), "secret: "))
 	}
+	if c.PoolSize != 0 && (c.PoolSize < 1 || c.PoolSize > MaxPoolSize) {
+		l.Add("pool_size", fmt.Sprintf("must be between 1 and %d (default %d)", MaxPoolSize, DefaultPoolSize))
+	}
+	if c.ConnectTimeout != 0 && (c.ConnectTimeout < MinConnectTimeout || c.ConnectTimeout > MaxConnectTimeout) {
+		l.Add("connect_timeout", fmt.Sprintf("must be between %s and %s (default %s)", MinConnectTimeout, MaxConnectTimeout, DefaultConnectTimeout))
+	}
+	if len(c.Encryption.Keys) == 0 {
+		l.Add("encryption.keys", "required with driver postgres: stored state must be encrypted (one key: {id: k1, secret: {file: PATH}} holding `openssl rand -base64 32`)")
+	}
+}
+
+// validateSQLite checks the fields driver sqlite uses.
+func (c Config) validateSQLite(l *fielderr.List) {
+	switch {
+	case c.Path == "":
+		l.Add("path", "required with driver sqlite (the database file, e.g. /var/lib/mcpauthz/state.db)")
+	case len(c.Path) > 4096 || strings.ContainsFunc(c.Path, func(r rune) bool { return r < 0x20 || r == 0x7f }):
+		l.Add("path", "too long or contains control characters")
+	case c.Path == ":memory:" || strings.HasPrefix(c.Path, "file:"):
+		l.Add("path", "must be a file path (not a SQLite URI or :memory:)")
+	}
+	if c.BusyTimeout != 0 && (c.BusyTimeout < MinBusyTimeout || c.BusyTimeout > MaxBusyTimeout) {
+		l.Add("busy_timeout", fmt.Sprintf("must be between %s and %s (default %s)", MinBusyTimeout, MaxBusyTimeout, DefaultBusyTimeout))
+	}
+	if len(c.Encryption.Keys) == 0 {
+		l.Add("encryption.keys", "required with driver sqlite: state on disk must be encrypted (one key: {id: k1, secret: {file: PATH}} holding `openssl rand -base64 32`)")
+	}
+}
+
+// validateEncryption checks the encryption keys and the primary key id.
+func (c Config) validateEncryption(l *fielderr.List) {
 	seen := map[string]bool{}
 	for i, k := range c.Encryption.Keys {
 		p := fmt.Sprintf("encryption.keys[%d]", i)
 		if err := checkKeyID(k.ID); err != nil {
-			errs.Add(p+".id", err.Error())
+			l.Add(p+".id", err.Error())
 		} else if seen[k.ID] {
-			errs.Add(p+".id", fmt.Sprintf("duplicate id %q", k.ID))
+			l.Add(p+".id", fmt.Sprintf("duplicate id %q", k.ID))
 		}
 		seen[k.ID] = true
 		if k.Secret.IsZero() {
-			errs.Add(p+".secret", "required: {env: NAME} or {file: PATH}")
+			l.Add(p+".secret", "required: {env: NAME} or {file: PATH}")
 		} else if err := k.Secret.Validate(); err != nil {
-			errs.Add(p+".secret", strings.TrimPrefix(err.Error(), "secret: "))
+			l.Add(p+".secret", strings.TrimPrefix(err.Error(), "secret: "))
 		}
 	}
 	if p := c.Encryption.Primary; p != "" && !seen[p] {
 		if len(c.Encryption.Keys) == 0 {
-			errs.Add("encryption.primary", "set without encryption.keys")
+			l.Add("encryption.primary", "set without encryption.keys")
 		} else {
-			errs.Add("encryption.primary", fmt.Sprintf("%q is not the id of one of encryption.keys", urlcheck.Truncate(p, 64)))
+			l.Add("encryption.primary", fmt.Sprintf("%q is not the id of one of encryption.keys", urlcheck.Truncate(p, 64)))
 		}
 	}
-	return errs.Err()
 }
 
 // Options are the optional collaborators of a store.
