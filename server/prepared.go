@@ -3,6 +3,7 @@ package server
 import (
 	"sync"
 	"time"
+	"weak"
 
 	"github.com/mcpauthz/mcpauthz/credentials/identity"
 	"github.com/mcpauthz/mcpauthz/credentials/outbound"
@@ -25,11 +26,14 @@ type preparedPrincipals struct {
 }
 
 // handleTable maps ext_proc handles to prepared entries until their
-// principal expires. Bounded: when full, expired entries go first, then
-// arbitrary ones, a sixteenth of the table at once so the sweep is paid
-// once per many insertions, not on each. A principal whose handle went is
-// put back the next time one of its Checks is allowed (preparedPrincipals.get).
-// Safe for concurrent use.
+// principal expires. It holds the entries weakly: an entry lives as long as
+// the token cache keeps its Principal (or a request in flight uses it), so
+// the table never keeps evicted callers' claims in memory; a handle whose
+// entry is gone resolves to nothing and ext_proc fails closed for it until
+// the principal's next Check registers it again. Bounded: when full,
+// expired and collected entries go first, then arbitrary ones, a sixteenth
+// of the table at once so the sweep is paid once per many insertions, not
+// on each. Safe for concurrent use.
 type handleTable struct {
 	mu  sync.RWMutex
 	max int
@@ -37,7 +41,7 @@ type handleTable struct {
 }
 
 type handleEntry struct {
-	e   *preparedEntry
+	e   weak.Pointer[preparedEntry]
 	exp time.Time
 }
 
@@ -46,7 +50,7 @@ func (t *handleTable) put(h string, e *preparedEntry, exp time.Time, now time.Ti
 	defer t.mu.Unlock()
 	if _, ok := t.m[h]; !ok && len(t.m) >= t.max {
 		for k, v := range t.m {
-			if !now.Before(v.exp) {
+			if !now.Before(v.exp) || v.e.Value() == nil {
 				delete(t.m, k)
 			}
 		}
@@ -57,14 +61,15 @@ func (t *handleTable) put(h string, e *preparedEntry, exp time.Time, now time.Ti
 			delete(t.m, k)
 		}
 	}
-	t.m[h] = handleEntry{e: e, exp: exp}
+	t.m[h] = handleEntry{e: weak.Make(e), exp: exp}
 }
 
 // has reports whether h names e, under the read lock only.
 func (t *handleTable) has(h string, e *preparedEntry) bool {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	return t.m[h].e == e
+	v, ok := t.m[h]
+	return ok && v.e.Value() == e
 }
 
 func (t *handleTable) get(h string, now time.Time) *preparedEntry {
@@ -74,7 +79,7 @@ func (t *handleTable) get(h string, now time.Time) *preparedEntry {
 	if !ok || !now.Before(v.exp) {
 		return nil
 	}
-	return v.e
+	return v.e.Value()
 }
 
 type preparedEntry struct {

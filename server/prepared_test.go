@@ -1,6 +1,7 @@
 package server
 
 import (
+	"runtime"
 	"strconv"
 	"sync"
 	"testing"
@@ -58,6 +59,18 @@ func TestPreparedPrincipalsAttached(t *testing.T) {
 	if pp.get(p) != first || pp.byHandle(first.handle) != first {
 		t.Error("handle not restored by the next Check")
 	}
+	// The table holds entries weakly: once the token cache lets the
+	// Principal go, its entry (claims included) is collected.
+	h := func() string {
+		gone := testPrincipal(now, 6000)
+		return pp.get(gone).handle
+	}()
+	runtime.GC()
+	runtime.GC()
+	if pp.byHandle(h) != nil {
+		t.Error("the handle table kept an evicted principal's entry alive")
+	}
+	runtime.KeepAlive(p)
 	expired := testPrincipal(now, 5000)
 	expired.ExpiresAt = now.Add(-time.Second)
 	if e := pp.get(expired); pp.byHandle(e.handle) != nil {
