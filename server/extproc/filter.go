@@ -92,60 +92,88 @@ type listEdit struct {
 // missing, duplicated, case-variant, not a string or undecodable is dropped.
 func (f *filterer) filterMessage(in []byte, pick func(id []byte) decideFunc, out []byte) ([]byte, filterStats, error) {
 	var st filterStats
+	env, err := scanEnvelope(in)
+	if err != nil {
+		return nil, st, err
+	}
+	switch {
+	case env.seen[envMethod] && (env.seen[envResult] || env.seen[envError]):
+		return nil, st, errAmbiguous
+	case env.seen[envMethod]:
+		return in, st, nil
+	case env.seen[envResult] && env.seen[envError]:
+		return nil, st, errAmbiguous
+	case !env.seen[envResult] && !env.seen[envError]:
+		return nil, st, errNotMessage
+	}
+	st.response = true
+	if env.seen[envError] || in[env.at[envResult].from] != '{' {
+		return in, st, nil
+	}
+	var id []byte
+	if env.seen[envID] {
+		id = in[env.at[envID].from:env.at[envID].to]
+	}
+	if err := f.filterResult(in, env.at[envResult].from, pick(id), &st); err != nil {
+		return nil, st, err
+	}
+	if st.removed == 0 {
+		return in, st, nil
+	}
+	st.changedMessage = true
+	return f.cut(in, out[:0]), st, nil
+}
+
+// envelope is where the members of envKeys are in a message, and which
+// are present.
+type envelope struct {
+	at   [len(envKeys)]span
+	seen [len(envKeys)]bool
+}
+
+// scanEnvelope checks that in is one JSON object with no repeated or
+// case-variant envelope member and returns where those members are.
+func scanEnvelope(in []byte) (envelope, error) {
+	var env envelope
 	i := skipWS(in, 0)
 	switch {
 	case i == len(in):
-		return nil, st, errNotMessage
+		return env, errNotMessage
 	case in[i] == '[':
-		return nil, st, errBatch
+		return env, errBatch
 	case in[i] != '{':
-		return nil, st, errNotMessage
+		return env, errNotMessage
 	}
-	var env [len(envKeys)]span
-	var seen [len(envKeys)]bool
 	end, err := members(in, i, 0, func(k0, k1, v0 int) (int, error) {
 		for n, k := range envKeys {
 			exact, fold := keyMatch(in[k0:k1], k)
 			if !fold {
 				continue
 			}
-			if !exact || seen[n] {
+			if !exact || env.seen[n] {
 				return 0, errAmbiguous
 			}
 			v1, err := scanValue(in, v0, 1)
-			seen[n], env[n] = true, span{v0, v1}
+			env.seen[n], env.at[n] = true, span{v0, v1}
 			return v1, err
 		}
 		return scanValue(in, v0, 1)
 	})
 	if err != nil {
-		return nil, st, err
+		return env, err
 	}
 	if skipWS(in, end) != len(in) {
-		return nil, st, errSyntax
+		return env, errSyntax
 	}
-	switch {
-	case seen[envMethod] && (seen[envResult] || seen[envError]):
-		return nil, st, errAmbiguous
-	case seen[envMethod]:
-		return in, st, nil
-	case seen[envResult] && seen[envError]:
-		return nil, st, errAmbiguous
-	case !seen[envResult] && !seen[envError]:
-		return nil, st, errNotMessage
-	}
-	st.response = true
-	if seen[envError] || in[env[envResult].from] != '{' {
-		return in, st, nil
-	}
-	var id []byte
-	if seen[envID] {
-		id = in[env[envID].from:env[envID].to]
-	}
-	decide := pick(id)
+	return env, nil
+}
+
+// filterResult decides the entries of the lists in the result object at
+// in[from], recording them in f.elems and f.lists.
+func (f *filterer) filterResult(in []byte, from int, decide decideFunc, st *filterStats) error {
 	f.elems, f.lists = f.elems[:0], f.lists[:0]
 	var listSeen [len(listSpecs)]bool
-	_, err = members(in, env[envResult].from, 1, func(k0, k1, v0 int) (int, error) {
+	_, err := members(in, from, 1, func(k0, k1, v0 int) (int, error) {
 		for n := range listSpecs {
 			spec := &listSpecs[n]
 			exact, fold := keyMatch(in[k0:k1], spec.key)
@@ -159,36 +187,34 @@ func (f *filterer) filterMessage(in []byte, pick func(id []byte) decideFunc, out
 			if in[v0] != '[' {
 				return scanValue(in, v0, 2)
 			}
-			st.lists++
-			from := len(f.elems)
-			v1, err := elements(in, v0, 2, func(e0 int) (int, error) {
-				e1, keep, err := f.entry(in, e0, spec, decide)
-				if err != nil {
-					return 0, err
-				}
-				f.elems = append(f.elems, elem{span{e0, e1}, keep})
-				if keep {
-					st.kept++
-				} else {
-					st.removed++
-				}
-				return e1, nil
-			})
-			if err == nil && len(f.elems) > from {
-				f.lists = append(f.lists, listEdit{from, len(f.elems)})
-			}
-			return v1, err
+			return f.filterList(in, v0, spec, decide, st)
 		}
 		return scanValue(in, v0, 2)
 	})
-	if err != nil {
-		return nil, st, err
+	return err
+}
+
+// filterList decides each entry of the list at in[v0].
+func (f *filterer) filterList(in []byte, v0 int, spec *listSpec, decide decideFunc, st *filterStats) (int, error) {
+	st.lists++
+	from := len(f.elems)
+	v1, err := elements(in, v0, 2, func(e0 int) (int, error) {
+		e1, keep, err := f.entry(in, e0, spec, decide)
+		if err != nil {
+			return 0, err
+		}
+		f.elems = append(f.elems, elem{span{e0, e1}, keep})
+		if keep {
+			st.kept++
+		} else {
+			st.removed++
+		}
+		return e1, nil
+	})
+	if err == nil && len(f.elems) > from {
+		f.lists = append(f.lists, listEdit{from, len(f.elems)})
 	}
-	if st.removed == 0 {
-		return in, st, nil
-	}
-	st.changedMessage = true
-	return f.cut(in, out[:0]), st, nil
+	return v1, err
 }
 
 // entry scans the list element at in[e0] and decides it.
