@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/mcpauthz/mcpauthz/envoy"
+	"github.com/mcpauthz/mcpauthz/internal/fielderr"
 )
 
 // MetadataVersion is the value of the "v" field of the hand-off; ParseMetadata
@@ -179,78 +180,99 @@ func ParseMetadata(md *corev3.Metadata) (Metadata, error) {
 		return Metadata{}, fmt.Errorf("extproc: metadata %s.%s: want a struct", envoy.ExtAuthzMetadataNamespace, metadataKey)
 	}
 	var m Metadata
-	var errs []error
-	str := func(k string, dst *string) {
-		fv, ok := s.Fields[k]
-		if !ok {
-			return
-		}
-		sv, ok := fv.GetKind().(*structpb.Value_StringValue)
-		if !ok {
-			errs = append(errs, fmt.Errorf("%s: want a string", k))
-			return
-		}
-		*dst = sv.StringValue
-	}
+	r := mdReader{fields: s.Fields}
 	var ver string
-	str("v", &ver)
-	str("principal", &m.Principal)
-	str("kind", &m.Kind)
-	str("server", &m.Server)
-	str("method", &m.Method)
-	str("rpc_kind", &m.RPCKind)
-	str("id", &m.RequestID)
-	str("protocol", &m.Protocol)
-	str("transport", &m.Transport)
-	str("session", &m.Session)
-	str("revision", &m.Revision)
-	str("decision", &m.DecisionID)
-	str("credential", &m.Credential)
-	str("connection", &m.Connection)
-	if bv, ok := s.Fields["batch"]; ok {
+	r.str("v", &ver)
+	r.str("principal", &m.Principal)
+	r.str("kind", &m.Kind)
+	r.str("server", &m.Server)
+	r.str("method", &m.Method)
+	r.str("rpc_kind", &m.RPCKind)
+	r.str("id", &m.RequestID)
+	r.str("protocol", &m.Protocol)
+	r.str("transport", &m.Transport)
+	r.str("session", &m.Session)
+	r.str("revision", &m.Revision)
+	r.str("decision", &m.DecisionID)
+	r.str("credential", &m.Credential)
+	r.str("connection", &m.Connection)
+	r.batch(&m)
+	m.check(&r.errs, ver)
+	if err := r.errs.Err(); err != nil {
+		return Metadata{}, fmt.Errorf("extproc: metadata %s.%s: %w", envoy.ExtAuthzMetadataNamespace, metadataKey, err)
+	}
+	return m, nil
+}
+
+// mdReader reads the fields of the hand-off struct, collecting problems.
+type mdReader struct {
+	fields map[string]*structpb.Value
+	errs   fielderr.List
+}
+
+// str sets *dst to the string field k, if present.
+func (r *mdReader) str(k string, dst *string) {
+	fv, ok := r.fields[k]
+	if !ok {
+		return
+	}
+	sv, ok := fv.GetKind().(*structpb.Value_StringValue)
+	if !ok {
+		r.errs.Add(k, "want a string")
+		return
+	}
+	*dst = sv.StringValue
+}
+
+// batch sets m.Batch and m.BatchMethods from the fields batch and
+// batch_methods, if present.
+func (r *mdReader) batch(m *Metadata) {
+	if bv, ok := r.fields["batch"]; ok {
 		b, ok := bv.GetKind().(*structpb.Value_BoolValue)
 		if !ok {
-			errs = append(errs, errors.New("batch: want a bool"))
+			r.errs.Add("batch", "want a bool")
 		} else {
 			m.Batch = b.BoolValue
 		}
 	}
-	if lv, ok := s.Fields["batch_methods"]; ok {
-		l, ok := lv.GetKind().(*structpb.Value_ListValue)
-		if !ok {
-			errs = append(errs, errors.New("batch_methods: want a list"))
-		} else {
-			for i, e := range l.ListValue.GetValues() {
-				sv, ok := e.GetKind().(*structpb.Value_StringValue)
-				if !ok {
-					errs = append(errs, fmt.Errorf("batch_methods[%d]: want a string", i))
-					continue
-				}
-				m.BatchMethods = append(m.BatchMethods, sv.StringValue)
-			}
-		}
+	lv, ok := r.fields["batch_methods"]
+	if !ok {
+		return
 	}
+	l, ok := lv.GetKind().(*structpb.Value_ListValue)
+	if !ok {
+		r.errs.Add("batch_methods", "want a list")
+		return
+	}
+	for i, e := range l.ListValue.GetValues() {
+		sv, ok := e.GetKind().(*structpb.Value_StringValue)
+		if !ok {
+			r.errs.Add(fmt.Sprintf("batch_methods[%d]", i), "want a string")
+			continue
+		}
+		m.BatchMethods = append(m.BatchMethods, sv.StringValue)
+	}
+}
+
+// check checks the version ver and the fields of m read so far.
+func (m *Metadata) check(l *fielderr.List, ver string) {
 	switch {
 	case ver != MetadataVersion:
-		errs = append(errs, fmt.Errorf("v: %q is not version %s", ver, MetadataVersion))
+		l.Addf("v", "%q is not version %s", ver, MetadataVersion)
 	case m.Server == "":
-		errs = append(errs, errors.New("server: required"))
+		l.Add("server", "required")
 	}
 	switch m.Transport {
 	case "", TransportStreamable, TransportLegacySSE:
 	default:
-		errs = append(errs, fmt.Errorf("transport: unknown %q", m.Transport))
+		l.Addf("transport", "unknown %q", m.Transport)
 	}
 	if m.RequestID != "" && !validID([]byte(m.RequestID)) {
-		errs = append(errs, errors.New("id: not a JSON string or number"))
+		l.Add("id", "not a JSON string or number")
 	}
 	if !m.Batch && len(m.BatchMethods) > 0 {
-		errs = append(errs, errors.New("batch_methods: only with batch"))
+		l.Add("batch_methods", "only with batch")
 	}
-	if err := errors.Join(errs...); err != nil {
-		return Metadata{}, fmt.Errorf("extproc: metadata %s.%s: %w", envoy.ExtAuthzMetadataNamespace, metadataKey, err)
-	}
-	return m, nil
 }
 
 // validID reports a JSON string or number, alone.
