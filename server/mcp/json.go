@@ -401,51 +401,12 @@ func (p *parser) object(depth int, mode uint8, f *fields) (span, *Error) {
 		return span{start: start, end: p.i, typ: tObject}, nil
 	}
 	for {
-		p.skipWS()
-		if p.i >= len(p.data) {
-			return span{}, p.eof()
-		}
-		if p.data[p.i] != '"' {
-			return span{}, p.syntax()
-		}
-		ks := p.i
-		esc, err := p.str()
+		key, err := p.objectKey(base)
 		if err != nil {
 			return span{}, err
 		}
-		kr := keyRef{off: ks + 1, n: p.i - ks - 2}
-		if esc {
-			off := len(p.scratch)
-			p.scratch = appendUnescaped(p.scratch, p.data[ks+1:p.i-1])
-			kr = keyRef{off: off, n: len(p.scratch) - off, scratch: true}
-		}
-		key := p.key(kr)
-		if p.keys.n-base < linearKeys {
-			for _, k := range p.keys.seg(base) {
-				if kb := p.key(k); foldCompare(kb, key) == 0 {
-					return span{}, dupErr(kb, key)
-				}
-			}
-		}
-		p.keys.push(kr)
-		p.skipWS()
-		if p.i >= len(p.data) || p.data[p.i] != ':' {
-			return span{}, p.syntax()
-		}
-		p.i++
-		var dst *span
-		child := modeGeneric
-		if mode != modeGeneric {
-			if dst, child, err = f.slot(mode, key); err != nil {
-				return span{}, err
-			}
-		}
-		v, err := p.value(depth, child, f)
-		if err != nil {
+		if err := p.member(depth, mode, f, key); err != nil {
 			return span{}, err
-		}
-		if dst != nil {
-			*dst = v
 		}
 		p.skipWS()
 		if p.i >= len(p.data) {
@@ -461,17 +422,89 @@ func (p *parser) object(depth int, mode uint8, f *fields) (span, *Error) {
 		p.i++
 		break
 	}
-	if keys := p.keys.seg(base); len(keys) > linearKeys {
-		slices.SortFunc(keys, func(a, b keyRef) int { return foldCompare(p.key(a), p.key(b)) })
-		for j := 1; j < len(keys); j++ {
-			if a, b := p.key(keys[j-1]), p.key(keys[j]); foldCompare(a, b) == 0 {
-				return span{}, dupErr(a, b)
-			}
-		}
+	if err := p.sortedKeysUnique(base); err != nil {
+		return span{}, err
 	}
 	p.keys.n = base
 	p.scratch = p.scratch[:scratchBase]
 	return span{start: start, end: p.i, typ: tObject}, nil
+}
+
+// objectKey reads the key at p.i of an object whose keys start at
+// p.keys[base], refuses it if it folds to an earlier one (checked here
+// for the first linearKeys keys, by sortedKeysUnique for more) and
+// records it. The key is decoded (into p.scratch when it has escapes).
+func (p *parser) objectKey(base int) ([]byte, *Error) {
+	p.skipWS()
+	if p.i >= len(p.data) {
+		return nil, p.eof()
+	}
+	if p.data[p.i] != '"' {
+		return nil, p.syntax()
+	}
+	ks := p.i
+	esc, err := p.str()
+	if err != nil {
+		return nil, err
+	}
+	kr := keyRef{off: ks + 1, n: p.i - ks - 2}
+	if esc {
+		off := len(p.scratch)
+		p.scratch = appendUnescaped(p.scratch, p.data[ks+1:p.i-1])
+		kr = keyRef{off: off, n: len(p.scratch) - off, scratch: true}
+	}
+	key := p.key(kr)
+	if p.keys.n-base < linearKeys {
+		for _, k := range p.keys.seg(base) {
+			if kb := p.key(k); foldCompare(kb, key) == 0 {
+				return nil, dupErr(kb, key)
+			}
+		}
+	}
+	p.keys.push(kr)
+	return key, nil
+}
+
+// member reads the colon and the value of the member named key, storing
+// the value's span in f when mode captures key.
+func (p *parser) member(depth int, mode uint8, f *fields, key []byte) *Error {
+	p.skipWS()
+	if p.i >= len(p.data) || p.data[p.i] != ':' {
+		return p.syntax()
+	}
+	p.i++
+	var dst *span
+	child := modeGeneric
+	if mode != modeGeneric {
+		var err *Error
+		if dst, child, err = f.slot(mode, key); err != nil {
+			return err
+		}
+	}
+	v, err := p.value(depth, child, f)
+	if err != nil {
+		return err
+	}
+	if dst != nil {
+		*dst = v
+	}
+	return nil
+}
+
+// sortedKeysUnique refuses an object with more than linearKeys keys, from
+// p.keys[base] on, two of which fold to the same key.
+func (p *parser) sortedKeysUnique(base int) *Error {
+	keys := p.keys.seg(base)
+	if len(keys) <= linearKeys {
+		return nil
+	}
+	slices.SortFunc(keys, func(a, b keyRef) int { return foldCompare(p.key(a), p.key(b)) })
+	for j := 1; j < len(keys); j++ {
+		if a, b := p.key(keys[j-1]), p.key(keys[j]); foldCompare(a, b) == 0 {
+			return dupErr(a, b)
+		}
+	}
+	return nil
 }
 
 func dupErr(a, b []byte) *Error {
