@@ -18,7 +18,11 @@ const (
 	MaxLeeway             = 5 * time.Minute
 	DefaultJWKSMinRefresh = 30 * time.Second
 	DefaultHTTPTimeout    = 5 * time.Second
-	DefaultCacheSize      = 100_000
+	// DefaultCacheSize bounds the verified-token cache. Each entry keeps
+	// the caller's claims and what the server derives from them (about
+	// 7 KiB for a token with a dozen claims), so the default stays near
+	// 150 MiB at most.
+	DefaultCacheSize = 20_000
 	// DefaultCacheMaxAge bounds how long a verified JWT stays cached,
 	// whatever its exp (Config.CacheMaxAge).
 	DefaultCacheMaxAge = 5 * time.Minute
@@ -223,7 +227,8 @@ type SPIFFEConfig struct {
 type Config struct {
 	Issuers []IssuerConfig `yaml:"issuers"`
 	SPIFFE  SPIFFEConfig   `yaml:"spiffe"`
-	// CacheSize is the maximum number of verified tokens kept. Default 100000.
+	// CacheSize is the maximum number of verified tokens kept. Default
+	// 20000 (DefaultCacheSize).
 	CacheSize int64 `yaml:"cache_size"`
 	// CacheMaxAge bounds how long a verified JWT is served from the cache
 	// (and so how long a revoked token keeps working without being
