@@ -84,6 +84,9 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzActorToken$$' -fuzztime $(FUZZTIME) ./credentials/outbound
 	$(GO) test -run '^$$' -fuzz '^FuzzSessionID$$' -fuzztime $(FUZZTIME) ./server
 	$(GO) test -run '^$$' -fuzz '^FuzzSSEFilter$$' -fuzztime $(FUZZTIME) ./server/extproc
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./credentials/jwks
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeClaims$$' -fuzztime $(FUZZTIME) ./credentials/identity
+	$(GO) test -run '^$$' -fuzz '^FuzzAppend$$' -fuzztime $(FUZZTIME) ./internal/jsonstr
 
 e2e:
 	@echo "==> e2e: the end-to-end suite (set ENVOY_BIN to run it through a real Envoy)"
