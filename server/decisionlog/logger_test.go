@@ -285,7 +285,9 @@ func TestBufferOverflowDropsWithoutBlocking(t *testing.T) {
 	d := newDriven(t, Config{Output: OutputHTTP, URL: c.srv.URL, BufferEvents: 4, MaxBatchEvents: 1, Timeout: time.Minute}, Options{})
 	d.Log(ev("first"))
 	d.tick <- time.Time{} // the writer takes "first" and hangs in the upload
-	waitFor(t, "the upload to start", func() bool { return d.Stats().Logged == 1 && len(d.ch) == 0 })
+	// Pending counts "first" once the writer holds it in a batch, a moment
+	// after it left the channel.
+	waitFor(t, "the upload to start", func() bool { s := d.Stats(); return s.Logged == 1 && len(d.ch) == 0 && s.Pending == 1 })
 
 	done := make(chan [2]int)
 	go func() {

@@ -1,0 +1,5 @@
+//go:build !race
+
+package entrycache
+
+const raceEnabled = false
