@@ -44,7 +44,7 @@ type PreparedPrincipal struct {
 
 // PreparePrincipal converts p (all of it, claims included) for reuse.
 func PreparePrincipal(p Principal) (*PreparedPrincipal, error) {
-	slab := termSlab{terms: util.NewPtrSlice[ast.Term](16 + len(p.Scopes) + 4*len(p.Chain))}
+	slab := termSlab{terms: util.NewPtrSlice[ast.Term](16 + len(p.Scopes) + 4*len(p.Chain) + claimTerms(p.Claims))}
 	t, err := slab.principal(&p, allInput)
 	if err != nil {
 		return nil, err
@@ -398,7 +398,7 @@ func (s *termSlab) principal(p *Principal, use inputUse) (*ast.Term, error) {
 	}
 	claims := nullTerm
 	if use.claims && p.Claims != nil {
-		v, err := claimsValue(p.Claims)
+		v, err := s.claimsValue(p.Claims)
 		if err != nil {
 			return nil, fmt.Errorf("policy: input principal.claims: %w", err)
 		}
@@ -493,6 +493,50 @@ func jsonToValue(raw []byte) (ast.Value, error) {
 // reflection for the types a JSON decoder produces; anything else goes
 // through ast.InterfaceToValue, so the result is the same.
 func claimsValue(x any) (ast.Value, error) {
+	s := termSlab{terms: util.NewPtrSlice[ast.Term](claimTerms(x))}
+	return s.claimsValue(x)
+}
+
+// claimNames are the claim names most tokens carry, interned as keys.
+var claimNames = func() map[string]*ast.Term {
+	m := map[string]*ast.Term{}
+	for _, s := range []string{
+		"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "typ", "azp", "client_id", "cid", "scope", "scp",
+		"roles", "groups", "org_id", "tid", "oid", "uid", "sid", "act", "may_act", "email", "email_verified",
+		"name", "preferred_username", "given_name", "family_name", "auth_time", "amr", "acr", "ver", "appid",
+		"idp", "realm_access", "resource_access", "permissions", "gty", "cnf", "nonce", "at_hash",
+	} {
+		m[s] = ast.StringTerm(s)
+	}
+	return m
+}()
+
+// claimTerms counts the terms claimsValue takes from its slab for x.
+func claimTerms(x any) int {
+	switch v := x.(type) {
+	case map[string]any:
+		n := 0
+		for k, e := range v {
+			if _, ok := claimNames[k]; !ok {
+				n++
+			}
+			n += 1 + claimTerms(e)
+		}
+		return n
+	case []any:
+		n := 0
+		for _, e := range v {
+			n += 1 + claimTerms(e)
+		}
+		return n
+	case []string:
+		return len(v)
+	}
+	return 0
+}
+
+// claimsValue is claimsValue with every term taken from s.
+func (s *termSlab) claimsValue(x any) (ast.Value, error) {
 	switch v := x.(type) {
 	case nil:
 		return ast.Null{}, nil
@@ -505,27 +549,35 @@ func claimsValue(x any) (ast.Value, error) {
 	case map[string]any:
 		kvs := make([][2]*ast.Term, 0, len(v))
 		for k, e := range v {
-			ev, err := claimsValue(e)
+			ev, err := s.claimsValue(e)
 			if err != nil {
 				return nil, err
 			}
-			kvs = append(kvs, [2]*ast.Term{ast.StringTerm(k), ast.NewTerm(ev)})
+			key, ok := claimNames[k]
+			if !ok {
+				key = s.next()
+				key.Value = ast.String(k)
+			}
+			t := s.next()
+			t.Value = ev
+			kvs = append(kvs, [2]*ast.Term{key, t})
 		}
 		return ast.NewObject(kvs...), nil
 	case []any:
 		ts := make([]*ast.Term, len(v))
 		for i, e := range v {
-			ev, err := claimsValue(e)
+			ev, err := s.claimsValue(e)
 			if err != nil {
 				return nil, err
 			}
-			ts[i] = ast.NewTerm(ev)
+			ts[i] = s.next()
+			ts[i].Value = ev
 		}
 		return ast.NewArray(ts...), nil
 	case []string:
 		ts := make([]*ast.Term, len(v))
 		for i, e := range v {
-			ts[i] = ast.StringTerm(e)
+			ts[i] = s.str(e)
 		}
 		return ast.NewArray(ts...), nil
 	}
