@@ -206,6 +206,75 @@ func BenchmarkCheckColdToken(b *testing.B) {
 	}
 }
 
+// BenchmarkCheckColdTokenBlocks measures the same three operations as
+// BenchmarkCheckColdToken in blocks of 16 of a kind (16 Checks of 16 new
+// users, 16 warm Checks, 16 RS256 verifications) and reports per-operation
+// medians over the blocks: the steady cost of a stream of new users,
+// without the cache misses that alternating one of each adds to all three.
+func BenchmarkCheckColdTokenBlocks(b *testing.B) {
+	for _, mode := range []struct {
+		name string
+		size int
+	}{{"memoized", 0}, {"rego", -1}} {
+		b.Run(mode.name, func(b *testing.B) {
+			f := newFixtureWith(b, func(c *config.Config) { c.Policy.DecisionCacheSize = mode.size })
+			warm := warmRequest(b, f, toolCall("readDocument"))
+			key, err := rsa.GenerateKey(rand.Reader, 2048)
+			if err != nil {
+				b.Fatal(err)
+			}
+			digest := sha256.Sum256([]byte("header.payload"))
+			sig, err := rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA256, digest[:])
+			if err != nil {
+				b.Fatal(err)
+			}
+			const block = 16
+			ctx := context.Background()
+			var cold, warmT, verify []float64
+			n := 0
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				b.StopTimer()
+				batch := make([]*authv3.CheckRequest, block)
+				for i := range batch {
+					tok := f.token(b, map[string]any{"sub": "block-user-" + strconv.Itoa(n), "roles": []string{"viewer"}, "scope": "docs:read"})
+					batch[i] = req{body: toolCall("readDocument"), headers: map[string]string{
+						"authorization": "Bearer " + tok, "mcp-session-id": "b-" + strconv.Itoa(n)}}.check()
+					n++
+				}
+				b.StartTimer()
+				s := time.Now()
+				for _, r := range batch {
+					if resp, _ := f.svc.Check(ctx, r); resp.GetOkResponse() == nil {
+						b.Fatal("cold Check denied")
+					}
+				}
+				cold = append(cold, float64(time.Since(s))/block)
+				b.StopTimer()
+				s = time.Now()
+				for range block {
+					f.svc.Check(ctx, warm)
+				}
+				warmT = append(warmT, float64(time.Since(s))/block)
+				s = time.Now()
+				for range block {
+					if err := rsa.VerifyPKCS1v15(&key.PublicKey, crypto.SHA256, digest[:], sig); err != nil {
+						b.Fatal(err)
+					}
+				}
+				verify = append(verify, float64(time.Since(s))/block)
+				b.StartTimer()
+			}
+			c, w, v := median(cold), median(warmT), median(verify)
+			b.ReportMetric(c, "cold-ns")
+			b.ReportMetric(w, "warm-ns")
+			b.ReportMetric(v, "rs256-verify-ns")
+			b.ReportMetric(c-w-v, "cold-extra-ns")
+		})
+	}
+}
+
 // rbacBundleWithTools writes the rbac bundle with n tools in its data:
 // every tool has a scope, viewer may call a tenth of them, editor half,
 // admin all.
