@@ -3,17 +3,11 @@ package policy
 import (
 	"encoding/binary"
 	"sync/atomic"
-	"time"
 
 	"github.com/dgraph-io/ristretto/v2"
 
 	"github.com/mcpauthz/mcpauthz/internal/entrycache"
 )
-
-// decisionTTL bounds how long a memoized decision lives. Decisions of a
-// deterministic policy never go stale while its snapshot serves (a reload
-// builds a new snapshot with an empty cache); the TTL only bounds memory.
-const decisionTTL = 10 * time.Minute
 
 // preparedIDs numbers prepared principals and servers. Ids are never
 // reused, so a decision cached for one principal can never be served to
@@ -120,7 +114,7 @@ func (c *decisionCache) get(key string) (Decision, bool) {
 }
 
 func (c *decisionCache) put(key string, d Decision) {
-	c.c.SetWithTTL(key, &cachedDecision{key: key, d: d}, 1, decisionTTL)
+	c.c.Set(key, &cachedDecision{key: key, d: d}, 1)
 }
 
 // CacheStats reports decision cache hits and misses since the engine

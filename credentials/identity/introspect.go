@@ -395,9 +395,9 @@ func (v *Verifier) introspect(ctx context.Context, st *issuerState, raw string, 
 		default:
 			return nil, err // never cache an unavailable endpoint
 		}
-		if ttl := e.until.Sub(now); ttl > 0 {
-			v.cache.SetWithTTL(key, e, 1, ttl)
-			v.cache.Wait() // visible to the next miss before this flight ends
+		if e.until.After(now) {
+			v.cache.Set(key, e, 1) // e.until is checked on every hit (entrycache: no TTL)
+			v.cache.Wait()         // visible to the next miss before this flight ends
 		}
 		return e, nil
 	})

@@ -276,10 +276,10 @@ func (v *Verifier) verifyShared(ctx context.Context, raw string, sum [sha256.Siz
 		}
 		p.TokenHash = sum
 		until := minTime(p.ExpiresAt, now.Add(v.cfg.CacheMaxAge))
-		if ttl := until.Sub(now); ttl > 0 {
+		if until.After(now) {
 			e := &cacheEntry{sum: sum, until: until, p: p}
 			v.recent.put(e, now)
-			v.cache.SetWithTTL(key, e, 1, ttl)
+			v.cache.Set(key, e, 1) // e.until is checked on every hit (entrycache: no TTL)
 		}
 		return p, nil
 	})

@@ -173,9 +173,9 @@ func (p *delegatedProvider) issue(ctx context.Context, d delegation, key delegat
 		if err != nil {
 			return nil, err
 		}
-		if ttl := e.usableUntil.Sub(p.now()); ttl > 0 {
-			p.cache.SetWithTTL(h, e, 1, ttl)
-			p.cache.Wait() // visible to the next caller before the flight ends
+		if e.usableUntil.After(p.now()) {
+			p.cache.Set(h, e, 1) // usableUntil is checked on every hit (entrycache: no TTL)
+			p.cache.Wait()       // visible to the next caller before the flight ends
 		}
 		return e, nil
 	})

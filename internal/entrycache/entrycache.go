@@ -17,6 +17,11 @@ import (
 
 // New returns a cache holding up to entries items, each Set with cost 1.
 // Admission (TinyLFU) keeps frequently used entries over one-time ones.
+//
+// Set items without a TTL and keep their validity in the item, checked on
+// every hit: ristretto files items with a TTL in per-5-second buckets that
+// keep their map capacity until the TTL window passes, so memory would
+// grow with the insertion rate times the TTL, not with the cache's size.
 func New[K ristretto.Key, V any](entries int64) (*ristretto.Cache[K, V], error) {
 	if entries <= 0 {
 		return nil, fmt.Errorf("entrycache: size %d: want at least 1 entry", entries)
