@@ -21,7 +21,6 @@ import (
 	"github.com/mcpauthz/mcpauthz/credentials/identity"
 	"github.com/mcpauthz/mcpauthz/credentials/identity/devidp"
 	"github.com/mcpauthz/mcpauthz/credentials/secret"
-	"github.com/mcpauthz/mcpauthz/credentials/store"
 	"github.com/mcpauthz/mcpauthz/internal/oauthtest"
 	"github.com/mcpauthz/mcpauthz/server/connect"
 )
@@ -64,30 +63,12 @@ func newAdminWorld(t *testing.T) *adminWorld {
 	t.Cleanup(idp.Close)
 	w.idp = idp
 
-	w.provider = oauthtest.New(oauthtest.Options{
+	var provURL string
+	w.provider, provURL, w.mgr = startConnections(ctx, t, public, logger, oauthtest.Options{
 		Clients:      map[string]string{"gh-client": "gh-SECRET-2", "tracker-client": "tracker-SECRET-3"},
 		RedirectURIs: map[string][]string{"gh-client": {public + "/connect/callback"}, "tracker-client": {public + "/connect/callback"}},
 		Users:        map[string]string{"alice": "alice", "carol": "carol", "acme-robot": "acme-robot"},
 	})
-	provURL, err := w.provider.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(w.provider.Close)
-
-	st, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "state.db"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	ring, err := store.NewRandomKeyRing()
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.mgr, err = connections.New(ctx, connections.Config{PublicURL: public}, connections.Options{Store: st, Cipher: ring, Logger: logger})
-	if err != nil {
-		t.Fatal(err)
-	}
 	t.Setenv("E2E_ADMIN_GH_SECRET", "gh-SECRET-2")
 	t.Setenv("E2E_ADMIN_TRACKER_SECRET", "tracker-SECRET-3")
 	t.Setenv("E2E_ADMIN_LOGIN_SECRET", "connect-SECRET-1")

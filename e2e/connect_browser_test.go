@@ -115,29 +115,11 @@ func newConnectWorld(t *testing.T) *connectWorld {
 	t.Cleanup(idp.Close)
 	w.idp = idp
 
-	w.provider = oauthtest.New(oauthtest.Options{
+	var provURL string
+	w.provider, provURL, w.mgr = startConnections(ctx, t, public, logger, oauthtest.Options{
 		Clients:      map[string]string{"gh-client": "gh-SECRET-2", "drive-client": "drive-SECRET-3"},
 		RedirectURIs: map[string][]string{"gh-client": {public + "/connect/callback"}, "drive-client": {public + "/connect/callback"}},
 	})
-	provURL, err := w.provider.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(w.provider.Close)
-
-	st, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "state.db"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	ring, err := store.NewRandomKeyRing()
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.mgr, err = connections.New(ctx, connections.Config{PublicURL: public}, connections.Options{Store: st, Cipher: ring, Logger: logger})
-	if err != nil {
-		t.Fatal(err)
-	}
 	t.Setenv("E2E_GH_SECRET", "gh-SECRET-2")
 	t.Setenv("E2E_DRIVE_SECRET", "drive-SECRET-3")
 	t.Setenv("E2E_LOGIN_SECRET", "connect-SECRET-1")
@@ -425,4 +407,31 @@ func TestConnectFlowInChromium(t *testing.T) {
 		}
 	}
 	fmt.Fprintln(os.Stderr, "connect browser test: link, wrong-user refusal, proactive connect, revoke, sign-out passed in", exe)
+}
+
+// startConnections starts an OAuth provider with o and a connections
+// manager for public on a fresh SQLite store with a random key ring; all
+// are closed with t.
+func startConnections(ctx context.Context, t *testing.T, public string, logger *slog.Logger, o oauthtest.Options) (*oauthtest.Provider, string, *connections.Manager) {
+	t.Helper()
+	provider := oauthtest.New(o)
+	provURL, err := provider.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(provider.Close)
+	st, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "state.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	ring, err := store.NewRandomKeyRing()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mgr, err := connections.New(ctx, connections.Config{PublicURL: public}, connections.Options{Store: st, Cipher: ring, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return provider, provURL, mgr
 }
