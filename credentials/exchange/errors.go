@@ -108,29 +108,45 @@ var tokenLike = regexp.MustCompile(`[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9
 
 // sanitize cleans an error_description: it drops characters outside RFC
 // 6749's %x20-21 / %x23-5B / %x5D-7E, replaces each of secrets and anything
-// token-like with [redacted] and truncates.
+// token-like with [redacted] and truncates. When a secret can still be read
+// in the result (a replacement next to a piece of it can form it again),
+// the whole description is dropped.
 func sanitize(s string, secrets ...string) string {
 	for _, sec := range secrets {
 		if len(sec) >= 4 {
 			s = strings.ReplaceAll(s, sec, "[redacted]")
 		}
 	}
-	s = strings.Map(func(r rune) rune {
-		if r == 0x20 || r == 0x21 || (r >= 0x23 && r <= 0x5b) || (r >= 0x5d && r <= 0x7e) {
-			return r
-		}
-		return -1
-	}, s)
+	s = descriptionChars(s)
 	for _, sec := range secrets { // again, in case stripping joined pieces
 		if len(sec) >= 4 {
 			s = strings.ReplaceAll(s, sec, "[redacted]")
 		}
 	}
 	s = tokenLike.ReplaceAllString(s, "[redacted]")
+	for _, sec := range secrets {
+		if len(sec) < 4 {
+			continue
+		}
+		if clean := descriptionChars(sec); strings.Contains(s, sec) || (len(clean) >= 4 && strings.Contains(s, clean)) {
+			return "[redacted]"
+		}
+	}
 	if len(s) > maxDescription {
 		s = s[:maxDescription] + "..."
 	}
 	return s
+}
+
+// descriptionChars keeps the characters RFC 6749 allows in an
+// error_description.
+func descriptionChars(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == 0x20 || r == 0x21 || (r >= 0x23 && r <= 0x5b) || (r >= 0x5d && r <= 0x7e) {
+			return r
+		}
+		return -1
+	}, s)
 }
 
 // codeOf keeps registered error codes and maps anything else to
