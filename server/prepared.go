@@ -1,7 +1,9 @@
 package server
 
 import (
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 	"weak"
 
@@ -23,17 +25,24 @@ type preparedPrincipals struct {
 	// filtering fail for a principal the Check just allowed.
 	handles handleTable
 	now     func() time.Time
+	ids     atomic.Uint64
 }
 
 // handleTable maps ext_proc handles to prepared entries until their
 // principal expires. It holds the entries weakly: an entry lives as long as
 // the token cache keeps its Principal (or a request in flight uses it), so
-// the table never keeps evicted callers' claims in memory; a handle whose
-// entry is gone resolves to nothing and ext_proc fails closed for it until
-// the principal's next Check registers it again. Bounded: when full,
-// expired and collected entries go first, then arbitrary ones, a sixteenth
-// of the table at once so the sweep is paid once per many insertions, not
-// on each. Safe for concurrent use.
+// the table never keeps evicted callers' claims in memory; a collected
+// entry's handle is removed by a cleanup (runtime.AddCleanup), and a handle
+// whose entry is gone resolves to nothing, so ext_proc fails closed for it
+// until the principal's next Check registers it again. Bounded: when full,
+// expired entries go first, then arbitrary ones, a sixteenth of the table
+// at once so the sweep is paid once per many insertions, not on each.
+//
+// The Check path never turns a weak pointer into a strong one: has compares
+// entry ids. weak.Pointer.Value parks the goroutine while the garbage
+// collector finishes marking (work.strongFromWeak.block), which stalled a
+// warm Check for milliseconds. Only ext_proc's lookup (get) pays that.
+// Safe for concurrent use.
 type handleTable struct {
 	mu  sync.RWMutex
 	max int
@@ -42,6 +51,7 @@ type handleTable struct {
 
 type handleEntry struct {
 	e   weak.Pointer[preparedEntry]
+	id  uint64 // preparedEntry.id
 	exp time.Time
 }
 
@@ -50,7 +60,7 @@ func (t *handleTable) put(h string, e *preparedEntry, exp time.Time, now time.Ti
 	defer t.mu.Unlock()
 	if _, ok := t.m[h]; !ok && len(t.m) >= t.max {
 		for k, v := range t.m {
-			if !now.Before(v.exp) || v.e.Value() == nil {
+			if !now.Before(v.exp) {
 				delete(t.m, k)
 			}
 		}
@@ -61,7 +71,24 @@ func (t *handleTable) put(h string, e *preparedEntry, exp time.Time, now time.Ti
 			delete(t.m, k)
 		}
 	}
-	t.m[h] = handleEntry{e: weak.Make(e), exp: exp}
+	t.m[h] = handleEntry{e: weak.Make(e), id: e.id, exp: exp}
+}
+
+// drop removes h if it still names the entry with id (a collected entry's
+// cleanup).
+func (t *handleTable) drop(h string, id uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if v, ok := t.m[h]; ok && v.id == id {
+		delete(t.m, h)
+	}
+}
+
+// len is the number of handles held.
+func (t *handleTable) len() int {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return len(t.m)
 }
 
 // has reports whether h names e, under the read lock only.
@@ -69,13 +96,13 @@ func (t *handleTable) has(h string, e *preparedEntry) bool {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	v, ok := t.m[h]
-	return ok && v.e.Value() == e
+	return ok && v.id == e.id
 }
 
 func (t *handleTable) get(h string, now time.Time) *preparedEntry {
 	t.mu.RLock()
-	defer t.mu.RUnlock()
 	v, ok := t.m[h]
+	t.mu.RUnlock()
 	if !ok || !now.Before(v.exp) {
 		return nil
 	}
@@ -90,6 +117,7 @@ type preparedEntry struct {
 	chain []outbound.Actor          // p.Chain for credential requests, converted once
 	// handle names the entry in ext_proc metadata (principalHandle).
 	handle string
+	id     uint64 // unique within its table (handleTable.has)
 	// from is the table that made the entry: a Principal shared by two
 	// Services (one verifier) is attached to the first one's entry, and
 	// the other, whose signing keys differ, must not use it.
@@ -109,7 +137,7 @@ func (c *preparedPrincipals) get(p *identity.Principal) *preparedEntry {
 		}
 		return e
 	}
-	e := &preparedEntry{p: p, owner: principalKey(p), from: c}
+	e := &preparedEntry{p: p, owner: principalKey(p), from: c, id: c.ids.Add(1)}
 	e.handle = principalHandle(p, e.owner)
 	for _, a := range p.Chain {
 		e.chain = append(e.chain, outbound.Actor{Subject: actorSubject(&a), ClientID: a.ClientID, Issuer: a.Issuer})
@@ -122,8 +150,15 @@ func (c *preparedPrincipals) get(p *identity.Principal) *preparedEntry {
 	if won, ok := p.AttachMemo(e).(*preparedEntry); ok && won != e && won.from == c {
 		return won // a concurrent Check prepared it first
 	}
+	runtime.AddCleanup(e, func(k handleKey) { c.handles.drop(k.h, k.id) }, handleKey{e.handle, e.id})
 	c.register(e, c.now())
 	return e
+}
+
+// handleKey is what the cleanup of a collected entry needs (not the entry).
+type handleKey struct {
+	h  string
+	id uint64
 }
 
 // register names e's handle for ext_proc until its principal expires.

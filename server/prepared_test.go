@@ -48,11 +48,11 @@ func TestPreparedPrincipalsAttached(t *testing.T) {
 	}
 	for i := 1; i <= 1000; i++ {
 		pp.get(testPrincipal(now, i))
-		if len(pp.handles.m) > 100 {
-			t.Fatalf("handle table holds %d, bound 100", len(pp.handles.m))
+		if n := pp.handles.len(); n > 100 {
+			t.Fatalf("handle table holds %d, bound 100", n)
 		}
 	}
-	delete(pp.handles.m, first.handle)
+	pp.handles.drop(first.handle, first.id)
 	if pp.byHandle(first.handle) != nil {
 		t.Fatal("handle still resolves after removal")
 	}
@@ -60,7 +60,8 @@ func TestPreparedPrincipalsAttached(t *testing.T) {
 		t.Error("handle not restored by the next Check")
 	}
 	// The table holds entries weakly: once the token cache lets the
-	// Principal go, its entry (claims included) is collected.
+	// Principal go, its entry (claims included) is collected, and the
+	// entry's cleanup removes its handle.
 	h := func() string {
 		gone := testPrincipal(now, 6000)
 		return pp.get(gone).handle
@@ -70,10 +71,24 @@ func TestPreparedPrincipalsAttached(t *testing.T) {
 	if pp.byHandle(h) != nil {
 		t.Error("the handle table kept an evicted principal's entry alive")
 	}
+	for i := 0; pp.handles.holds(h); i++ {
+		if i == 200 {
+			t.Fatal("a collected entry's handle is still in the table")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	runtime.KeepAlive(p)
 	expired := testPrincipal(now, 5000)
 	expired.ExpiresAt = now.Add(-time.Second)
 	if e := pp.get(expired); pp.byHandle(e.handle) != nil {
 		t.Error("an expired principal's handle was registered")
 	}
+}
+
+// holds reports whether h is in the table at all (test helper).
+func (t *handleTable) holds(h string) bool {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	_, ok := t.m[h]
+	return ok
 }
