@@ -4,8 +4,6 @@ import (
 	"encoding/binary"
 	"sync/atomic"
 
-	"github.com/dgraph-io/ristretto/v2"
-
 	"github.com/mcpauthz/mcpauthz/internal/entrycache"
 )
 
@@ -20,7 +18,7 @@ var preparedIDs atomic.Uint64
 // principal and server ids and every input.mcp field the policy reads;
 // a hit is confirmed by comparing the full key. Safe for concurrent use.
 type decisionCache struct {
-	c            *ristretto.Cache[string, *cachedDecision]
+	c            *entrycache.Batched[string, *cachedDecision]
 	hits, misses atomic.Uint64
 }
 
@@ -30,7 +28,7 @@ type cachedDecision struct {
 }
 
 func newDecisionCache(size int) (*decisionCache, error) {
-	c, err := entrycache.New[string, *cachedDecision](int64(size))
+	c, err := entrycache.NewBatched[string, *cachedDecision](int64(size))
 	if err != nil {
 		return nil, err
 	}
@@ -114,7 +112,7 @@ func (c *decisionCache) get(key string) (Decision, bool) {
 }
 
 func (c *decisionCache) put(key string, d Decision) {
-	c.c.Set(key, &cachedDecision{key: key, d: d}, 1)
+	c.c.Set(key, &cachedDecision{key: key, d: d})
 }
 
 // CacheStats reports decision cache hits and misses since the engine

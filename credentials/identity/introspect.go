@@ -396,8 +396,10 @@ func (v *Verifier) introspect(ctx context.Context, st *issuerState, raw string, 
 			return nil, err // never cache an unavailable endpoint
 		}
 		if e.until.After(now) {
-			v.cache.Set(key, e, 1) // e.until is checked on every hit (entrycache: no TTL)
-			v.cache.Wait()         // visible to the next miss before this flight ends
+			// Get finds it at once (entrycache.Batched), so the next miss
+			// after this flight ends is a hit. e.until is checked on every
+			// hit (entrycache: no TTL).
+			v.cache.Set(key, e)
 		}
 		return e, nil
 	})

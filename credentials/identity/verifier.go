@@ -64,7 +64,6 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/dgraph-io/ristretto/v2"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/mcpauthz/mcpauthz/credentials/jwks"
@@ -131,7 +130,7 @@ type Verifier struct {
 	introspecting []*issuerState
 	now           func() time.Time
 	log           *slog.Logger
-	cache         *ristretto.Cache[uint64, *cacheEntry]
+	cache         *entrycache.Batched[uint64, *cacheEntry]
 	// flight collapses concurrent misses for one JWT (keyed by its full
 	// SHA-256); recent hands a flight's result to callers arriving before
 	// the asynchronous cache Set is visible.
@@ -163,7 +162,7 @@ func NewVerifier(ctx context.Context, cfg Config, opts Options) (*Verifier, erro
 		log = slog.Default()
 	}
 	client := httpc.New(opts.HTTPClient, httpc.Rules{Timeout: cfg.HTTPTimeout, Redirect: errRedirect})
-	cache, err := entrycache.New[uint64, *cacheEntry](cfg.CacheSize)
+	cache, err := entrycache.NewBatched[uint64, *cacheEntry](cfg.CacheSize)
 	if err != nil {
 		return nil, fmt.Errorf("identity: create cache: %w", err)
 	}
@@ -279,7 +278,7 @@ func (v *Verifier) verifyShared(ctx context.Context, raw string, sum [sha256.Siz
 		if until.After(now) {
 			e := &cacheEntry{sum: sum, until: until, p: p}
 			v.recent.put(e, now)
-			v.cache.Set(key, e, 1) // e.until is checked on every hit (entrycache: no TTL)
+			v.cache.Set(key, e) // e.until is checked on every hit (entrycache: no TTL)
 		}
 		return p, nil
 	})
