@@ -2,7 +2,10 @@ package policy
 
 import (
 	"context"
+	"fmt"
+	"runtime"
 	"testing"
+	"time"
 )
 
 func prepared(t *testing.T, in *Input) *Input {
@@ -141,4 +144,42 @@ else := {"allow": false, "reason": "no connection"}
 			e.snap.Load().decisionsWait()
 		}
 	}
+}
+
+// TestReloadRetiresDecisionCache: a policy change closes the replaced
+// snapshot's decision cache after the grace period, so reloads do not
+// accumulate ristretto caches and their goroutines.
+func TestReloadRetiresDecisionCache(t *testing.T) {
+	dir := t.TempDir()
+	writeFiles(t, dir, versioned("v0"))
+	e := newEngine(t, Config{Bundles: []BundleSource{{Path: dir}}, DecisionCacheSize: 1000})
+	e.retireAfter = time.Millisecond
+	in := toolCall("human", []any{"viewer"}, nil, "readDocument")
+	evaluate := func() {
+		t.Helper()
+		if _, err := e.Evaluate(context.Background(), in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	evaluate()
+	runtime.GC()
+	before := runtime.NumGoroutine()
+	first := e.snap.Load()
+	for i := 1; i <= 30; i++ {
+		writeFiles(t, dir, versioned(fmt.Sprintf("v%d", i)))
+		if err := e.Reload(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		evaluate()
+	}
+	if first.decisions == nil || e.snap.Load().decisions == nil {
+		t.Fatal("the test policy is not memoized")
+	}
+	waitFor(t, "the replaced caches to close", func() bool {
+		return first.decisions.c.Closed() && runtime.NumGoroutine() <= before+4
+	})
+	if e.snap.Load().decisions.c.Closed() {
+		t.Fatal("the serving snapshot's cache was closed")
+	}
+	evaluate()
 }

@@ -98,6 +98,9 @@ type Engine struct {
 
 	reloadMu sync.Mutex // serializes loading; guards source.active/etag
 	compiles atomic.Uint64
+	// retireAfter is how long a replaced snapshot's decision cache stays
+	// open (retireGrace; tests shorten it).
+	retireAfter time.Duration
 
 	statusMu  sync.Mutex // guards status, reloadErr and every source.st
 	status    Status
@@ -153,7 +156,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Engine, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	e := &Engine{cfg: cfg.withDefaults(), log: log.With("component", "policy"), randN: rand.Int64N}
+	e := &Engine{cfg: cfg.withDefaults(), log: log.With("component", "policy"), randN: rand.Int64N, retireAfter: retireGrace}
 	e.client = e.newClient
 	if err := e.init(); err != nil {
 		return nil, err
@@ -301,7 +304,7 @@ func (e *Engine) apply(ctx context.Context, cands ...*candidate) error {
 	if !changed {
 		return nil
 	}
-	e.snap.Store(next)
+	e.retire(e.snap.Swap(next))
 	for i, s := range e.sources {
 		s.st.Revision = next.revs[i]
 	}
@@ -424,6 +427,23 @@ func (e *Engine) load(ctx context.Context, cands []*candidate) (*snapshot, bool,
 	}
 	snap.sum = sum
 	return snap, true, nil
+}
+
+// retireGrace is how long a replaced policy's decision cache stays open
+// after the swap: an evaluation holds its snapshot for one Evaluate call
+// (microseconds; bounded by the caller's context, Envoy's ext_authz
+// timeout), so none still uses it after this.
+const retireGrace = time.Minute
+
+// retire closes a replaced snapshot's decision cache once no evaluation
+// can still use it. Before, every policy change left the previous cache,
+// its ristretto goroutines and up to policy.decision_cache_size decisions
+// in memory for the life of the process.
+func (e *Engine) retire(prev *snapshot) {
+	if prev == nil || prev.decisions == nil {
+		return
+	}
+	time.AfterFunc(e.retireAfter, prev.decisions.c.Close)
 }
 
 // evalNoMetrics skips per-evaluation metric timers (a measurable share of
