@@ -392,9 +392,13 @@ func (s *termSlab) principal(p *Principal, use inputUse) (*ast.Term, error) {
 	if p.Actor != nil {
 		actor = s.actor(p.Actor)
 	}
-	chain := make([]*ast.Term, len(p.Chain))
-	for i := range p.Chain {
-		chain[i] = s.actor(&p.Chain[i])
+	chainTerm := ast.InternedEmptyArray
+	if len(p.Chain) > 0 {
+		chain := make([]*ast.Term, len(p.Chain))
+		for i := range p.Chain {
+			chain[i] = s.actor(&p.Chain[i])
+		}
+		chainTerm = ast.ArrayTerm(chain...)
 	}
 	claims := nullTerm
 	if use.claims && p.Claims != nil {
@@ -415,7 +419,7 @@ func (s *termSlab) principal(p *Principal, use inputUse) (*ast.Term, error) {
 		[2]*ast.Term{kClientID, s.str(p.ClientID)},
 		[2]*ast.Term{kScopes, s.strArray(p.Scopes)},
 		[2]*ast.Term{kActor, actor},
-		[2]*ast.Term{kChain, ast.ArrayTerm(chain...)},
+		[2]*ast.Term{kChain, chainTerm},
 		[2]*ast.Term{kSPIFFEID, s.str(p.SPIFFEID)},
 		[2]*ast.Term{kMethod, s.str(p.Method)},
 		[2]*ast.Term{kClaims, claims},
@@ -473,6 +477,9 @@ func (s *termSlab) strMap(m map[string]string) *ast.Term {
 
 // strArray converts a slice to an array; nil becomes an empty array.
 func (s *termSlab) strArray(xs []string) *ast.Term {
+	if len(xs) == 0 {
+		return ast.InternedEmptyArray // immutable, shared (OPA's own)
+	}
 	terms := make([]*ast.Term, len(xs))
 	for i, x := range xs {
 		terms[i] = s.str(x)
@@ -547,7 +554,11 @@ func (s *termSlab) claimsValue(x any) (ast.Value, error) {
 	case json.Number:
 		return ast.Number(v), nil
 	case map[string]any:
-		kvs := make([][2]*ast.Term, 0, len(v))
+		var buf [16][2]*ast.Term // on the stack: NewObject copies the pairs
+		kvs := buf[:0]
+		if len(v) > len(buf) {
+			kvs = make([][2]*ast.Term, 0, len(v))
+		}
 		for k, e := range v {
 			ev, err := s.claimsValue(e)
 			if err != nil {

@@ -26,6 +26,8 @@ type preparedPrincipals struct {
 	handles handleTable
 	now     func() time.Time
 	ids     atomic.Uint64
+	// dropHandle is dropHandleKey as a func value, made once.
+	dropHandle func(handleKey)
 }
 
 // handleTable maps ext_proc handles to prepared entries until their
@@ -125,7 +127,9 @@ type preparedEntry struct {
 }
 
 func newPreparedPrincipals(size int64, now func() time.Time) *preparedPrincipals {
-	return &preparedPrincipals{handles: handleTable{max: int(size), m: map[string]handleEntry{}}, now: now}
+	c := &preparedPrincipals{handles: handleTable{max: int(size), m: map[string]handleEntry{}}, now: now}
+	c.dropHandle = c.dropHandleKey
+	return c
 }
 
 // get returns what the hot path derives from p. Its pp is nil when p cannot
@@ -150,10 +154,13 @@ func (c *preparedPrincipals) get(p *identity.Principal) *preparedEntry {
 	if won, ok := p.AttachMemo(e).(*preparedEntry); ok && won != e && won.from == c {
 		return won // a concurrent Check prepared it first
 	}
-	runtime.AddCleanup(e, func(k handleKey) { c.handles.drop(k.h, k.id) }, handleKey{e.handle, e.id})
+	runtime.AddCleanup(e, c.dropHandle, handleKey{e.handle, e.id})
 	c.register(e, c.now())
 	return e
 }
+
+// dropHandleKey is the cleanup of a collected entry.
+func (c *preparedPrincipals) dropHandleKey(k handleKey) { c.handles.drop(k.h, k.id) }
 
 // handleKey is what the cleanup of a collected entry needs (not the entry).
 type handleKey struct {
