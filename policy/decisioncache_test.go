@@ -2,8 +2,12 @@ package policy
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"math/rand/v2"
+	"reflect"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 )
@@ -182,4 +186,112 @@ func TestReloadRetiresDecisionCache(t *testing.T) {
 		t.Fatal("the serving snapshot's cache was closed")
 	}
 	evaluate()
+}
+
+// TestDecisionSharedByWhatPolicyReads: the shipped rbac bundle reads the
+// principal only through constant paths (kind, authenticated, method,
+// scopes, claims.roles), so a second user who looks the same to it gets
+// the first one's cached decision; a user with another role does not.
+func TestDecisionSharedByWhatPolicyReads(t *testing.T) {
+	e := newEngine(t, Config{Bundles: []BundleSource{{Path: rbacBundle}}, DecisionCacheSize: 1000})
+	ctx := context.Background()
+	var server *PreparedServer // one configured server, prepared once
+	user := func(sub string, roles ...any) *Input {
+		in := toolCall("human", roles, []string{"docs:read"}, "readDocument")
+		in.Principal.Subject, in.Principal.UserID, in.Principal.UserKey = sub, sub, "iss|"+sub
+		in.Principal.Claims["sub"], in.Principal.Claims["jti"] = sub, "jti-"+sub
+		in = prepared(t, in)
+		if server == nil {
+			server = in.PreparedServer
+		}
+		in.PreparedServer = server
+		return in
+	}
+	eval := func(in *Input) Decision {
+		t.Helper()
+		d, err := e.Evaluate(ctx, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.snap.Load().decisionsWait()
+		return d
+	}
+	alice := eval(user("alice", "viewer"))
+	before := e.DecisionCacheStats()
+	bob := eval(user("bob", "viewer"))
+	if st := e.DecisionCacheStats(); st.Hits != before.Hits+1 || !reflect.DeepEqual(alice, bob) {
+		t.Fatalf("bob (same roles and scopes) did not share alice's decision: stats %+v -> %+v, %+v vs %+v", before, st, alice, bob)
+	}
+	before = e.DecisionCacheStats()
+	if carol := eval(user("carol", "nobody")); carol.Allow || e.DecisionCacheStats().Hits != before.Hits {
+		t.Fatalf("carol (another role) got a shared decision: %+v", carol)
+	}
+}
+
+// TestDecisionCacheMatchesUncached: for policies that read the principal
+// in every way the analysis distinguishes (a field, a claim by name, every
+// claim, an alias of the whole principal, a variable key, the actor and
+// the chain), decisions with the decision cache equal decisions without
+// it over principals that differ in one part at a time, evaluated twice in
+// shuffled order so that hits are exercised.
+func TestDecisionCacheMatchesUncached(t *testing.T) {
+	policies := map[string]string{
+		"field":     `decision := {"allow": input.principal.subject == "alice", "reason": input.principal.kind}`,
+		"claim":     `decision := {"allow": "admin" in input.principal.claims.roles, "reason": sprintf("%v", [input.principal.claims.roles])}`,
+		"claims":    `decision := {"allow": count(input.principal.claims) > 4, "reason": sprintf("%d", [count(input.principal.claims)])}`,
+		"alias":     "p := input.principal\ndecision := {\"allow\": p.user_key == \"iss|alice\", \"reason\": p.subject}",
+		"var key":   `decision := {"allow": true, "reason": concat(",", [k | some k in ["subject", "user_key"]; input.principal[k] == "alice"])}`,
+		"claim var": `decision := {"allow": true, "reason": concat(",", [k | some k in ["email", "sub"]; input.principal.claims[k] == "alice@example.com"])}`,
+		"actor":     `decision := {"allow": input.principal.actor.sub == "bot", "reason": sprintf("%v", [input.principal.chain])}`,
+		"nested":    `decision := {"allow": input.principal.claims.org.tier == "gold", "reason": sprintf("%v", [input.principal.claims.org])}`,
+	}
+	var inputs []*Input
+	for i := range 48 {
+		in := toolCall([]string{"human", "agent_for_user"}[i%2], [][]any{{"viewer"}, {"admin"}, {"viewer", "admin"}}[i%3], []string{"docs:read"}, "readDocument")
+		sub := []string{"alice", "bob", "carol", "dave"}[i%4]
+		in.Principal.Subject, in.Principal.UserID, in.Principal.UserKey = sub, sub, "iss|"+[]string{"alice", "bob"}[i/4%2]
+		if i%5 == 0 {
+			in.Principal.Claims["email"] = sub + "@example.com"
+		}
+		if i%6 < 3 {
+			in.Principal.Claims["org"] = map[string]any{"tier": []string{"gold", "silver"}[i%2], "n": json.Number(fmt.Sprint(i % 3))}
+		}
+		if i%7 < 4 {
+			in.Principal.Actor = &Actor{Subject: []string{"bot", "other"}[i%2], ClientID: "c"}
+			in.Principal.Chain = []Actor{*in.Principal.Actor}
+		}
+		inputs = append(inputs, prepared(t, in))
+		inputs[i].PreparedServer = inputs[0].PreparedServer // one configured server
+	}
+	ctx := context.Background()
+	for name, body := range policies {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			writeFiles(t, dir, map[string]string{"p.rego": "package mcpauthz\n" + body + "\n"})
+			cached := newEngine(t, Config{Bundles: []BundleSource{{Path: dir}}, DecisionCacheSize: 1000})
+			plain := newEngine(t, Config{Bundles: []BundleSource{{Path: dir}}, DecisionCacheSize: -1})
+			if cached.snap.Load().decisions == nil {
+				t.Fatal("policy not memoized")
+			}
+			order := append(slices.Clone(inputs), inputs...)
+			rand.New(rand.NewPCG(1, uint64(len(name)))).Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+			for i, in := range order {
+				got, err := cached.Evaluate(ctx, in)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want, err := plain.Evaluate(ctx, in)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !reflect.DeepEqual(got, want) {
+					t.Fatalf("input %d (%s): cached %+v, uncached %+v", i, in.Principal.Subject, got, want)
+				}
+				cached.snap.Load().decisionsWait()
+			}
+			if cached.DecisionCacheStats().Hits == 0 {
+				t.Fatal("no decision was served from the cache")
+			}
+		})
+	}
 }

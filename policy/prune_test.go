@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"reflect"
 	"testing"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -11,11 +12,23 @@ func TestAnalyzeInputUse(t *testing.T) {
 		name, body string
 		want       inputUse
 	}{
-		{"nothing", `x := input.principal.subject`, inputUse{}},
+		{"nothing", `x := input.principal.subject`, inputUse{principal: principalBit("subject")}},
 		{"arguments", `x := input.mcp.arguments.id`, inputUse{arguments: true, mcp: mcpBit("arguments")}},
 		{"mcp tool", `x := input.mcp.tool`, inputUse{mcp: mcpBit("tool")}},
 		{"whole mcp", `x := input.mcp`, inputUse{arguments: true, mcp: allMCP}},
-		{"claims", `x := input.principal.claims.roles`, inputUse{claims: true}},
+		{"claims", `x := input.principal.claims.roles`, inputUse{claims: true, principal: principalBit("claims"), claimNames: []string{"roles"}}},
+		{"claim names sorted once", `x := [input.principal.claims.b, input.principal.claims.a[0], input.principal.claims.b]`,
+			inputUse{claims: true, principal: principalBit("claims"), claimNames: []string{"a", "b"}}},
+		{"every claim", `x := input.principal.claims`, inputUse{claims: true, principal: principalBit("claims"), allClaims: true}},
+		{"dynamic claim", `x := input.principal.claims[k] if some k in ["roles"]`, inputUse{claims: true, principal: principalBit("claims"), allClaims: true}},
+		{"principal fields", `x := [input.principal.kind, input.principal.scopes[_], input.principal.actor.sub]`,
+			inputUse{principal: principalBit("kind") | principalBit("scopes") | principalBit("actor")}},
+		{"unknown principal field", `x := input.principal.roles`, inputUse{}},
+		{"whole principal", `x := input.principal`, inputUse{claims: true, wholePrincipal: true}},
+		{"aliased principal", "p := input.principal\nx := p.subject", inputUse{claims: true, wholePrincipal: true}},
+		{"dynamic principal key", `x := input.principal[k] if some k in ["subject"]`, inputUse{claims: true, wholePrincipal: true}},
+		{"principal through a builtin", `x := object.get(input.principal, "subject", "")`, inputUse{claims: true, wholePrincipal: true}},
+		{"imported principal", "import input.principal as who\nx := who.subject", inputUse{principal: principalBit("subject")}},
 		{"headers", `x := input.request.headers["x-a"]`, inputUse{request: true, headers: true}},
 		{"request path only", `x := input.request.path`, inputUse{request: true}},
 		{"labels", `x := input.server.labels.team`, inputUse{labels: true}},
@@ -30,7 +43,7 @@ func TestAnalyzeInputUse(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			c := ast.MustCompileModules(map[string]string{"p.rego": "package p\n" + tc.body + "\n"})
-			if got := analyzeInputUse(c.Modules); got != tc.want {
+			if got := analyzeInputUse(c.Modules); !reflect.DeepEqual(got, tc.want) {
 				t.Fatalf("got %+v, want %+v", got, tc.want)
 			}
 		})
@@ -41,8 +54,10 @@ func TestAnalyzeInputUse(t *testing.T) {
 // headers, so Evaluate skips converting them, yet claims are converted.
 func TestRBACPrunesArguments(t *testing.T) {
 	e := newEngine(t, Config{Bundles: []BundleSource{{Path: rbacBundle}}})
-	want := inputUse{claims: true, mcp: mcpBit("kind") | mcpBit("method") | mcpBit("tool")}
-	if got := e.snap.Load().use; got != want {
+	want := inputUse{claims: true, mcp: mcpBit("kind") | mcpBit("method") | mcpBit("tool"),
+		principal:  principalBit("authenticated") | principalBit("kind") | principalBit("scopes") | principalBit("method") | principalBit("claims"),
+		claimNames: []string{"roles"}}
+	if got := e.snap.Load().use; !reflect.DeepEqual(got, want) {
 		t.Fatalf("rbac input use = %+v, want %+v", got, want)
 	}
 }

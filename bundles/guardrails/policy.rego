@@ -20,8 +20,6 @@ package mcpauthz
 
 cfg := data.mcpauthz.guardrails
 
-principal := input.principal
-
 tool := input.mcp.tool
 
 # --- the decision -----------------------------------------------------------
@@ -37,7 +35,7 @@ decision := gr_deny("unauthenticated", "authentication is required", 401) if {
 	input.mcp.kind == "request"
 } else := gr_deny("method_not_allowed", gr_method_message, 403)
 
-gr_authenticated if principal.authenticated == true
+gr_authenticated if input.principal.authenticated == true
 
 # --- protocol housekeeping --------------------------------------------------
 
@@ -58,10 +56,10 @@ gr_housekeeping if input.mcp.kind in cfg.protocol.transport_kinds
 # and nobody else any: an agent alone must not accept an elicitation.
 gr_housekeeping if {
 	input.mcp.kind == "response"
-	principal.kind in cfg.protocol.responders
+	input.principal.kind in cfg.protocol.responders
 }
 
-gr_response_message := sprintf("principal kind %q may not answer server requests (elicitation, sampling, roots): a person must be present", [principal.kind])
+gr_response_message := sprintf("principal kind %q may not answer server requests (elicitation, sampling, roots): a person must be present", [input.principal.kind])
 
 gr_method_message := sprintf("%q with an id is a request, not a notification", [input.mcp.method]) if {
 	input.mcp.kind == "request"
@@ -74,37 +72,37 @@ gr_method_message := sprintf("%q with an id is a request, not a notification", [
 # gives the reason.
 gr_tool_decision := gr_deny("unknown_tool", sprintf("tool %q is not known", [tool]), 403) if {
 	not tool in cfg.tools
-} else := gr_deny("unknown_principal_kind", sprintf("principal kind %q may not call tools", [principal.kind]), 403) if {
-	not principal.kind in {"human", "agent_for_user", "agent"}
+} else := gr_deny("unknown_principal_kind", sprintf("principal kind %q may not call tools", [input.principal.kind]), 403) if {
+	not input.principal.kind in {"human", "agent_for_user", "agent"}
 } else := gr_deny("delegation_chain_too_deep", gr_chain_message, 403) if {
 	not gr_chain_within_limit
 } else := gr_deny("human_required", sprintf("%s requires a human present; agents may not call it", [tool]), 403) if {
 	tool in cfg.human_only_tools
-	principal.kind != "human"
+	input.principal.kind != "human"
 } else := gr_deny("agent_destructive_tool", sprintf("an agent acting for a user may not call destructive tool %s", [tool]), 403) if {
-	principal.kind == "agent_for_user"
+	input.principal.kind == "agent_for_user"
 	tool in cfg.destructive_tools
 } else := gr_deny("agent_not_registered", sprintf("agent %q has no allow-list for server %q", [agent_id, input.server.id]), 403) if {
-	principal.kind != "human"
+	input.principal.kind != "human"
 	not agent_tools
 } else := gr_deny("agent_tool_not_allowed", sprintf("agent %q may not call %s", [agent_id, tool]), 403) if {
-	principal.kind != "human"
+	input.principal.kind != "human"
 	not tool in agent_tools
 } else := gr_deny("role_not_allowed", role_message, 403) if {
-	principal.kind != "agent"
+	input.principal.kind != "agent"
 	not tool in user_tools
 } else := gr_allow("allowed")
 
 # The agent is the current actor when acting for a user, the subject
 # (falling back to the client id) when acting alone.
-agent_id := principal.actor.sub if {
-	principal.kind == "agent_for_user"
-	principal.actor.sub != ""
-} else := principal.actor.client_id if {
-	principal.kind == "agent_for_user"
-} else := principal.subject if {
-	principal.subject != ""
-} else := principal.client_id
+agent_id := input.principal.actor.sub if {
+	input.principal.kind == "agent_for_user"
+	input.principal.actor.sub != ""
+} else := input.principal.actor.client_id if {
+	input.principal.kind == "agent_for_user"
+} else := input.principal.subject if {
+	input.principal.subject != ""
+} else := input.principal.client_id
 
 agent_tools := cfg.agents[input.server.id][agent_id]
 
@@ -120,16 +118,16 @@ gr_chain_message := sprintf("%d actors in the delegation chain, at most %d allow
 
 # The current actor plus every prior actor of nested `act` claims.
 actor_count := 1 + count(prior_actors) if {
-	is_object(principal.actor)
+	is_object(input.principal.actor)
 } else := 0
 
-prior_actors := principal.chain if {
-	is_array(principal.chain)
+prior_actors := input.principal.chain if {
+	is_array(input.principal.chain)
 } else := []
 
 # Roles come from the token's `roles` claim, which must be an array (an
 # object's values are not roles); non-strings in it are ignored.
-roles := [r | is_array(principal.claims.roles); some r in principal.claims.roles; is_string(r)]
+roles := [r | is_array(input.principal.claims.roles); some r in input.principal.claims.roles; is_string(r)]
 
 user_tools contains t if {
 	some r in roles

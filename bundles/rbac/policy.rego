@@ -12,15 +12,13 @@ package mcpauthz
 
 cfg := data.mcpauthz.rbac
 
-principal := input.principal
-
 tool := input.mcp.tool
 
 required_scope := cfg.tool_scopes[tool]
 
 # Roles come from the token's `roles` claim, which must be an array (an
 # object's values are not roles); non-strings in it are ignored.
-roles := [r | is_array(principal.claims.roles); some r in principal.claims.roles; is_string(r)]
+roles := [r | is_array(input.principal.claims.roles); some r in input.principal.claims.roles; is_string(r)]
 
 role_tools contains t if {
 	some r in roles
@@ -28,7 +26,7 @@ role_tools contains t if {
 }
 
 # Only an explicit `true` counts; a missing field is unauthenticated.
-authenticated if principal.authenticated == true
+authenticated if input.principal.authenticated == true
 
 known_kinds := {"human", "agent_for_user", "agent"}
 
@@ -157,7 +155,7 @@ allow_housekeeping := {
 	"scopes": [],
 }
 
-response_message := sprintf("principal kind %q may not answer server requests (elicitation, sampling, roots): a person must be present", [principal.kind])
+response_message := sprintf("principal kind %q may not answer server requests (elicitation, sampling, roots): a person must be present", [input.principal.kind])
 
 method_message := sprintf("%q with an id is a request, not a notification", [input.mcp.method]) if {
 	input.mcp.kind == "request"
@@ -170,16 +168,16 @@ method_message := sprintf("%q with an id is a request, not a notification", [inp
 # explains why. When every other check passes, the scope is what is missing.
 tool_decision := deny("unknown_tool", sprintf("tool %q is not known", [tool]), 403) if {
 	not required_scope
-} else := deny("unknown_principal_kind", sprintf("principal kind %q may not call tools", [principal.kind]), 403) if {
-	not principal.kind in known_kinds
+} else := deny("unknown_principal_kind", sprintf("principal kind %q may not call tools", [input.principal.kind]), 403) if {
+	not input.principal.kind in known_kinds
 } else := deny("agent_destructive_tool", sprintf("an agent acting for a user may not call %s", [tool]), 403) if {
-	principal.kind == "agent_for_user"
+	input.principal.kind == "agent_for_user"
 	tool in cfg.destructive_tools
 } else := deny("agent_tool_not_allowed", sprintf("an autonomous agent may not call %s", [tool]), 403) if {
-	principal.kind == "agent"
+	input.principal.kind == "agent"
 	not tool in cfg.agents_allowed_tools
 } else := deny("role_not_allowed", role_message, 403) if {
-	principal.kind != "agent"
+	input.principal.kind != "agent"
 	not tool in role_tools
 } else := insufficient_scope
 
