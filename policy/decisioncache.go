@@ -116,8 +116,11 @@ const (
 	maxClaimDepth   = 16
 )
 
+// claimsBit is input.principal.claims's bit (principalBit).
+var claimsBit = principalBit("claims")
+
 func appendPrincipalKey(buf []byte, pp *PreparedPrincipal, u inputUse) []byte {
-	if !u.wholePrincipal && (u.principal&principalBit("claims") == 0 || !u.allClaims) {
+	if !u.wholePrincipal && (u.principal&claimsBit == 0 || !u.allClaims) {
 		start := len(buf)
 		out, ok := appendPrincipalContent(append(buf, keyByContent), &pp.p, u)
 		if ok && len(out)-start <= maxPrincipalKey {
