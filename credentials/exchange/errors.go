@@ -124,6 +124,11 @@ func sanitize(s string, secrets ...string) string {
 		}
 	}
 	s = tokenLike.ReplaceAllString(s, "[redacted]")
+	if len(s) > maxDescription { // ASCII only by now: a byte cut is a character cut
+		s = s[:maxDescription] + "..."
+	}
+	// Checked on exactly what is returned: the ellipsis, like a
+	// replacement, can complete a piece of a secret ("000" + "...").
 	for _, sec := range secrets {
 		if len(sec) < 4 {
 			continue
@@ -131,9 +136,6 @@ func sanitize(s string, secrets ...string) string {
 		if clean := descriptionChars(sec); strings.Contains(s, sec) || (len(clean) >= 4 && strings.Contains(s, clean)) {
 			return "[redacted]"
 		}
-	}
-	if len(s) > maxDescription {
-		s = s[:maxDescription] + "..."
 	}
 	return s
 }
