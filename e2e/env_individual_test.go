@@ -319,7 +319,7 @@ func (e *indivEnv) openStore(t *testing.T) (*connections.Manager, func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return m, func() { _ = st.Close() }
+	return m, func() { m.Wait(); _ = st.Close() }
 }
 
 // --- the upstream MCP server ---------------------------------------------

@@ -104,7 +104,7 @@ func (w *connWorld) manager(t *testing.T, keys ...string) (*connections.Manager,
 	if err := m.Register("wiki", connections.ModeServiceAccount, p); err != nil {
 		t.Fatal(err)
 	}
-	return m, func() { _ = st.Close() }
+	return m, func() { m.Wait(); _ = st.Close() }
 }
 
 // connect runs the connect flow for key, signing in at the provider as user.

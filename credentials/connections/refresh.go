@@ -652,10 +652,16 @@ func (m *Manager) rejectRefresh(ctx context.Context, key Key, gen int64) error {
 	return unavailable(err)
 }
 
+// Wait blocks until the background writes a lookup may start (recording
+// LastUsedAt) have ended. Run calls it on return; a caller that never runs
+// the Manager calls it before closing the Store.
+func (m *Manager) Wait() { m.wg.Wait() }
+
 // Run refreshes connections in the background until ctx is done: a sweep
-// at start and then every RefreshInterval.
+// at start and then every RefreshInterval. It returns once its background
+// writes have ended.
 func (m *Manager) Run(ctx context.Context) {
-	defer m.wg.Wait()
+	defer m.Wait()
 	m.sweep(ctx)
 	t := time.NewTicker(m.cfg.RefreshInterval)
 	defer t.Stop()

@@ -137,6 +137,7 @@ func newConnWorldClock(t testing.TB, realClock bool) *connWorld {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(m.Wait) // before the store closes: a lookup's LastUsedAt write may still run
 	w := &connWorld{m: m, p: p, clock: clock, prov: connections.ProviderConfig{
 		Issuer: issuer, ClientID: testClientID, ClientSecret: &secret.Ref{Env: "OUTBOUND_CONN_CS"}, Scopes: []string{"docs.read"}}}
 	for id, mode := range map[string]string{"docs": connections.ModeIndividual, "docs-org": connections.ModeServiceAccount} {
