@@ -13,31 +13,42 @@ import (
 // for one JSON object (FuzzDecodeClaims compares them): numbers as
 // json.Number holding their literal, duplicate names keeping the last
 // value, escapes and invalid UTF-8 decoded by encoding/json itself. It
-// validates the whole input with json.Valid first and then walks it
-// without re-checking the grammar. Strings without escapes that are valid
-// UTF-8 are not copied: they point into b, which the caller hands over and
-// must never modify.
+// checks the grammar as it walks, in one pass, and accepts exactly what
+// json.Valid accepts; on any refusal encoding/json describes the problem.
+// Strings without escapes that are valid UTF-8 are not copied: they point
+// into b, which the caller hands over and must never modify.
 
 // maxClaimsDepth matches encoding/json's nesting limit.
 const maxClaimsDepth = 10000
 
-var errNotObject = errors.New("identity: claims are not a JSON object")
+var (
+	errNotObject = errors.New("identity: claims are not a JSON object")
+	// errSyntax is internal: decodeClaimsOwned replaces it with
+	// encoding/json's description.
+	errSyntax = errors.New("identity: claims: invalid JSON")
+)
 
 func decodeClaimsOwned(b []byte) (map[string]any, error) {
 	i := skipWS(b, 0)
 	if i == len(b) || b[i] != '{' {
 		return nil, errNotObject
 	}
-	if !json.Valid(b) {
-		// Let encoding/json describe the problem.
-		var v any
-		if err := json.Unmarshal(b, &v); err != nil {
-			return nil, errors.New("identity: claims: " + err.Error())
-		}
-		return nil, errors.New("identity: claims: invalid JSON")
-	}
 	d := claimsDecoder{b: b, i: i}
 	m, err := d.object(0)
+	if err == nil {
+		d.ws()
+		if d.i != len(b) {
+			err = errSyntax
+		}
+	}
+	if err == errSyntax {
+		// Let encoding/json describe the problem.
+		var v any
+		if uerr := json.Unmarshal(b, &v); uerr != nil {
+			return nil, errors.New("identity: claims: " + uerr.Error())
+		}
+		return nil, errSyntax
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -58,6 +69,16 @@ func skipWS(b []byte, i int) int {
 
 func (d *claimsDecoder) ws() { d.i = skipWS(d.b, d.i) }
 
+// next returns the byte at d.i after white space, 0 at the end (0 is never
+// valid there).
+func (d *claimsDecoder) next() byte {
+	d.ws()
+	if d.i == len(d.b) {
+		return 0
+	}
+	return d.b[d.i]
+}
+
 // object decodes the object at d.i (a '{').
 func (d *claimsDecoder) object(depth int) (map[string]any, error) {
 	if depth >= maxClaimsDepth {
@@ -69,32 +90,37 @@ func (d *claimsDecoder) object(depth int) (map[string]any, error) {
 		hint = 16 // a token's top level: most hold 8 to 16 claims
 	}
 	m := make(map[string]any, hint)
-	d.ws()
-	if d.b[d.i] == '}' {
+	if d.next() == '}' {
 		d.i++
 		return m, nil
 	}
 	for {
-		d.ws()
+		if d.next() != '"' {
+			return nil, errSyntax
+		}
 		k, err := d.str()
 		if err != nil {
 			return nil, err
 		}
-		d.ws()
-		d.i++ // ':'
+		if d.next() != ':' {
+			return nil, errSyntax
+		}
+		d.i++
 		d.ws()
 		v, err := d.value(depth + 1)
 		if err != nil {
 			return nil, err
 		}
 		m[k] = v
-		d.ws()
-		c := d.b[d.i]
-		d.i++
-		if c == '}' {
+		switch d.next() {
+		case '}':
+			d.i++
 			return m, nil
+		case ',':
+			d.i++
+		default:
+			return nil, errSyntax
 		}
-		// c == ','
 	}
 }
 
@@ -104,8 +130,7 @@ func (d *claimsDecoder) array(depth int) ([]any, error) {
 	}
 	d.i++ // '['
 	out := []any{}
-	d.ws()
-	if d.b[d.i] == ']' {
+	if d.next() == ']' {
 		d.i++
 		return out, nil
 	}
@@ -116,17 +141,24 @@ func (d *claimsDecoder) array(depth int) ([]any, error) {
 			return nil, err
 		}
 		out = append(out, v)
-		d.ws()
-		c := d.b[d.i]
-		d.i++
-		if c == ']' {
+		switch d.next() {
+		case ']':
+			d.i++
 			return out, nil
+		case ',':
+			d.i++
+		default:
+			return nil, errSyntax
 		}
 	}
 }
 
+// value decodes the value at d.i (white space already skipped).
 func (d *claimsDecoder) value(depth int) (any, error) {
-	switch c := d.b[d.i]; c {
+	if d.i == len(d.b) {
+		return nil, errSyntax
+	}
+	switch d.b[d.i] {
 	case '{':
 		return d.object(depth)
 	case '[':
@@ -134,24 +166,68 @@ func (d *claimsDecoder) value(depth int) (any, error) {
 	case '"':
 		return d.str()
 	case 't':
-		d.i += 4
-		return true, nil
+		return true, d.literal("true")
 	case 'f':
-		d.i += 5
-		return false, nil
+		return false, d.literal("false")
 	case 'n':
-		d.i += 4
-		return nil, nil
+		return nil, d.literal("null")
 	}
 	start := d.i
-	for d.i < len(d.b) {
-		c := d.b[d.i]
-		if !(c >= '0' && c <= '9' || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E') {
-			break
-		}
-		d.i++
+	if !d.number() {
+		return nil, errSyntax
 	}
 	return json.Number(d.view(start, d.i)), nil
+}
+
+// literal consumes lit exactly.
+func (d *claimsDecoder) literal(lit string) error {
+	if len(d.b)-d.i < len(lit) || string(d.b[d.i:d.i+len(lit)]) != lit {
+		return errSyntax
+	}
+	d.i += len(lit)
+	return nil
+}
+
+// number consumes -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?.
+func (d *claimsDecoder) number() bool {
+	if d.at('-') {
+		d.i++
+	}
+	switch {
+	case d.at('0'):
+		d.i++
+	case d.i < len(d.b) && d.b[d.i] >= '1' && d.b[d.i] <= '9':
+		d.digits()
+	default:
+		return false
+	}
+	if d.at('.') {
+		d.i++
+		if d.digits() == 0 {
+			return false
+		}
+	}
+	if d.at('e') || d.at('E') {
+		d.i++
+		if d.at('+') || d.at('-') {
+			d.i++
+		}
+		if d.digits() == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func (d *claimsDecoder) at(c byte) bool { return d.i < len(d.b) && d.b[d.i] == c }
+
+// digits consumes [0-9]* and says how many.
+func (d *claimsDecoder) digits() int {
+	start := d.i
+	for d.i < len(d.b) && d.b[d.i] >= '0' && d.b[d.i] <= '9' {
+		d.i++
+	}
+	return d.i - start
 }
 
 // str decodes the string at d.i (a '"').
@@ -159,7 +235,7 @@ func (d *claimsDecoder) str() (string, error) {
 	start := d.i
 	d.i++
 	plain := true
-	for {
+	for d.i < len(d.b) {
 		c := d.b[d.i]
 		switch {
 		case c == '"':
@@ -172,9 +248,13 @@ func (d *claimsDecoder) str() (string, error) {
 				return "", errors.New("identity: claims: " + err.Error())
 			}
 			return s, nil
+		case c < 0x20:
+			return "", errSyntax
 		case c == '\\':
 			plain = false
-			d.i += 2
+			if !d.escape() {
+				return "", errSyntax
+			}
 			continue
 		case c >= utf8.RuneSelf:
 			if plain {
@@ -190,6 +270,31 @@ func (d *claimsDecoder) str() (string, error) {
 		}
 		d.i++
 	}
+	return "", errSyntax
+}
+
+// escape consumes the escape at d.i (a backslash).
+func (d *claimsDecoder) escape() bool {
+	if d.i+1 >= len(d.b) {
+		return false
+	}
+	switch d.b[d.i+1] {
+	case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+		d.i += 2
+		return true
+	case 'u':
+		if len(d.b)-d.i < 6 {
+			return false
+		}
+		for _, h := range d.b[d.i+2 : d.i+6] {
+			if !('0' <= h && h <= '9' || 'a' <= h && h <= 'f' || 'A' <= h && h <= 'F') {
+				return false
+			}
+		}
+		d.i += 6
+		return true
+	}
+	return false
 }
 
 // view returns b[from:to] as a string without copying.

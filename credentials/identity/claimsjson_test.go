@@ -52,6 +52,13 @@ var claimsCorpus = []string{
 	`{"a":"ctl` + "\x01" + `"}`,
 	`{"a":` + strings.Repeat("[", 10001) + strings.Repeat("]", 10001) + `}`,
 	`{"a":` + strings.Repeat("[", 9990) + strings.Repeat("]", 9990) + `}`,
+	// The grammar, checked while walking (no json.Valid pass).
+	`{"a":-}`, `{"a":-01}`, `{"a":1.}`, `{"a":.5}`, `{"a":1e}`, `{"a":1e+}`, `{"a":1E-7}`, `{"a":+1}`, `{"a":0x1}`,
+	`{"a":-0.0e0}`, `{"a":12a}`, `{"a":tru}`, `{"a":truex}`, `{"a":nulll}`, `{"a":falsE}`,
+	`{"a" "b"}`, `{"a":1 "b":2}`, `{"a":[1 2]}`, `{"a":[1,]}`, `{"a":[,1]}`, `{,"a":1}`, `{"a"}`, `{"a":}`, `{1:2}`,
+	`{"a":"\x"}`, `{"a":"\u12"}`, `{"a":"\u12G4"}`, `{"a":"\uABCDef"}`, `{"a":"\`, `{"a":"x\"}`, `{"a":"x`,
+	`{"a":[`, `{"a":{`, `{"a":{"b":1}`, `{"a":1}   `, "{\"a\":1}\x00", "{\"a\"\x00:1}", `{"a":1}]`,
+	"{\"a\":\"tab\there\"}", "{\"\xff\":\"\xc0\xaf\"}", `{"a":"\u2028"}`, "{\"a\":\"\u2028\"}", `{"":""}`,
 }
 
 func TestDecodeClaimsMatchesEncodingJSON(t *testing.T) {
