@@ -38,9 +38,6 @@ func (s *Service) handoff(rec *record, srv *mcpServer, derived *preparedEntry, c
 		Kind: rec.Kind, Server: srv.id, Protocol: call.Version, Revision: rec.Revision,
 		DecisionID: rec.ID, Credential: credMode, Connection: connKey, Transport: extproc.TransportStreamable,
 	}
-	if derived != nil {
-		md.Principal = derived.handle
-	}
 	if call.Transport == mcp.TransportLegacySSE {
 		md.Transport = extproc.TransportLegacySSE
 	}
@@ -60,6 +57,12 @@ func (s *Service) handoff(rec *record, srv *mcpServer, derived *preparedEntry, c
 		md.Method, md.RPCKind = m.Method, m.Kind.String()
 		if m.ID != nil {
 			md.RequestID = string(m.ID)
+		}
+	}
+	if derived != nil {
+		md.Principal = derived.handle
+		if md.UsesPrincipal() {
+			s.prepared.publish(derived)
 		}
 	}
 	return md

@@ -36,7 +36,7 @@ type preparedPrincipals struct {
 // the table never keeps evicted callers' claims in memory; a collected
 // entry's handle is removed by a cleanup (runtime.AddCleanup), and a handle
 // whose entry is gone resolves to nothing, so ext_proc fails closed for it
-// until the principal's next Check registers it again. Bounded: when full,
+// until a later Check of the principal publishes it again. Bounded: when full,
 // expired entries go first, then arbitrary ones, a sixteenth of the table
 // at once so the sweep is paid once per many insertions, not on each.
 //
@@ -120,6 +120,8 @@ type preparedEntry struct {
 	// handle names the entry in ext_proc metadata (principalHandle).
 	handle string
 	id     uint64 // unique within its table (handleTable.has)
+	// cleanup is set once the entry's handle cleanup is added (publish).
+	cleanup atomic.Bool
 	// from is the table that made the entry: a Principal shared by two
 	// Services (one verifier) is attached to the first one's entry, and
 	// the other, whose signing keys differ, must not use it.
@@ -134,11 +136,10 @@ func newPreparedPrincipals(size int64, now func() time.Time) *preparedPrincipals
 
 // get returns what the hot path derives from p. Its pp is nil when p cannot
 // be prepared (the caller then converts on the fly and gets the error).
+// The entry's handle is not registered for ext_proc: publish does that, for
+// the exchanges ext_proc evaluates.
 func (c *preparedPrincipals) get(p *identity.Principal) *preparedEntry {
 	if e, ok := p.Memo().(*preparedEntry); ok && e.from == c {
-		if !c.handles.has(e.handle, e) {
-			c.register(e, c.now())
-		}
 		return e
 	}
 	e := &preparedEntry{p: p, owner: principalKey(p), from: c, id: c.ids.Add(1)}
@@ -154,9 +155,22 @@ func (c *preparedPrincipals) get(p *identity.Principal) *preparedEntry {
 	if won, ok := p.AttachMemo(e).(*preparedEntry); ok && won != e && won.from == c {
 		return won // a concurrent Check prepared it first
 	}
-	runtime.AddCleanup(e, c.dropHandle, handleKey{e.handle, e.id})
-	c.register(e, c.now())
 	return e
+}
+
+// publish registers e's handle, so ext_proc resolves it, unless it is
+// already registered. Only exchanges whose response ext_proc evaluates
+// (extproc.Metadata.UsesPrincipal) publish: most calls never pay for the
+// table or the cleanup. An entry that could not be prepared is never
+// published (ext_proc then fails closed for it).
+func (c *preparedPrincipals) publish(e *preparedEntry) {
+	if e.pp == nil || e.from != c || c.handles.has(e.handle, e) {
+		return
+	}
+	if e.cleanup.CompareAndSwap(false, true) {
+		runtime.AddCleanup(e, c.dropHandle, handleKey{e.handle, e.id})
+	}
+	c.register(e, c.now())
 }
 
 // dropHandleKey is the cleanup of a collected entry.

@@ -19,10 +19,11 @@ func testPrincipal(now time.Time, n int) *identity.Principal {
 }
 
 // TestPreparedPrincipalsAttached: a principal is prepared once however
-// many Checks (concurrent or not) use it; another Service using the same
-// Principal (one shared verifier) gets its own entry; a handle swept out
-// of the full ext_proc table is put back by the principal's next Check,
-// and the table never exceeds its bound.
+// many Checks (concurrent or not) use it; its handle resolves only once
+// published; another Service using the same Principal (one shared
+// verifier) gets its own entry; a handle swept out of the full ext_proc
+// table is put back by the principal's next publishing Check, and the
+// table never exceeds its bound.
 func TestPreparedPrincipalsAttached(t *testing.T) {
 	now := time.Now()
 	pp := newPreparedPrincipals(100, func() time.Time { return now })
@@ -39,6 +40,12 @@ func TestPreparedPrincipalsAttached(t *testing.T) {
 		}
 	}
 	first := got[0]
+	if pp.byHandle(first.handle) != nil || first.cleanup.Load() {
+		t.Fatal("handle registered before it was published")
+	}
+	for range 3 {
+		pp.publish(first)
+	}
 	if pp.byHandle(first.handle) != first {
 		t.Fatal("handle does not resolve")
 	}
@@ -46,8 +53,12 @@ func TestPreparedPrincipalsAttached(t *testing.T) {
 	if e := other.get(p); e == first || e.from != other {
 		t.Error("a second Service used the first one's entry")
 	}
+	other.publish(first) // not its entry: refused
+	if other.byHandle(first.handle) != nil {
+		t.Error("a Service published another one's entry")
+	}
 	for i := 1; i <= 1000; i++ {
-		pp.get(testPrincipal(now, i))
+		pp.publish(pp.get(testPrincipal(now, i)))
 		if n := pp.handles.len(); n > 100 {
 			t.Fatalf("handle table holds %d, bound 100", n)
 		}
@@ -56,15 +67,21 @@ func TestPreparedPrincipalsAttached(t *testing.T) {
 	if pp.byHandle(first.handle) != nil {
 		t.Fatal("handle still resolves after removal")
 	}
-	if pp.get(p) != first || pp.byHandle(first.handle) != first {
-		t.Error("handle not restored by the next Check")
+	if pp.get(p) != first || pp.byHandle(first.handle) != nil {
+		t.Error("a Check that does not publish restored the handle")
+	}
+	pp.publish(pp.get(p))
+	if pp.byHandle(first.handle) != first {
+		t.Error("handle not restored by the next publishing Check")
 	}
 	// The table holds entries weakly: once the token cache lets the
 	// Principal go, its entry (claims included) is collected, and the
 	// entry's cleanup removes its handle.
 	h := func() string {
 		gone := testPrincipal(now, 6000)
-		return pp.get(gone).handle
+		e := pp.get(gone)
+		pp.publish(e)
+		return e.handle
 	}()
 	runtime.GC()
 	runtime.GC()
@@ -80,7 +97,9 @@ func TestPreparedPrincipalsAttached(t *testing.T) {
 	runtime.KeepAlive(p)
 	expired := testPrincipal(now, 5000)
 	expired.ExpiresAt = now.Add(-time.Second)
-	if e := pp.get(expired); pp.byHandle(e.handle) != nil {
+	e := pp.get(expired)
+	pp.publish(e)
+	if pp.byHandle(e.handle) != nil {
 		t.Error("an expired principal's handle was registered")
 	}
 }

@@ -22,8 +22,11 @@ import (
 )
 
 // fakePolicy allows, per principal handle, the names listed; it records
-// what it was asked.
+// what it was asked. It fails the test when asked about an exchange whose
+// metadata does not say UsesPrincipal: ext_authz registers the principal's
+// handle only for those, so any other evaluation would find no principal.
 type fakePolicy struct {
+	t     *testing.T
 	mu    sync.Mutex
 	allow map[string][]string
 	asked []string
@@ -33,6 +36,9 @@ type fakePolicy struct {
 func (p *fakePolicy) Allowed(_ context.Context, m *Metadata, kind EntryKind, name string) (bool, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if !m.UsesPrincipal() {
+		p.t.Errorf("evaluated %s for an exchange that does not use its principal: %+v", name, m)
+	}
 	p.asked = append(p.asked, m.Principal+"/"+string(kind)+":"+name)
 	if p.err != nil {
 		return false, p.err
@@ -73,7 +79,7 @@ type testProc struct {
 func newTestProc(t *testing.T) *testProc {
 	t.Helper()
 	tp := &testProc{
-		policy: &fakePolicy{allow: map[string][]string{"alice": {"readDocument", "shareDocument"}, "bob": {"readDocument"}}},
+		policy: &fakePolicy{t: t, allow: map[string][]string{"alice": {"readDocument", "shareDocument"}, "bob": {"readDocument"}}},
 		learn:  &fakeLearner{}, caps: NewCapabilityStore(0, 0, nil),
 	}
 	var err error
@@ -321,6 +327,43 @@ func TestProcessPassesWhatIsNotAList(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestOnlyPrincipalUsersEvaluate sends every kind of exchange a list
+// answer, as JSON and as SSE: the processor evaluates only those whose
+// metadata says UsesPrincipal (fakePolicy fails the test otherwise), and
+// does evaluate list requests.
+func TestOnlyPrincipalUsersEvaluate(t *testing.T) {
+	tp := newTestProc(t)
+	methods := []string{"tools/list", "prompts/list", "resources/list", "resources/templates/list", "tools/call", "initialize", "ping", "notifications/initialized", ""}
+	answers := []struct{ ct, body string }{
+		{"application/json", toolsJSON},
+		{"text/event-stream", "event: message\ndata: " + toolsJSON + "\n\n"},
+	}
+	for _, method := range methods {
+		for _, kind := range []string{"request", "notification", "stream"} {
+			for _, tr := range []string{TransportStreamable, TransportLegacySSE} {
+				for _, a := range answers {
+					m := &Metadata{Principal: "alice", Server: "docs", Method: method, RPCKind: kind, RequestID: "7", Transport: tr, Session: SessionKey("docs", "s-"+method)}
+					if kind == "stream" {
+						m.Method, m.RequestID = "", ""
+					}
+					tp.policy.mu.Lock()
+					tp.policy.asked = nil
+					tp.policy.mu.Unlock()
+					tp.exchange(t, reqHeaders(m, false), respHeaders(nil, false, ":status", "200", "content-type", a.ct), respBody(a.body, true))
+					tp.policy.mu.Lock()
+					asked := len(tp.policy.asked)
+					tp.policy.mu.Unlock()
+					if want := kind == "request" && tr == TransportStreamable && isListMethod(method); want && asked == 0 {
+						t.Errorf("%s %s %s (%s): a list answer was not evaluated", method, kind, tr, a.ct)
+					}
+				}
+			}
+		}
+	}
+	batch := &Metadata{Principal: "alice", Server: "docs", RPCKind: "request", Batch: true, BatchMethods: []string{"tools/call", "ping"}, Transport: TransportStreamable}
+	tp.exchange(t, reqHeaders(batch, false), respHeaders(nil, false, ":status", "200", "content-type", "application/json"), respBody("["+toolsJSON+"]", true))
 }
 
 func TestProcessLearnsUpstream401(t *testing.T) {

@@ -284,6 +284,13 @@ func validID(b []byte) bool {
 	return err == nil && end == len(b)
 }
 
+// UsesPrincipal reports whether ext_proc may evaluate the policy for this
+// exchange, and so must resolve Principal: a list request's answer (JSON or
+// SSE, or a legacy SSE POST whose answer arrives on the GET stream), or a
+// GET stream, which may carry answers to lists. ext_authz registers the
+// principal's handle only for these.
+func (m *Metadata) UsesPrincipal() bool { return m.RPCKind == "stream" || isListMethod(m.Method) }
+
 // listMethods are the methods whose results ext_proc filters.
 var listMethods = []string{"tools/list", "prompts/list", "resources/list", "resources/templates/list"}
 
