@@ -73,9 +73,7 @@ func benchmarkPrepared(b *testing.B, cacheSize int) {
 		b.Fatal(err)
 	}
 	in := toolCall("human", []any{"editor"}, []string{"openid", "docs:read", "docs:write"}, "updateDocument")
-	if in.PreparedPrincipal, err = PreparePrincipal(in.Principal); err != nil {
-		b.Fatal(err)
-	}
+	in.PreparedPrincipal = PreparePrincipal(in.Principal)
 	in.PreparedServer = PrepareServer(in.Server)
 	ctx := context.Background()
 	if d, err := e.Evaluate(ctx, in); err != nil || !d.Allow {
@@ -106,9 +104,7 @@ func BenchmarkEvaluateBundles(b *testing.B) {
 				in := toolCall("human", []any{"editor"}, []string{"openid", "docs:read", "docs:write"}, "readDocument")
 				in.MCP.Arguments = []byte(`{"id":"doc-1"}`)
 				in.Principal.Scopes = []string{"docs:read"}
-				if in.PreparedPrincipal, err = PreparePrincipal(in.Principal); err != nil {
-					b.Fatal(err)
-				}
+				in.PreparedPrincipal = PreparePrincipal(in.Principal)
 				in.PreparedServer = PrepareServer(in.Server)
 				ctx := context.Background()
 				if d, err := e.Evaluate(ctx, in); err != nil || !d.Allow {

@@ -8,16 +8,14 @@ import (
 	"reflect"
 	"runtime"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 )
 
 func prepared(t *testing.T, in *Input) *Input {
 	t.Helper()
-	var err error
-	if in.PreparedPrincipal, err = PreparePrincipal(in.Principal); err != nil {
-		t.Fatal(err)
-	}
+	in.PreparedPrincipal = PreparePrincipal(in.Principal)
 	in.PreparedServer = PrepareServer(in.Server)
 	return in
 }
@@ -225,6 +223,67 @@ func TestDecisionSharedByWhatPolicyReads(t *testing.T) {
 	before = e.DecisionCacheStats()
 	if carol := eval(user("carol", "nobody")); carol.Allow || e.DecisionCacheStats().Hits != before.Hits {
 		t.Fatalf("carol (another role) got a shared decision: %+v", carol)
+	}
+}
+
+// TestPreparedPrincipalConvertedOnFirstMiss: a prepared principal is
+// converted by the first evaluation that runs the policy and never by a
+// decision-cache hit; concurrent first evaluations agree and keep one
+// converted form; a principal that cannot be converted fails every
+// evaluation that runs the policy (fail closed), and nothing is kept.
+func TestPreparedPrincipalConvertedOnFirstMiss(t *testing.T) {
+	ctx := context.Background()
+	user := func(sub string, claims map[string]any) *Input {
+		in := toolCall("human", []any{"viewer"}, []string{"docs:read"}, "readDocument")
+		in.Principal.Subject = sub
+		for k, v := range claims {
+			in.Principal.Claims[k] = v
+		}
+		return prepared(t, in)
+	}
+	cached := newEngine(t, Config{Bundles: []BundleSource{{Path: rbacBundle}}, DecisionCacheSize: 1000})
+	alice, bob := user("alice", nil), user("bob", nil)
+	bob.PreparedServer = alice.PreparedServer
+	for _, in := range []*Input{alice, bob} {
+		if d, err := cached.Evaluate(ctx, in); err != nil || !d.Allow {
+			t.Fatalf("%s: %+v %v", in.Principal.Subject, d, err)
+		}
+		cached.snap.Load().decisionsWait()
+	}
+	if alice.PreparedPrincipal.term.Load() == nil {
+		t.Error("the evaluation that ran the policy did not keep the converted principal")
+	}
+	if bob.PreparedPrincipal.term.Load() != nil {
+		t.Error("a decision-cache hit converted the principal")
+	}
+
+	uncached := newEngine(t, Config{Bundles: []BundleSource{{Path: rbacBundle}}, DecisionCacheSize: -1})
+	carol := user("carol", nil)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			if d, err := uncached.Evaluate(ctx, carol); err != nil || !d.Allow {
+				t.Errorf("carol: %+v %v", d, err)
+			}
+		})
+	}
+	wg.Wait()
+	kept := carol.PreparedPrincipal.term.Load()
+	if kept == nil {
+		t.Fatal("not converted")
+	}
+	if _, err := uncached.Evaluate(ctx, carol); err != nil || carol.PreparedPrincipal.term.Load() != kept {
+		t.Fatalf("converted again: %v", err)
+	}
+
+	broken := user("mallory", map[string]any{"odd": make(chan int)})
+	for range 2 {
+		if d, err := uncached.Evaluate(ctx, broken); err == nil || d.Allow {
+			t.Fatalf("an unconvertible principal was evaluated: %+v %v", d, err)
+		}
+	}
+	if broken.PreparedPrincipal.term.Load() != nil {
+		t.Error("a failed conversion was kept")
 	}
 }
 

@@ -105,12 +105,8 @@ func TestExplainInputIsFull(t *testing.T) {
 		t.Fatal("test premise: rbac should not read headers or labels")
 	}
 	in := explainInput("readDocument", []any{"viewer"}, []string{"docs:read"}, `{"id":"d1","n":[1,2]}`)
-	pp, err := PreparePrincipal(in.Principal)
-	if err != nil {
-		t.Fatal(err)
-	}
-	in.PreparedPrincipal = pp
-	in.Principal = Principal{Kind: pp.Principal().Kind}
+	in.PreparedPrincipal = PreparePrincipal(in.Principal)
+	in.Principal = Principal{Kind: in.PreparedPrincipal.Principal().Kind}
 	in.PreparedServer = PrepareServer(in.Server)
 	ex, err := e.Explain(context.Background(), in, false)
 	if err != nil {

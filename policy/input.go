@@ -3,6 +3,7 @@ package policy
 import (
 	"encoding/json"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -28,28 +29,47 @@ type Input struct {
 	Connection *Connection `json:"connection"`
 
 	// PreparedPrincipal and PreparedServer, when set, replace Principal and
-	// Server: they were converted once (per verified token, per configured
-	// server) and are reused by every evaluation, off the hot path.
+	// Server: they are converted once (per verified token, per configured
+	// server) and reused by every evaluation.
 	PreparedPrincipal *PreparedPrincipal `json:"-"`
 	PreparedServer    *PreparedServer    `json:"-"`
 }
 
-// PreparedPrincipal is a Principal converted for evaluation once. Immutable
-// and safe for concurrent use.
+// PreparedPrincipal is a Principal held for evaluation. Its converted form
+// (all of it, claims included) is built once, by the first evaluation that
+// needs it, and shared by every later one; an evaluation answered by the
+// decision cache never builds it, so a new caller who looks like an earlier
+// one to the policy costs no conversion at all. Safe for concurrent use.
 type PreparedPrincipal struct {
-	p    Principal
-	term *ast.Term
-	id   uint64 // unique per preparation (decision cache key)
+	p  Principal
+	id uint64 // unique per preparation (decision cache key)
+	// term is the converted principal once built. A principal that cannot
+	// be converted (a claim of an unsupported type) stores nothing and
+	// fails every evaluation with the conversion's error.
+	term atomic.Pointer[ast.Term]
 }
 
-// PreparePrincipal converts p (all of it, claims included) for reuse.
-func PreparePrincipal(p Principal) (*PreparedPrincipal, error) {
+// PreparePrincipal holds p for reuse. Nothing is converted yet.
+func PreparePrincipal(p Principal) *PreparedPrincipal {
+	return &PreparedPrincipal{p: p, id: preparedIDs.Add(1)}
+}
+
+// converted returns the converted principal, building it on first use.
+// Concurrent first uses may both build it; one result wins and is kept.
+func (pp *PreparedPrincipal) converted() (*ast.Term, error) {
+	if t := pp.term.Load(); t != nil {
+		return t, nil
+	}
+	p := &pp.p
 	slab := termSlab{terms: util.NewPtrSlice[ast.Term](16 + len(p.Scopes) + 4*len(p.Chain) + claimTerms(p.Claims))}
-	t, err := slab.principal(&p, allInput)
+	t, err := slab.principal(p, allInput)
 	if err != nil {
 		return nil, err
 	}
-	return &PreparedPrincipal{p: p, term: t, id: preparedIDs.Add(1)}, nil
+	if !pp.term.CompareAndSwap(nil, t) {
+		t = pp.term.Load()
+	}
+	return t, nil
 }
 
 // Principal returns the principal as given to PreparePrincipal.
@@ -289,7 +309,9 @@ func (in *Input) toValue(use inputUse) (ast.Value, error) {
 	}
 	var principal, server *ast.Term
 	if in.PreparedPrincipal != nil {
-		principal = in.PreparedPrincipal.term
+		if principal, err = in.PreparedPrincipal.converted(); err != nil {
+			return nil, err
+		}
 	} else if principal, err = slab.principal(p, use); err != nil {
 		return nil, err
 	}

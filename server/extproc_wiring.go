@@ -91,7 +91,7 @@ func (l listEvaluator) Allowed(ctx context.Context, meta *extproc.Metadata, kind
 		in.Principal = policyPrincipal(nil)
 	} else {
 		e := s.prepared.byHandle(meta.Principal)
-		if e == nil || e.pp == nil {
+		if e == nil {
 			return false, errors.New("server: list filter: the caller's principal is not known here (another replica decided the request, or it expired)")
 		}
 		in.PreparedPrincipal, in.Principal.Kind = e.pp, string(e.p.Kind)

@@ -113,7 +113,7 @@ func (t *handleTable) get(h string, now time.Time) *preparedEntry {
 
 type preparedEntry struct {
 	p     *identity.Principal
-	pp    *policy.PreparedPrincipal // nil when the principal cannot be prepared
+	pp    *policy.PreparedPrincipal // converted by its first evaluation
 	owner string                    // principalKey(p), the session owner
 	attr  signedAttributions        // headers.sign: per-server signed attribution
 	chain []outbound.Actor          // p.Chain for credential requests, converted once
@@ -134,9 +134,7 @@ func newPreparedPrincipals(size int64, now func() time.Time) *preparedPrincipals
 	return c
 }
 
-// get returns what the hot path derives from p. Its pp is nil when p cannot
-// be prepared (the caller then converts on the fly and gets the error).
-// The entry's handle is not registered for ext_proc: publish does that, for
+// get returns what the hot path derives from p. The entry's handle is not registered for ext_proc: publish does that, for
 // the exchanges ext_proc evaluates.
 func (c *preparedPrincipals) get(p *identity.Principal) *preparedEntry {
 	if e, ok := p.Memo().(*preparedEntry); ok && e.from == c {
@@ -147,11 +145,7 @@ func (c *preparedPrincipals) get(p *identity.Principal) *preparedEntry {
 	for _, a := range p.Chain {
 		e.chain = append(e.chain, outbound.Actor{Subject: actorSubject(&a), ClientID: a.ClientID, Issuer: a.Issuer})
 	}
-	pp, err := policy.PreparePrincipal(policyPrincipal(p))
-	if err != nil {
-		return e // not attached: the caller reports the error
-	}
-	e.pp = pp
+	e.pp = policy.PreparePrincipal(policyPrincipal(p)) // converted on first evaluation
 	if won, ok := p.AttachMemo(e).(*preparedEntry); ok && won != e && won.from == c {
 		return won // a concurrent Check prepared it first
 	}
@@ -161,10 +155,9 @@ func (c *preparedPrincipals) get(p *identity.Principal) *preparedEntry {
 // publish registers e's handle, so ext_proc resolves it, unless it is
 // already registered. Only exchanges whose response ext_proc evaluates
 // (extproc.Metadata.UsesPrincipal) publish: most calls never pay for the
-// table or the cleanup. An entry that could not be prepared is never
-// published (ext_proc then fails closed for it).
+// table or the cleanup.
 func (c *preparedPrincipals) publish(e *preparedEntry) {
-	if e.pp == nil || e.from != c || c.handles.has(e.handle, e) {
+	if e.from != c || c.handles.has(e.handle, e) {
 		return
 	}
 	if e.cleanup.CompareAndSwap(false, true) {

@@ -101,11 +101,8 @@ func BenchmarkFilterJSONPolicy(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	pp, err := policy.PreparePrincipal(policy.Principal{Authenticated: true, Kind: "human", Subject: "vera", Method: "jwt",
+	pp := policy.PreparePrincipal(policy.Principal{Authenticated: true, Kind: "human", Subject: "vera", Method: "jwt",
 		Scopes: []string{"docs:read"}, Claims: map[string]any{"roles": []any{"viewer"}}})
-	if err != nil {
-		b.Fatal(err)
-	}
 	ps := policy.PrepareServer(policy.Server{ID: "docs"})
 	ctx := context.Background()
 	d := func(_ EntryKind, name string) (bool, error) {
