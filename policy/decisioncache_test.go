@@ -229,8 +229,9 @@ func TestDecisionSharedByWhatPolicyReads(t *testing.T) {
 // TestPreparedPrincipalConvertedOnFirstMiss: a prepared principal is
 // converted by the first evaluation that runs the policy and never by a
 // decision-cache hit; concurrent first evaluations agree and keep one
-// converted form; a principal that cannot be converted fails every
-// evaluation that runs the policy (fail closed), and nothing is kept.
+// converted form; a principal whose claim the policy reads cannot be
+// converted fails every evaluation that runs the policy (fail closed), and
+// nothing is kept.
 func TestPreparedPrincipalConvertedOnFirstMiss(t *testing.T) {
 	ctx := context.Background()
 	user := func(sub string, claims map[string]any) *Input {
@@ -250,10 +251,10 @@ func TestPreparedPrincipalConvertedOnFirstMiss(t *testing.T) {
 		}
 		cached.snap.Load().decisionsWait()
 	}
-	if alice.PreparedPrincipal.term.Load() == nil {
+	if alice.PreparedPrincipal.conv.Load() == nil {
 		t.Error("the evaluation that ran the policy did not keep the converted principal")
 	}
-	if bob.PreparedPrincipal.term.Load() != nil {
+	if bob.PreparedPrincipal.conv.Load() != nil {
 		t.Error("a decision-cache hit converted the principal")
 	}
 
@@ -268,21 +269,21 @@ func TestPreparedPrincipalConvertedOnFirstMiss(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	kept := carol.PreparedPrincipal.term.Load()
+	kept := carol.PreparedPrincipal.conv.Load()
 	if kept == nil {
 		t.Fatal("not converted")
 	}
-	if _, err := uncached.Evaluate(ctx, carol); err != nil || carol.PreparedPrincipal.term.Load() != kept {
+	if _, err := uncached.Evaluate(ctx, carol); err != nil || carol.PreparedPrincipal.conv.Load() != kept {
 		t.Fatalf("converted again: %v", err)
 	}
 
-	broken := user("mallory", map[string]any{"odd": make(chan int)})
+	broken := user("mallory", map[string]any{"roles": []any{"viewer", make(chan int)}})
 	for range 2 {
 		if d, err := uncached.Evaluate(ctx, broken); err == nil || d.Allow {
 			t.Fatalf("an unconvertible principal was evaluated: %+v %v", d, err)
 		}
 	}
-	if broken.PreparedPrincipal.term.Load() != nil {
+	if broken.PreparedPrincipal.conv.Load() != nil {
 		t.Error("a failed conversion was kept")
 	}
 }
@@ -342,6 +343,18 @@ func TestDecisionCacheMatchesUncached(t *testing.T) {
 				want, err := plain.Evaluate(ctx, in)
 				if err != nil {
 					t.Fatal(err)
+				}
+				// And plain Rego over the whole input (nothing left out).
+				whole, err := in.toValue(allInput)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ref, err := plain.snap.Load().evalRego(ctx, whole)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if ref.Revision = want.Revision; !reflect.DeepEqual(ref, want) {
+					t.Fatalf("input %d (%s): evaluated %+v, rego over the whole input %+v", i, in.Principal.Subject, want, ref)
 				}
 				if !reflect.DeepEqual(got, want) {
 					t.Fatalf("input %d (%s): cached %+v, uncached %+v", i, in.Principal.Subject, got, want)

@@ -27,7 +27,9 @@ var shippedBundles = []string{"rbac", "abac", "guardrails", "scopes"}
 // organizations, actor chains, authentication and claims varied) plus
 // every input the bundle's own Rego tests evaluate the decision with
 // (their hostile section included), the fast path's decision (or error)
-// must equal plain rego.PreparedEvalQuery.Eval's.
+// on the input as the engine converts it (parts the policy does not read
+// left out) must equal plain rego.PreparedEvalQuery.Eval's on the whole
+// input.
 func TestFastPathMatchesRego(t *testing.T) {
 	ctx := context.Background()
 	for _, name := range shippedBundles {
@@ -35,12 +37,12 @@ func TestFastPathMatchesRego(t *testing.T) {
 			dir := filepath.Join("..", "bundles", name)
 			e := newEngine(t, Config{Bundles: []BundleSource{{Path: dir}}, DecisionCacheSize: -1})
 			snap := e.snap.Load()
-			corpus := generatedCorpus(t, dir, snap.use)
+			corpus, reference := generatedCorpus(t, dir, snap.use)
 			harvested := testInputs(t, dir)
 			if len(harvested) < 2 {
 				t.Fatalf("harvested %d inputs from the bundle's tests, want more", len(harvested))
 			}
-			corpus = append(corpus, harvested...)
+			corpus, reference = append(corpus, harvested...), append(reference, harvested...)
 			counts := map[string]int{}
 			native := 0
 			for i, in := range corpus {
@@ -50,9 +52,9 @@ func TestFastPathMatchesRego(t *testing.T) {
 					}
 				}
 				got, gerr := snap.evalFast(ctx, in)
-				want, werr := snap.evalRego(ctx, in)
+				want, werr := snap.evalRego(ctx, reference[i])
 				if !sameOutcome(got, gerr, want, werr) {
-					t.Fatalf("input %d: fast path %+v (err %v), rego %+v (err %v)\ninput: %v", i, got, gerr, want, werr, in)
+					t.Fatalf("input %d: fast path %+v (err %v), rego %+v (err %v)\ninput: %v\nwhole: %v", i, got, gerr, want, werr, in, reference[i])
 				}
 				counts[outcome(want, werr)]++
 			}
@@ -71,7 +73,7 @@ func TestFastPathMatchesRego(t *testing.T) {
 				wg.Go(func() {
 					for i := w; i < len(corpus); i += 7 {
 						got, gerr := snap.evalFast(ctx, corpus[i])
-						want, werr := snap.evalRego(ctx, corpus[i])
+						want, werr := snap.evalRego(ctx, reference[i])
 						if !sameOutcome(got, gerr, want, werr) {
 							t.Errorf("concurrent input %d: fast %+v (%v), rego %+v (%v)", i, got, gerr, want, werr)
 							return
@@ -119,8 +121,10 @@ func corpusScale() int {
 
 // generatedCorpus builds inputs over the dimensions the shipped policies
 // decide on. Tools come from the bundle's data plus unknown and
-// case-variant names.
-func generatedCorpus(t *testing.T, dir string, use inputUse) []ast.Value {
+// case-variant names. Each input is converted twice: for use (what the
+// engine evaluates: parts the policy does not read left out) and whole
+// (the reference).
+func generatedCorpus(t *testing.T, dir string, use inputUse) (pruned, whole []ast.Value) {
 	t.Helper()
 	tools := append(bundleTools(t, dir), "unknownTool", "READDOCUMENT", "")
 	methods := []string{"tools/call", "tools/list", "initialize", "ping", "logging/setLevel",
@@ -143,7 +147,6 @@ func generatedCorpus(t *testing.T, dir string, use inputUse) []ast.Value {
 	methodsAuth := []string{"jwt", "mtls", "none"}
 	r := rand.New(rand.NewPCG(1, uint64(len(dir))))
 	step := corpusScale()
-	var out []ast.Value
 	add := func(method, kind, pk string, ri int, tool string, sc []string, arg string) {
 		in := &Input{Version: InputVersion,
 			Request: Request{ID: "r", Method: "POST", Path: "/mcp", Host: "docs.example.com",
@@ -186,17 +189,25 @@ func generatedCorpus(t *testing.T, dir string, use inputUse) []ast.Value {
 			in.Principal.Actor = &Actor{Subject: "janitor"}
 			in.Principal.Chain = []Actor{{Subject: "orchestrator"}}
 		}
+		if r.IntN(3) == 0 { // claims no shipped bundle reads
+			in.Principal.Claims["email"] = "alice@example.com"
+			in.Principal.Claims["groups"] = []any{"eng", map[string]any{"admin": true}}
+		}
 		if r.IntN(10) == 0 {
 			in.Principal.Claims = nil
 		}
 		if r.IntN(2) == 0 {
 			in.PreparedServer = PrepareServer(in.Server)
 		}
-		v, err := in.toValue(use)
+		w, err := in.toValue(allInput)
 		if err != nil {
 			return // arguments that are not JSON objects fail before policy
 		}
-		out = append(out, v)
+		v, err := in.toValue(use)
+		if err != nil {
+			t.Fatalf("converted whole but not for the policy's use: %v", err)
+		}
+		pruned, whole = append(pruned, v), append(whole, w)
 	}
 	// Every method x kind x principal kind x roles x tool.
 	n := 0
@@ -229,7 +240,7 @@ func generatedCorpus(t *testing.T, dir string, use inputUse) []ast.Value {
 			}
 		}
 	}
-	return out
+	return pruned, whole
 }
 
 // bundleTools reads the tool names of a shipped bundle's data.
@@ -578,7 +589,8 @@ func TestReshapedBundlesMatchOriginal(t *testing.T) {
 			writeFiles(t, ref, files)
 			cur := newEngine(t, Config{Bundles: []BundleSource{{Path: dir}}, DecisionCacheSize: -1}).snap.Load()
 			old := newEngine(t, Config{Bundles: []BundleSource{{Path: ref}}, DecisionCacheSize: -1}).snap.Load()
-			corpus := append(generatedCorpus(t, dir, allInput), testInputs(t, dir)...)
+			generated, _ := generatedCorpus(t, dir, allInput)
+			corpus := append(generated, testInputs(t, dir)...)
 			for i, in := range corpus {
 				got, gerr := cur.evalFast(ctx, in)
 				want, werr := old.evalRego(ctx, in)

@@ -36,17 +36,25 @@ type Input struct {
 }
 
 // PreparedPrincipal is a Principal held for evaluation. Its converted form
-// (all of it, claims included) is built once, by the first evaluation that
-// needs it, and shared by every later one; an evaluation answered by the
-// decision cache never builds it, so a new caller who looks like an earlier
-// one to the policy costs no conversion at all. Safe for concurrent use.
+// is built once, by the first evaluation that needs it, and shared by every
+// later one; an evaluation answered by the decision cache never builds it,
+// so a new caller who looks like an earlier one to the policy costs no
+// conversion at all. The form holds what the policy reads (termSlab.
+// principal) and is kept for that policy's analysis: after a reload that
+// reads other parts it is built again. Safe for concurrent use.
 type PreparedPrincipal struct {
 	p  Principal
 	id uint64 // unique per preparation (decision cache key)
-	// term is the converted principal once built. A principal that cannot
+	// conv is the converted principal once built. A principal that cannot
 	// be converted (a claim of an unsupported type) stores nothing and
 	// fails every evaluation with the conversion's error.
-	term atomic.Pointer[ast.Term]
+	conv atomic.Pointer[convertedPrincipal]
+}
+
+// convertedPrincipal is a principal converted for one inputUse.
+type convertedPrincipal struct {
+	use  uint64 // inputUse.id
+	term *ast.Term
 }
 
 // PreparePrincipal holds p for reuse. Nothing is converted yet.
@@ -54,21 +62,20 @@ func PreparePrincipal(p Principal) *PreparedPrincipal {
 	return &PreparedPrincipal{p: p, id: preparedIDs.Add(1)}
 }
 
-// converted returns the converted principal, building it on first use.
-// Concurrent first uses may both build it; one result wins and is kept.
-func (pp *PreparedPrincipal) converted() (*ast.Term, error) {
-	if t := pp.term.Load(); t != nil {
-		return t, nil
+// converted returns the principal converted for use, building it when the
+// kept form is for another use (or none). Concurrent first uses may both
+// build it; both results are equal, the last one stored is kept.
+func (pp *PreparedPrincipal) converted(use *inputUse) (*ast.Term, error) {
+	if c := pp.conv.Load(); c != nil && c.use == use.id {
+		return c.term, nil
 	}
 	p := &pp.p
 	slab := termSlab{terms: util.NewPtrSlice[ast.Term](16 + len(p.Scopes) + 4*len(p.Chain) + claimTerms(p.Claims))}
-	t, err := slab.principal(p, allInput)
+	t, err := slab.principal(p, *use)
 	if err != nil {
 		return nil, err
 	}
-	if !pp.term.CompareAndSwap(nil, t) {
-		t = pp.term.Load()
-	}
+	pp.conv.Store(&convertedPrincipal{use: use.id, term: t})
 	return t, nil
 }
 
@@ -227,6 +234,10 @@ var (
 	// mcpKeys are the keys of input.mcp in mcpFieldNames order.
 	mcpKeys = []*ast.Term{kProtocolVersion, kTransport, kSessionID, kBatch, kBatchSize,
 		kKind, kMethod, kTool, kPrompt, kURI, kArguments}
+	// principalKeys are the keys of input.principal in principalFieldNames
+	// order.
+	principalKeys = []*ast.Term{kAuthenticated, kKind, kSubject, kUserID, kUserKey, kOrg,
+		kIssuer, kClientID, kScopes, kActor, kChain, kSPIFFEID, kMethod, kClaims}
 )
 
 // internedStrings are immutable terms for the strings most inputs carry:
@@ -309,7 +320,7 @@ func (in *Input) toValue(use inputUse) (ast.Value, error) {
 	}
 	var principal, server *ast.Term
 	if in.PreparedPrincipal != nil {
-		if principal, err = in.PreparedPrincipal.converted(); err != nil {
+		if principal, err = in.PreparedPrincipal.converted(&use); err != nil {
 			return nil, err
 		}
 	} else if principal, err = slab.principal(p, use); err != nil {
@@ -409,43 +420,97 @@ func (s *termSlab) connection(c *Connection) *ast.Term {
 	)
 }
 
+// principal converts input.principal: the fields the policy reads (all of
+// them when it reads the principal other than through constant paths), and
+// of the claims those it reads by name (all when it reads the claims object
+// other than through constant names). Parts the policy never reads are
+// left out: it cannot tell.
 func (s *termSlab) principal(p *Principal, use inputUse) (*ast.Term, error) {
-	actor := nullTerm
-	if p.Actor != nil {
-		actor = s.actor(p.Actor)
-	}
-	chainTerm := ast.InternedEmptyArray
-	if len(p.Chain) > 0 {
-		chain := make([]*ast.Term, len(p.Chain))
-		for i := range p.Chain {
-			chain[i] = s.actor(&p.Chain[i])
+	var buf [14][2]*ast.Term // principalFieldNames; on the stack: NewObject copies the pairs
+	kvs := buf[:0]
+	for i := range principalFieldNames {
+		if !use.wholePrincipal && use.principal&(1<<i) == 0 {
+			continue
 		}
-		chainTerm = ast.ArrayTerm(chain...)
+		var v *ast.Term
+		switch i {
+		case 0:
+			v = ast.InternedTerm(p.Authenticated)
+		case 1:
+			v = s.str(p.Kind)
+		case 2:
+			v = s.str(p.Subject)
+		case 3:
+			v = s.str(p.UserID)
+		case 4:
+			v = s.str(p.UserKey)
+		case 5:
+			v = s.str(p.Org)
+		case 6:
+			v = s.str(p.Issuer)
+		case 7:
+			v = s.str(p.ClientID)
+		case 8:
+			v = s.strArray(p.Scopes)
+		case 9:
+			v = nullTerm
+			if p.Actor != nil {
+				v = s.actor(p.Actor)
+			}
+		case 10:
+			v = ast.InternedEmptyArray
+			if len(p.Chain) > 0 {
+				chain := make([]*ast.Term, len(p.Chain))
+				for i := range p.Chain {
+					chain[i] = s.actor(&p.Chain[i])
+				}
+				v = ast.ArrayTerm(chain...)
+			}
+		case 11:
+			v = s.str(p.SPIFFEID)
+		case 12:
+			v = s.str(p.Method)
+		case 13:
+			v = nullTerm
+			if use.claims && p.Claims != nil {
+				c, err := s.readClaims(p.Claims, use)
+				if err != nil {
+					return nil, fmt.Errorf("policy: input principal.claims: %w", err)
+				}
+				v = ast.NewTerm(c)
+			}
+		}
+		kvs = append(kvs, [2]*ast.Term{principalKeys[i], v})
 	}
-	claims := nullTerm
-	if use.claims && p.Claims != nil {
-		v, err := s.claimsValue(p.Claims)
+	return s.obj(kvs...), nil
+}
+
+// readClaims converts the claims the policy reads: all of them, or those
+// it names.
+func (s *termSlab) readClaims(claims map[string]any, use inputUse) (ast.Value, error) {
+	if use.wholePrincipal || use.allClaims {
+		return s.claimsValue(claims)
+	}
+	var buf [16][2]*ast.Term // on the stack: NewObject copies the pairs
+	kvs := buf[:0]
+	for _, name := range use.claimNames {
+		c, ok := claims[name]
+		if !ok {
+			continue
+		}
+		v, err := s.claimsValue(c)
 		if err != nil {
-			return nil, fmt.Errorf("policy: input principal.claims: %w", err)
+			return nil, err
 		}
-		claims = ast.NewTerm(v)
+		key, ok := claimNames[name]
+		if !ok {
+			key = s.str(name)
+		}
+		t := s.next()
+		t.Value = v
+		kvs = append(kvs, [2]*ast.Term{key, t})
 	}
-	return s.obj(
-		[2]*ast.Term{kAuthenticated, ast.InternedTerm(p.Authenticated)},
-		[2]*ast.Term{kKind, s.str(p.Kind)},
-		[2]*ast.Term{kSubject, s.str(p.Subject)},
-		[2]*ast.Term{kUserID, s.str(p.UserID)},
-		[2]*ast.Term{kUserKey, s.str(p.UserKey)},
-		[2]*ast.Term{kOrg, s.str(p.Org)},
-		[2]*ast.Term{kIssuer, s.str(p.Issuer)},
-		[2]*ast.Term{kClientID, s.str(p.ClientID)},
-		[2]*ast.Term{kScopes, s.strArray(p.Scopes)},
-		[2]*ast.Term{kActor, actor},
-		[2]*ast.Term{kChain, chainTerm},
-		[2]*ast.Term{kSPIFFEID, s.str(p.SPIFFEID)},
-		[2]*ast.Term{kMethod, s.str(p.Method)},
-		[2]*ast.Term{kClaims, claims},
-	), nil
+	return ast.NewObject(kvs...), nil
 }
 
 func (s *termSlab) server(sv *Server, use inputUse) *ast.Term {

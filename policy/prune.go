@@ -29,6 +29,9 @@ type inputUse struct {
 	principal                 uint16
 	claimNames                []string
 	wholePrincipal, allClaims bool
+	// id names this analysis (never 0; allInput's is 0): a prepared
+	// principal keeps the form converted for one use (PreparedPrincipal).
+	id uint64
 }
 
 // The fields of input.principal, in key order for the decision cache.
@@ -122,6 +125,7 @@ func analyzeInputUse(modules map[string]*ast.Module) inputUse {
 		u.claimNames = append(u.claimNames, n)
 	}
 	slices.Sort(u.claimNames)
+	u.id = preparedIDs.Add(1)
 	for _, m := range modules {
 		ast.WalkExprs(m, func(e *ast.Expr) bool {
 			if !e.IsCall() {

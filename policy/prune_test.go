@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"fmt"
 	"reflect"
 	"testing"
 
@@ -43,7 +44,11 @@ func TestAnalyzeInputUse(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			c := ast.MustCompileModules(map[string]string{"p.rego": "package p\n" + tc.body + "\n"})
-			if got := analyzeInputUse(c.Modules); !reflect.DeepEqual(got, tc.want) {
+			got := analyzeInputUse(c.Modules)
+			if got.id == 0 {
+				t.Fatal("an analysis has id 0 (allInput's)")
+			}
+			if got.id = 0; !reflect.DeepEqual(got, tc.want) {
 				t.Fatalf("got %+v, want %+v", got, tc.want)
 			}
 		})
@@ -57,7 +62,47 @@ func TestRBACPrunesArguments(t *testing.T) {
 	want := inputUse{claims: true, mcp: mcpBit("kind") | mcpBit("method") | mcpBit("tool"),
 		principal:  principalBit("authenticated") | principalBit("kind") | principalBit("scopes") | principalBit("method") | principalBit("claims"),
 		claimNames: []string{"roles"}}
-	if got := e.snap.Load().use; !reflect.DeepEqual(got, want) {
+	use := e.snap.Load().use
+	got := use
+	if got.id = 0; !reflect.DeepEqual(got, want) {
 		t.Fatalf("rbac input use = %+v, want %+v", got, want)
+	}
+	// The principal holds what rbac reads, prepared or not.
+	in := toolCall("human", []any{"viewer"}, []string{"docs:read"}, "readDocument")
+	in.Principal.Claims["email"], in.Principal.Subject = "alice@example.com", "alice"
+	for _, prepare := range []bool{false, true} {
+		if prepare {
+			in = prepared(t, in)
+		}
+		v, err := in.toValue(use)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, _ := v.(ast.Object).Get(ast.StringTerm("principal")).Value.(ast.Object)
+		claims, _ := p.Get(ast.StringTerm("claims")).Value.(ast.Object)
+		if keys := fmt.Sprint(p.Keys()); keys != `["authenticated" "claims" "kind" "method" "scopes"]` {
+			t.Errorf("prepared %v: principal keys %s", prepare, keys)
+		}
+		if keys := fmt.Sprint(claims.Keys()); keys != `["roles"]` {
+			t.Errorf("prepared %v: claims keys %s", prepare, keys)
+		}
+	}
+}
+
+// TestInputKeysInFieldOrder: the key terms are the field names, in the
+// order the bit masks use.
+func TestInputKeysInFieldOrder(t *testing.T) {
+	for _, set := range []struct {
+		names []string
+		keys  []*ast.Term
+	}{{principalFieldNames, principalKeys}, {mcpFieldNames, mcpKeys}} {
+		if len(set.names) != len(set.keys) {
+			t.Fatalf("%d names, %d keys", len(set.names), len(set.keys))
+		}
+		for i, n := range set.names {
+			if !set.keys[i].Equal(ast.StringTerm(n)) {
+				t.Errorf("key %d is %v, want %q", i, set.keys[i], n)
+			}
+		}
 	}
 }
