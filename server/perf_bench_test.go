@@ -19,6 +19,7 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/mcpauthz/mcpauthz/credentials/identity/devidp"
 	"github.com/mcpauthz/mcpauthz/server/config"
@@ -189,12 +190,16 @@ func BenchmarkCheckColdToken(b *testing.B) {
 
 // coldUsers hands out Check requests of users never seen before, minted
 // 256 at a time (RS256 signing is slow and evicts the CPU caches, so the
-// caller returns to the steady state after a fresh batch).
+// caller returns to the steady state after a fresh batch). Requests are
+// kept in their wire form and decoded by next, as gRPC decodes each
+// request just before the service sees it: a cold Check then starts, like
+// one in service, with its request fresh in memory, and measures the new
+// token, not a request minted long before.
 type coldUsers struct {
 	f      *fixture
 	prefix string
 	n      int
-	batch  []*authv3.CheckRequest
+	batch  [][]byte
 }
 
 func newColdUsers(f *fixture, prefix string) *coldUsers { return &coldUsers{f: f, prefix: prefix} }
@@ -206,12 +211,19 @@ func (u *coldUsers) next(b *testing.B) (*authv3.CheckRequest, bool) {
 		for range 256 {
 			id := u.prefix + strconv.Itoa(u.n)
 			tok := u.f.token(b, map[string]any{"sub": id, "roles": []string{"viewer"}, "scope": "docs:read"})
-			u.batch = append(u.batch, req{body: toolCall("readDocument"), headers: map[string]string{
+			wire, err := proto.Marshal(req{body: toolCall("readDocument"), headers: map[string]string{
 				"authorization": "Bearer " + tok, "mcp-session-id": "s-" + id}}.check())
+			if err != nil {
+				b.Fatal(err)
+			}
+			u.batch = append(u.batch, wire)
 			u.n++
 		}
 	}
-	r := u.batch[0]
+	r := &authv3.CheckRequest{}
+	if err := proto.Unmarshal(u.batch[0], r); err != nil {
+		b.Fatal(err)
+	}
 	u.batch = u.batch[1:]
 	return r, fresh
 }
