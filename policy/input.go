@@ -303,7 +303,9 @@ const fixedStrTerms = 40
 // toValue converts the input to an ast.Value by hand (no JSON, no reflection
 // except for claims values of uncommon Go types).
 //
-// Parts the policy never references (use) are passed as null.
+// Parts the policy never references (use) are passed as null (request,
+// arguments, headers, labels, connection) or left out (input.mcp and
+// input.principal fields, claims it does not name).
 func (in *Input) toValue(use inputUse) (ast.Value, error) {
 	p := &in.Principal
 	n := fixedStrTerms + len(in.Request.Headers) + len(in.Server.Labels) +
