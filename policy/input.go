@@ -70,7 +70,7 @@ func (pp *PreparedPrincipal) converted(use *inputUse) (*ast.Term, error) {
 		return c.term, nil
 	}
 	p := &pp.p
-	slab := termSlab{terms: util.NewPtrSlice[ast.Term](16 + len(p.Scopes) + 4*len(p.Chain) + claimTerms(p.Claims))}
+	slab := termSlab{terms: util.NewPtrSlice[ast.Term](16 + len(p.Scopes) + 4*len(p.Chain) + readClaimTerms(p.Claims, use))}
 	t, err := slab.principal(p, *use)
 	if err != nil {
 		return nil, err
@@ -606,6 +606,25 @@ var claimNames = func() map[string]*ast.Term {
 	}
 	return m
 }()
+
+// readClaimTerms counts the terms readClaims takes from its slab: the slab
+// is kept as long as the converted principal, so it holds no terms for
+// claims the policy does not read.
+func readClaimTerms(claims map[string]any, use *inputUse) int {
+	if use.wholePrincipal || use.allClaims {
+		return claimTerms(claims)
+	}
+	if !use.claims || use.principal&claimsBit == 0 {
+		return 0
+	}
+	n := 0
+	for _, name := range use.claimNames {
+		if c, ok := claims[name]; ok {
+			n += 2 + claimTerms(c)
+		}
+	}
+	return n
+}
 
 // claimTerms counts the terms claimsValue takes from its slab for x.
 func claimTerms(x any) int {
