@@ -134,8 +134,9 @@ func newPreparedPrincipals(size int64, now func() time.Time) *preparedPrincipals
 	return c
 }
 
-// get returns what the hot path derives from p. The entry's handle is not registered for ext_proc: publish does that, for
-// the exchanges ext_proc evaluates.
+// get returns what the hot path derives from p. The entry's handle is not
+// registered for ext_proc: publish does that, for the exchanges ext_proc
+// evaluates.
 func (c *preparedPrincipals) get(p *identity.Principal) *preparedEntry {
 	if e, ok := p.Memo().(*preparedEntry); ok && e.from == c {
 		return e
