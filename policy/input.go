@@ -500,19 +500,29 @@ func (s *termSlab) readClaims(claims map[string]any, use inputUse) (ast.Value, e
 		if !ok {
 			continue
 		}
-		v, err := s.claimsValue(c)
+		kv, err := s.claimPair(name, c)
 		if err != nil {
 			return nil, err
 		}
-		key, ok := claimNames[name]
-		if !ok {
-			key = s.str(name)
-		}
-		t := s.next()
-		t.Value = v
-		kvs = append(kvs, [2]*ast.Term{key, t})
+		kvs = append(kvs, kv)
 	}
 	return ast.NewObject(kvs...), nil
+}
+
+// claimPair converts one member of a claims object.
+func (s *termSlab) claimPair(k string, v any) ([2]*ast.Term, error) {
+	ev, err := s.claimsValue(v)
+	if err != nil {
+		return [2]*ast.Term{}, err
+	}
+	key, ok := claimNames[k]
+	if !ok {
+		key = s.next()
+		key.Value = ast.String(k)
+	}
+	t := s.next()
+	t.Value = ev
+	return [2]*ast.Term{key, t}, nil
 }
 
 func (s *termSlab) server(sv *Server, use inputUse) *ast.Term {
@@ -668,18 +678,11 @@ func (s *termSlab) claimsValue(x any) (ast.Value, error) {
 			kvs = make([][2]*ast.Term, 0, len(v))
 		}
 		for k, e := range v {
-			ev, err := s.claimsValue(e)
+			kv, err := s.claimPair(k, e)
 			if err != nil {
 				return nil, err
 			}
-			key, ok := claimNames[k]
-			if !ok {
-				key = s.next()
-				key.Value = ast.String(k)
-			}
-			t := s.next()
-			t.Value = ev
-			kvs = append(kvs, [2]*ast.Term{key, t})
+			kvs = append(kvs, kv)
 		}
 		return ast.NewObject(kvs...), nil
 	case []any:
